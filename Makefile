@@ -1,0 +1,34 @@
+# Everything runs inside .venv, created from the pinned requirements.lock.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+
+.PHONY: venv report test test-fast lint bench fuzz-long zoo clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+## Per-layer receptive-field table of torchvision ResNet-50.
+report: $(STAMP)
+	$(PY) -m rfgraph torchvision:resnet50 --input-size 224
+
+## Full test suite (slow-marked tests included).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check rfgraph tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/speed.py
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache

@@ -1,0 +1,343 @@
+"""The symbolic pass: an `fx.Interpreter` that runs rules instead of ops.
+
+Every value in the environment is either a `SymTensor` (shape, dtype and
+receptive fields; no data), a constant tensor of the model (parameters,
+buffers, tensors built from Python numbers), or a plain Python value (sizes,
+tuples).  Calls whose arguments hold no `SymTensor` are executed for real
+(shape arithmetic, constants); calls on a `SymTensor` go to the rule
+registered for their target.  A target with no rule goes to the fallback:
+by default its output shape is learned by running it on shape-only tensors,
+and the node and all that depends on it are marked ``unknown``, with the op
+named.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from .algebra import GLOBAL, Field, SlopeMismatch
+from .errors import InputShapeError, RFGraphError, RuleError
+from .results import Analysis, NodeRF
+from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target
+from .tracing import Traced, trace
+from .values import MergeInfo, SymTensor
+
+__all__ = ["analyze", "SymbolicPass", "contains_sym", "shape_by_execution"]
+
+
+def contains_sym(value: Any) -> bool:
+    """True when ``value`` (possibly nested in lists, tuples, dicts) holds a `SymTensor`."""
+    if isinstance(value, SymTensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(contains_sym(v) for v in value)
+    if isinstance(value, dict):
+        return any(contains_sym(v) for v in value.values())
+    return False
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def shape_by_execution(fn: Callable, args: tuple, kwargs: dict, device: torch.device) -> Any:
+    """Run ``fn`` on data-free stand-ins of the `SymTensor` arguments; return the results' stand-ins.
+
+    Meta tensors when the model lives on the meta device; otherwise fake CPU
+    tensors, so that no activation memory is used in either case.
+    """
+
+    def to_tensor(v):
+        if isinstance(v, SymTensor):
+            return torch.empty(v.shape, dtype=v.dtype, device=device if device.type == "meta" else "cpu")
+        if isinstance(v, (list, tuple)):
+            return type(v)(to_tensor(x) for x in v) if not hasattr(v, "_fields") else type(v)(*map(to_tensor, v))
+        if isinstance(v, dict):
+            return {k: to_tensor(x) for k, x in v.items()}
+        return v
+
+    if device.type == "meta":
+        return fn(*to_tensor(args), **to_tensor(kwargs))
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        return fn(*to_tensor(args), **to_tensor(kwargs))
+
+
+def _to_unknown(value: Any, reason: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        out = SymTensor(tuple(value.shape), value.dtype)
+        out.unknown = reason
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [_to_unknown(v, reason) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        return {k: _to_unknown(v, reason) for k, v in value.items()}
+    return value
+
+
+class SymbolicPass(fx.Interpreter):
+    """Propagate `SymTensor` values through a traced graph, recording a `NodeRF` per tensor node."""
+
+    def __init__(
+        self,
+        traced: Traced,
+        rules: RuleSet = DEFAULT_RULES,
+        device: Optional[torch.device] = None,
+        fallback: Optional[Callable[[OpCall], Any]] = None,
+    ):
+        super().__init__(traced.graph_module, garbage_collect_values=True)
+        self.traced = traced
+        self.rules = rules
+        self.device = device if device is not None else _model_device(traced.graph_module)
+        self.fallback = fallback or self.unknown_fallback
+        self.records: list[NodeRF] = []
+        self._merge_info: dict[fx.Node, MergeInfo] = {}
+        self._ndim = 0
+        self.unknown_ops: dict[str, int] = {}
+
+    # -- entry point -------------------------------------------------------------
+
+    def propagate(self, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> list[NodeRF]:
+        self._ndim = len(input_shape) - 2
+        self.run(SymTensor.input(input_shape, dtype))
+        return self.records
+
+    # -- node execution ----------------------------------------------------------
+
+    def run_node(self, n: fx.Node) -> Any:
+        self._current = n
+        try:
+            value = super().run_node(n)
+        except RFGraphError:
+            raise
+        except AssertionError as exc:
+            raise InputShapeError(
+                f"the model rejected the input at node {self.traced.name(n)!r} ({n.format_node()}): {exc}"
+            ) from exc
+        except Exception as exc:
+            raise RuleError(
+                f"symbolic pass failed at node {self.traced.name(n)!r} ({describe_target(n)}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if isinstance(value, SymTensor) or (n.op == "output" and contains_sym(value)):
+            self.records.append(self._record(n, value))
+        return value
+
+    def call_function(self, target, args, kwargs):
+        if not contains_sym(args) and not contains_sym(kwargs):
+            return target(*args, **kwargs)
+        rule = self.rules.functions.get(target)
+        return self._apply(rule, target, None, args, kwargs)
+
+    def call_method(self, target: str, args, kwargs):
+        if not contains_sym(args) and not contains_sym(kwargs):
+            self_obj, *rest = args
+            return getattr(self_obj, target)(*rest, **kwargs)
+        rule = self.rules.methods.get(target) if isinstance(args[0], SymTensor) else None
+        if rule is None and not isinstance(args[0], SymTensor):
+            # A constant tensor's method with a SymTensor argument: use the function's rule.
+            rule = self.rules.functions.get(getattr(torch, target, None))
+        return self._apply(rule, target, None, args, kwargs)
+
+    def call_module(self, target: str, args, kwargs):
+        module = self.fetch_attr(target)
+        if not contains_sym(args) and not contains_sym(kwargs):
+            return module(*args, **kwargs)
+        rule = self.rules.for_module(module)
+        return self._apply(rule, target, module, args, kwargs)
+
+    def output(self, target, args, kwargs):
+        return args[0]
+
+    def _apply(self, rule, target, module, args, kwargs):
+        call = OpCall(self._current, target, module, tuple(args), dict(kwargs), self)
+        if rule is None:
+            return self.fallback(call)
+        return rule(call)
+
+    # -- fallback ------------------------------------------------------------------
+
+    def unknown_fallback(self, call: OpCall) -> Any:
+        """No rule: learn the output shape by running the op on stand-ins, mark it unknown."""
+        what = call.describe()
+        self.unknown_ops[what] = self.unknown_ops.get(what, 0) + 1
+        upstream = next((a.unknown for a in call.sym_args() if a.unknown), None)
+        reason = upstream or f"no rule for {what}"
+        fn = self._callable(call)
+        try:
+            out = shape_by_execution(fn, call.args, call.kwargs, self.device)
+        except Exception as exc:
+            raise RuleError(
+                f"no rule for {what} at node {call.name!r}, and running it on shape-only tensors "
+                f"to learn its output shape failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return _to_unknown(out, reason)
+
+    def _callable(self, call: OpCall) -> Callable:
+        n = call.node
+        if n.op == "call_module":
+            return call.module
+        if n.op == "call_method":
+            return lambda self_obj, *a, **k: getattr(self_obj, n.target)(*a, **k)
+        return n.target
+
+    # -- records -----------------------------------------------------------------
+
+    def note_merge(self, node: fx.Node, info: MergeInfo) -> None:
+        self._merge_info[node] = info
+
+    def _record(self, n: fx.Node, value: Any) -> NodeRF:
+        name = self.traced.name(n)
+        module = n.meta.get("rf_module") or None
+        if n.op == "call_module":
+            module = n.target
+        op = describe_target(n)
+        inputs = tuple(self.traced.name(a) for a in n.all_input_nodes)
+        if not isinstance(value, SymTensor):
+            # The output node of a model returning several tensors: the union of its outputs.
+            value = _union_of_outputs(value)
+        ndim = self._ndim
+        info = self._merge_info.get(n, MergeInfo())
+        base = dict(name=name, op=op, module=module, shape=value.shape, inputs=inputs, fx_name=n.name)
+        if value.unknown:
+            none = (None,) * ndim
+            return NodeRF(
+                **base, dims=none, rf=none, rf_min=none, rf_path_min=none, stride=none, start=none,
+                center=none, is_global=(False,) * ndim, lo=none, hi=none, source="unknown", reason=value.unknown,
+            )
+        by_axis = value.axis_fields()
+        fields: list[Optional[Field]] = []
+        try:
+            for k in range(ndim):
+                fs = by_axis.get(k)
+                if not fs:
+                    fields.append(None)
+                    continue
+                f = fs[0]
+                for g in fs[1:]:
+                    f = f.merge(g)
+                fields.append(f)
+        except SlopeMismatch as exc:
+            none = (None,) * ndim
+            return NodeRF(
+                **base, dims=none, rf=none, rf_min=none, rf_path_min=none, stride=none, start=none,
+                center=none, is_global=(False,) * ndim, lo=none, hi=none, source="unknown",
+                reason=f"positions of one axis held with different strides ({exc})",
+            )
+        dims = value.axis_dims()
+        source = "probed" if value.probed else "symbolic"
+        if all(f is None for f in fields):
+            source = "nonspatial"
+        return NodeRF(
+            **base,
+            dims=tuple(dims.get(k) for k in range(ndim)),
+            rf=tuple(None if f is None else f.rf for f in fields),
+            rf_min=tuple(None if f is None else f.rf_min for f in fields),
+            rf_path_min=tuple(None if f is None else f.rf_path_min for f in fields),
+            stride=tuple(None if f is None else f.stride for f in fields),
+            start=tuple(None if f is None else f.start for f in fields),
+            center=tuple(None if f is None else f.center(0) for f in fields),
+            is_global=tuple(f is not None and f.is_global for f in fields),
+            lo=tuple(None if f is None else f.lo for f in fields),
+            hi=tuple(None if f is None else f.hi for f in fields),
+            aligned=info.aligned,
+            max_center_shift=info.max_center_shift,
+            global_context=value.global_context,
+            source=source,
+        )
+
+
+def _union_of_outputs(value: Any) -> SymTensor:
+    tensors: list[SymTensor] = []
+
+    def collect(v):
+        if isinstance(v, SymTensor):
+            tensors.append(v)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                collect(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                collect(x)
+
+    collect(value)
+    out = SymTensor((), tensors[0].dtype)
+    pinned: dict[int, Field] = {}
+    for t in tensors:
+        if t.unknown:
+            out.unknown = t.unknown
+            return out
+        for k, fs in t.axis_fields().items():
+            for f in fs:
+                if k not in pinned:
+                    pinned[k] = f
+                else:
+                    try:
+                        pinned[k] = pinned[k].merge(f)
+                    except SlopeMismatch:
+                        pinned[k] = GLOBAL if (f.is_global or pinned[k].is_global) else pinned[k]
+                        out.unknown = "outputs of different strides"
+    out.pinned = pinned
+    out.global_context = any(t.global_context for t in tensors)
+    return out
+
+
+def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except TypeError:
+        raise InputShapeError(f"input_shape must be a sequence of ints like (1, 3, 224, 224), got {input_shape!r}")
+    if not 3 <= len(shape) <= 5:
+        raise InputShapeError(
+            f"input_shape {shape} has rank {len(shape)}; expected (N, C, L), (N, C, H, W) or (N, C, D, H, W)"
+        )
+    if any(s <= 0 for s in shape):
+        raise InputShapeError(f"input_shape {shape} has a non-positive size")
+    return shape
+
+
+def analyze(
+    model: nn.Module,
+    input_shape: Any,
+    *,
+    rules: Optional[RuleSet] = None,
+    leaf_modules=(),
+    autowrap_functions=(),
+    dtype: torch.dtype = torch.float32,
+    fallback: Optional[Callable[[OpCall], Any]] = None,
+    traced: Optional[Traced] = None,
+) -> Analysis:
+    """Receptive field of every tensor node of ``model`` for inputs of ``input_shape``.
+
+    >>> import torch.nn as nn
+    >>> net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3, stride=2), nn.Conv2d(1, 1, 3))
+    >>> a = analyze(net, (1, 1, 32, 32))
+    >>> a["2"].rf, a["2"].stride
+    ((9, 9), (Fraction(2, 1), Fraction(2, 1)))
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"analyze() needs a torch.nn.Module, got {type(model).__name__}")
+    shape = _check_input_shape(input_shape)
+    if traced is None:
+        traced = trace(model, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
+    interp = SymbolicPass(traced, rules or DEFAULT_RULES, fallback=fallback)
+    records = interp.propagate(shape, dtype)
+    return Analysis(
+        records,
+        shape,
+        model_name=type(model).__name__,
+        graph_module=traced.graph_module,
+        model=model,
+        meta={"unknown_ops": dict(interp.unknown_ops), "trace": traced.method},
+    )
+
