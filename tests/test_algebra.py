@@ -1,0 +1,439 @@
+"""Unit and property tests of the periodic-affine algebra (`PAMap`, `Field`).
+
+Every expected value is either derived by hand in the test's docstring or
+checked against direct evaluation of the maps on integer points.
+"""
+
+from __future__ import annotations
+
+import copy
+import doctest
+import importlib
+import pickle
+from fractions import Fraction
+from math import lcm
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rfgraph.algebra import GLOBAL, Field, PAMap, SlopeMismatch
+
+# ---------------------------------------------------------------------------
+# strategies
+# ---------------------------------------------------------------------------
+
+
+@st.composite
+def pamaps(draw, max_period: int = 6, monotone: bool = False) -> PAMap:
+    """Any periodic-affine map (optionally non-decreasing)."""
+    period = draw(st.integers(1, max_period))
+    if monotone:
+        # non-negative steps f(u+1) - f(u) over one period; the last one closes the period
+        steps = draw(st.lists(st.integers(0, 4), min_size=period, max_size=period))
+        table = [draw(st.integers(-20, 20))]
+        for step in steps[:-1]:
+            table.append(table[-1] + step)
+        return PAMap(period, sum(steps), table)
+    advance = draw(st.integers(-12, 12))
+    table = draw(st.lists(st.integers(-30, 30), min_size=period, max_size=period))
+    return PAMap(period, advance, table)
+
+
+@st.composite
+def same_slope(draw, n: int = 2):
+    """``n`` maps with one common slope (different periods allowed)."""
+    slope = Fraction(draw(st.integers(-6, 6)), draw(st.integers(1, 4)))
+    out = []
+    for _ in range(n):
+        mult = draw(st.integers(1, 3))
+        period = slope.denominator * mult
+        table = draw(st.lists(st.integers(-30, 30), min_size=period, max_size=period))
+        out.append(PAMap(period, slope.numerator * mult, table))
+    return tuple(out)
+
+
+POINTS = range(-25, 26)
+
+
+def _brute_min_period(f: PAMap) -> int:
+    """Smallest p >= 1 with f(u + p) - f(u) constant and p * slope integral, checked on many points."""
+    for p in range(1, f.period + 1):
+        step = f.slope * p
+        if step.denominator != 1:
+            continue
+        if all(f(u + p) - f(u) == step for u in range(-3 * f.period, 3 * f.period)):
+            return p
+    raise AssertionError("no period found")
+
+
+# ---------------------------------------------------------------------------
+# PAMap: constructors and evaluation (hand-derived)
+# ---------------------------------------------------------------------------
+
+
+def test_affine_evaluation():
+    """L(u) = 2u - 1 (stride 2, padding 1): L(0) = -1, L(3) = 5, L(-2) = -5."""
+    f = PAMap.affine(2, -1)
+    assert (f(0), f(3), f(-2)) == (-1, 5, -5)
+    assert f.slope == Fraction(2)
+    assert f.period == 1 and f.advance == 2 and f.table == (-1,)
+
+
+def test_constant_and_identity():
+    """constant(7)(u) = 7 for all u, slope 0; identity(u) = u, slope 1."""
+    c = PAMap.constant(7)
+    assert [c(u) for u in (-3, 0, 9)] == [7, 7, 7]
+    assert c.slope == 0
+    i = PAMap.identity()
+    assert [i(u) for u in (-3, 0, 9)] == [-3, 0, 9]
+    assert i == PAMap.affine(1, 0)
+
+
+def test_floor_and_ceil_div():
+    """floor(u/2): -1 -> -1, 0 -> 0, 1 -> 0, 3 -> 1; ceil((u - 1)/3): u=0 -> 0, 1 -> 0, 2 -> 1, 4 -> 1, 5 -> 2."""
+    f = PAMap.floor_div(2)
+    assert [f(u) for u in (-1, 0, 1, 3)] == [-1, 0, 0, 1]
+    assert f.period == 2 and f.advance == 1 and f.slope == Fraction(1, 2)
+    g = PAMap.ceil_div(3, offset=-1)
+    assert [g(u) for u in (0, 1, 2, 4, 5)] == [0, 0, 1, 1, 2]
+    # floor((3u + 1) / 2): u=0 -> 0, 1 -> 2, 2 -> 3, 3 -> 5
+    h = PAMap.floor_div(2, offset=1, numerator=3)
+    assert [h(u) for u in range(4)] == [0, 2, 3, 5]
+    assert h.slope == Fraction(3, 2)
+
+
+@pytest.mark.parametrize("divisor", [0, -2])
+def test_floor_div_rejects_bad_divisor(divisor):
+    with pytest.raises(ValueError):
+        PAMap.floor_div(divisor)
+    with pytest.raises(ValueError):
+        PAMap.ceil_div(divisor)
+
+
+@pytest.mark.parametrize("period, table", [(0, ()), (2, (1,)), (1, (1, 2))])
+def test_constructor_rejects_bad_tables(period, table):
+    with pytest.raises(ValueError):
+        PAMap(period, 1, table)
+
+
+def test_period_is_reduced_on_construction():
+    """(period 4, advance 8, table 0,2,4,6) is u -> 2u: reduces to (1, 2, (0,)).
+
+    (period 4, advance 2, table 0,0,1,1) is floor(u/2): reduces to (2, 1, (0, 0)).
+    (period 2, advance 1, table 0,1) is not reducible: p=1 would need advance 1/2.
+    """
+    assert PAMap(4, 8, (0, 2, 4, 6)) == PAMap.affine(2, 0)
+    assert PAMap(4, 8, (0, 2, 4, 6)).period == 1
+    g = PAMap(4, 2, (0, 0, 1, 1))
+    assert (g.period, g.advance, g.table) == (2, 1, (0, 0))
+    assert PAMap(2, 1, (0, 1)).period == 2
+
+
+def test_from_values_and_values():
+    f = PAMap.from_values([0, 0, 1], 2)
+    assert f.values(6) == [0, 0, 1, 2, 2, 3]
+    assert f.values(3, start=-3) == [-2, -2, -1]
+
+
+def test_is_monotone():
+    """floor(u/2) is non-decreasing; table (0, 3) with advance 2 gives f(1)=3 > f(2)=2: not monotone."""
+    assert PAMap.floor_div(2).is_monotone()
+    assert not PAMap(2, 2, (0, 3)).is_monotone()
+    assert not PAMap.affine(-1, 0).is_monotone()
+
+
+def test_immutable():
+    f = PAMap.affine(2, 1)
+    with pytest.raises(AttributeError):
+        f.period = 3
+    with pytest.raises(AttributeError):
+        Field.identity().lo = f
+
+
+def test_compose_hand_derived():
+    """Conv (s=2, p=1): L(u) = 2u - 1 after nearest x2: floor(u/2) -> 2*floor(u/2) - 1 = (-1, -1) + 2 per 2.
+
+    Upsample after conv: floor((2u - 1)/2) = u - 1 (period 1).
+    """
+    conv, up = PAMap.affine(2, -1), PAMap.floor_div(2)
+    assert conv.compose(up) == PAMap(2, 2, (-1, -1))
+    assert up.compose(conv) == PAMap.affine(1, -1)
+
+
+def test_compose_with_constant_inner():
+    """f o const(c) is const(f(c)): advance 0 gives k = 1."""
+    f = PAMap.floor_div(3, offset=1)
+    assert f.compose(PAMap.constant(5)) == PAMap.constant(2)
+
+
+def test_shift():
+    f = PAMap.floor_div(2)
+    assert f.shift(0) is f
+    assert f.shift(3).values(4) == [3, 3, 4, 4]
+
+
+def test_str_and_repr():
+    """str gives a short formula; repr round-trips through eval."""
+    assert str(PAMap.affine(2, -1)) == "2u - 1"
+    assert str(PAMap.affine(1, 3)) == "u + 3"
+    assert str(PAMap.affine(1, 0)) == "u"
+    assert str(PAMap.constant(4)) == "4"
+    assert str(PAMap.floor_div(2)) == "[0, 0] + 1*(u//2)"
+    f = PAMap(3, 2, (0, 0, 1))
+    assert eval(repr(f), {"PAMap": PAMap}) == f
+
+
+def test_minimum_maximum_hand_derived():
+    """a(u) = 2u and b = (period 3, advance 6, table (-1, 5, 4)), both of slope 2.
+
+    u:    0   1  2  3   4   5
+    a:    0   2  4  6   8  10
+    b:   -1   5  4  5  11  10
+    min: -1   2  4  5   8  10
+    max:  0   5  4  6  11  10
+    """
+    a = PAMap.affine(2, 0)
+    b = PAMap(3, 6, (-1, 5, 4))
+    assert a.minimum(b).values(6) == [-1, 2, 4, 5, 8, 10]
+    assert a.maximum(b).values(6) == [0, 5, 4, 6, 11, 10]
+
+
+def test_min_of_unequal_slopes_is_refused():
+    with pytest.raises(SlopeMismatch, match="slopes 2 and 1"):
+        PAMap.affine(2, 0).minimum(PAMap.affine(1, 0))
+
+
+# ---------------------------------------------------------------------------
+# PAMap: properties
+# ---------------------------------------------------------------------------
+
+
+@given(pamaps(), pamaps())
+def test_compose_equals_direct_evaluation(f, g):
+    h = f.compose(g)
+    assert all(h(u) == f(g(u)) for u in POINTS)
+
+
+@given(pamaps(), pamaps(), pamaps())
+def test_compose_is_associative(f, g, h):
+    assert f.compose(g).compose(h) == f.compose(g.compose(h))
+
+
+@given(pamaps(), pamaps())
+def test_slope_of_composition_is_product(f, g):
+    assert f.compose(g).slope == f.slope * g.slope
+
+
+@given(pamaps())
+def test_identity_is_neutral(f):
+    i = PAMap.identity()
+    assert f.compose(i) == f
+    assert i.compose(f) == f
+
+
+@given(pamaps(monotone=True), pamaps(monotone=True))
+def test_composition_of_monotone_maps_is_monotone(f, g):
+    assert f.is_monotone() and g.is_monotone()
+    assert f.compose(g).is_monotone()
+
+
+@given(pamaps())
+def test_period_is_minimal(f):
+    assert f.period == _brute_min_period(f)
+
+
+@given(pamaps(max_period=4), st.integers(2, 4))
+def test_normal_form_equality_and_hash(f, reps):
+    """A map given over ``reps`` periods normalises to the same object (equal, same hash)."""
+    table = [f(u) for u in range(f.period * reps)]
+    g = PAMap(f.period * reps, f.advance * reps, table)
+    assert g == f
+    assert hash(g) == hash(f)
+    assert (g.period, g.advance, g.table) == (f.period, f.advance, f.table)
+    assert len({f, g}) == 1
+
+
+@given(pamaps())
+def test_repr_and_pickle_round_trip(f):
+    assert eval(repr(f), {"PAMap": PAMap}) == f
+    g = pickle.loads(pickle.dumps(f))
+    assert g == f and hash(g) == hash(f)
+    assert copy.deepcopy(f) == f
+
+
+@given(same_slope())
+def test_min_max_pointwise(pair):
+    a, b = pair
+    lo, hi = a.minimum(b), a.maximum(b)
+    assert all(lo(u) == min(a(u), b(u)) for u in POINTS)
+    assert all(hi(u) == max(a(u), b(u)) for u in POINTS)
+    assert lo.slope == a.slope == hi.slope
+
+
+@given(same_slope())
+def test_min_max_commutative(pair):
+    a, b = pair
+    assert a.minimum(b) == b.minimum(a)
+    assert a.maximum(b) == b.maximum(a)
+
+
+@given(pamaps())
+def test_min_max_idempotent(f):
+    assert f.minimum(f) == f
+    assert f.maximum(f) == f
+
+
+@given(same_slope(3))
+def test_min_max_associative(triple):
+    a, b, c = triple
+    assert a.minimum(b).minimum(c) == a.minimum(b.minimum(c))
+    assert a.maximum(b).maximum(c) == a.maximum(b.maximum(c))
+
+
+@given(same_slope(), pamaps(monotone=True))
+def test_composition_distributes_over_min_for_monotone_outer(pair, g):
+    """For non-decreasing ``g``: g(min(a, b)) = min(g(a), g(b)) (why min/max merges commute with later ops)."""
+    a, b = pair
+    assert g.compose(a.minimum(b)) == g.compose(a).minimum(g.compose(b))
+    assert g.compose(a.maximum(b)) == g.compose(a).maximum(g.compose(b))
+
+
+# ---------------------------------------------------------------------------
+# Field
+# ---------------------------------------------------------------------------
+
+
+def test_identity_field():
+    """The input itself: rf 1, stride 1, start 0, center 0."""
+    f = Field.identity()
+    assert (f.rf, f.rf_min, f.rf_path_min, f.stride, f.start, f.center(0)) == (1, 1, 1, 1, 0, 0)
+    assert not f.is_global
+
+
+def test_field_through_conv():
+    """Conv k=3, s=2, p=1 on the input: lo(u) = 2u - 1, hi(u) = 2u + 1, rf 3, stride 2, start -1, center(u) = 2u."""
+    f = Field.identity().through(PAMap.affine(2, -1), PAMap.affine(2, 1))
+    assert (f.rf, f.rf_min, f.stride, f.start) == (3, 3, 2, -1)
+    assert f.center(0) == 0 and f.center(3) == 6
+
+
+def test_field_through_even_kernel_has_half_center():
+    """Conv k=2, s=1, p=0: lo(u) = u, hi(u) = u + 1, center(u) = u + 1/2."""
+    f = Field.identity().through(PAMap.affine(1, 0), PAMap.affine(1, 1))
+    assert f.center(0) == Fraction(1, 2)
+    assert f.rf == 2
+
+
+def test_field_rf_varies_over_period():
+    """Transposed conv k=3, s=2, p=0: even output u=2i reads inputs i-1..i (2 taps), odd 2i+1 reads i only.
+
+    lo = (-1, 0) + 1 per 2, hi = (0, 0) + 1 per 2: rf 2 (even u), rf_min 1 (odd u), stride 1/2.
+    """
+    lo, hi = PAMap(2, 1, (-1, 0)), PAMap(2, 1, (0, 0))
+    f = Field.identity().through(lo, hi)
+    assert (f.rf, f.rf_min, f.stride, f.start) == (2, 1, Fraction(1, 2), -1)
+
+
+def test_field_merge_and_paths():
+    """Merge of a 3-wide and a 5-wide centered field at stride 1: rf 5, rf_path_min 3, aligned (shift 0).
+
+    a: [u-1, u+1], b: [u-2, u+2]; union [u-2, u+2]; centers both u.
+    """
+    a = Field(PAMap.affine(1, -1), PAMap.affine(1, 1))
+    b = Field(PAMap.affine(1, -2), PAMap.affine(1, 2))
+    m = a.merge(b)
+    assert (m.rf, m.rf_min, m.rf_path_min) == (5, 5, 3)
+    assert m == b.merge(a)
+    assert a.max_center_shift(b) == 0
+    assert m.merge(m) == m
+
+
+def test_field_center_shift():
+    """a: [u-1, u+1] center u; c: [u, u+1] center u + 1/2: shift 1/2."""
+    a = Field(PAMap.affine(1, -1), PAMap.affine(1, 1))
+    c = Field(PAMap.affine(1, 0), PAMap.affine(1, 1))
+    assert a.max_center_shift(c) == Fraction(1, 2)
+    assert c.max_center_shift(a) == Fraction(1, 2)
+
+
+def test_global_field():
+    """GLOBAL absorbs: through() and merge() keep it; summaries are None."""
+    assert GLOBAL.is_global
+    assert GLOBAL.through(PAMap.affine(2, 0), PAMap.affine(2, 1)) is GLOBAL
+    assert Field.identity().merge(GLOBAL).is_global
+    assert GLOBAL.merge(Field.identity()).is_global
+    assert (GLOBAL.rf, GLOBAL.rf_min, GLOBAL.rf_path_min, GLOBAL.stride, GLOBAL.start, GLOBAL.center()) == (None,) * 6
+    assert GLOBAL.max_center_shift(Field.identity()) == 0
+    assert repr(GLOBAL) == "Field(GLOBAL)"
+
+
+def test_field_empty_window_width_is_zero():
+    """An output reading no input (L = H + 1) has width 0, never negative."""
+    f = Field(PAMap.affine(1, 1), PAMap.affine(1, 0))
+    assert f.rf == 0 and f.rf_min == 0
+
+
+@st.composite
+def conv_layers(draw):
+    k = draw(st.integers(1, 7))
+    s = draw(st.integers(1, 3))
+    d = draw(st.integers(1, 3))
+    p = draw(st.integers(0, 3))
+    return k, s, d, p
+
+
+@given(st.lists(conv_layers(), min_size=1, max_size=6))
+def test_field_through_conv_stack_matches_recursion(layers):
+    """Through conv windows L(u) = s u - p, H(u) = L(u) + d (k - 1):
+    r_out = r_in + d (k - 1) j_in, j_out = j_in s, start_out = start_in - p j_in."""
+    f = Field.identity()
+    r, j, start = 1, 1, 0
+    for k, s, d, p in layers:
+        f = f.through(PAMap.affine(s, -p), PAMap.affine(s, -p + d * (k - 1)))
+        r, j, start = r + d * (k - 1) * j, j * s, start - p * j
+    assert (f.rf, f.rf_min, f.stride, f.start) == (r, r, j, start)
+
+
+@given(same_slope(4))
+def test_field_merge_is_pointwise_union(maps):
+    a = Field(maps[0].minimum(maps[1]), maps[0].maximum(maps[1]))
+    b = Field(maps[2].minimum(maps[3]), maps[2].maximum(maps[3]))
+    m = a.merge(b)
+    assert all(m.lo(u) == min(a.lo(u), b.lo(u)) and m.hi(u) == max(a.hi(u), b.hi(u)) for u in POINTS)
+    assert m.rf_path_min == min(a.rf, b.rf)
+    assert m.rf >= max(a.rf, b.rf)
+    assert m.rf_min >= max(a.rf_min, b.rf_min)
+    period = lcm(a.lo.period, a.hi.period, b.lo.period, b.hi.period)
+    assert a.max_center_shift(b) == max(abs(a.center(u) - b.center(u)) for u in range(period))
+
+
+def test_field_equality_hash_repr():
+    a = Field(PAMap.affine(1, -1), PAMap.affine(1, 1))
+    b = Field(PAMap.affine(1, -1), PAMap.affine(1, 1))
+    assert a == b and hash(a) == hash(b)
+    assert repr(a) == "Field(lo=u - 1, hi=u + 1)"
+    assert a != Field.identity()
+
+
+# ---------------------------------------------------------------------------
+# doctests of the core modules
+# ---------------------------------------------------------------------------
+
+CORE_MODULES = ["rfgraph", "rfgraph.algebra", "rfgraph.values", "rfgraph.rules", "rfgraph.passes",
+                "rfgraph.results", "rfgraph.tracing", "rfgraph.errors"]
+
+
+@pytest.mark.parametrize("name", CORE_MODULES)
+def test_core_doctests(name):
+    """pytest's testpaths is ``tests`` only, so run the package's docstring examples here too."""
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS, verbose=False)
+    assert result.failed == 0, f"{result.failed} doctest(s) failed in {name}"
+
+
+@settings(max_examples=30)
+@given(pamaps(max_period=3), st.integers(-5, 5))
+def test_shift_matches_evaluation(f, delta):
+    g = f.shift(delta)
+    assert all(g(u) == f(u) + delta for u in POINTS)
