@@ -100,11 +100,24 @@ def load_model(spec: str, device: Optional[str] = "meta", **kwargs: Any) -> nn.M
         builder = _timm_builder(name)
     else:
         builder = _factory_from_spec(spec)
+    def build():
+        model = builder(**kwargs) if callable(builder) else builder
+        if inspect.isclass(model) and issubclass(model, nn.Module):
+            model = model()
+        return model
+
     try:
-        with torch.device(device) if device else _null():
-            model = builder(**kwargs) if callable(builder) else builder
-            if inspect.isclass(model) and issubclass(model, nn.Module):
-                model = model()
+        try:
+            with torch.device(device) if device else _null():
+                model = build()
+        except NotImplementedError:
+            if device != "meta":
+                raise
+            # Builders that compute with tensors (RegNet's width schedule) cannot run
+            # under the meta device context: build on the CPU, moving each parameter
+            # to meta as it is registered so that weights are never all allocated.
+            with _parameters_on_meta():
+                model = build()
     except RFGraphError:
         raise
     except Exception as exc:
@@ -112,6 +125,32 @@ def load_model(spec: str, device: Optional[str] = "meta", **kwargs: Any) -> nn.M
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"{spec!r} did not produce a torch.nn.Module (got {type(model).__name__})")
     return model.eval()
+
+
+class _parameters_on_meta:
+    """Register every new parameter and buffer on the meta device (weights are never materialized)."""
+
+    def __enter__(self):
+        self._param, self._buffer = nn.Module.register_parameter, nn.Module.register_buffer
+        original_param, original_buffer = self._param, self._buffer
+
+        def register_parameter(module, name, param):
+            if param is not None and param.device.type != "meta":
+                param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+            original_param(module, name, param)
+
+        def register_buffer(module, name, tensor, persistent=True):
+            if tensor is not None and tensor.device.type != "meta":
+                tensor = tensor.to("meta")
+            original_buffer(module, name, tensor, persistent)
+
+        nn.Module.register_parameter = register_parameter
+        nn.Module.register_buffer = register_buffer
+        return self
+
+    def __exit__(self, *exc):
+        nn.Module.register_parameter, nn.Module.register_buffer = self._param, self._buffer
+        return False
 
 
 class _null:
@@ -135,7 +174,6 @@ _TORCHVISION_SIZES = {
     "efficientnet_v2_s": 384,
     "efficientnet_v2_m": 480,
     "efficientnet_v2_l": 480,
-    "vit_h_14": 518,
 }
 
 

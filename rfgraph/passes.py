@@ -109,6 +109,7 @@ class SymbolicPass(fx.Interpreter):
 
     def propagate(self, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> list[NodeRF]:
         self._ndim = len(input_shape) - 2
+        self._input_shape = tuple(input_shape)
         self.run(SymTensor.input(input_shape, dtype))
         return self.records
 
@@ -122,7 +123,7 @@ class SymbolicPass(fx.Interpreter):
             raise
         except AssertionError as exc:
             raise InputShapeError(
-                f"the model rejected the input at node {self.traced.name(n)!r} ({n.format_node()}): {exc}"
+                f"the model rejected the input {self._input_shape} at node {self.traced.name(n)!r}: {exc}"
             ) from exc
         except Exception as exc:
             raise RuleError(
@@ -329,7 +330,10 @@ def analyze(
         raise TypeError(f"analyze() needs a torch.nn.Module, got {type(model).__name__}")
     shape = _check_input_shape(input_shape)
     if traced is None:
-        traced = trace(model, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
+        # Modules with a rule of their own (outside torch.nn, whose modules are leaves
+        # anyway) are kept whole, so that their rule, not their internals, decides.
+        ruled = tuple(t for t in (rules or DEFAULT_RULES).modules if not t.__module__.startswith("torch.nn"))
+        traced = trace(model, leaf_modules=tuple(leaf_modules) + ruled, autowrap_functions=autowrap_functions)
     interp = SymbolicPass(traced, rules or DEFAULT_RULES, fallback=fallback)
     records = interp.propagate(shape, dtype)
     return Analysis(

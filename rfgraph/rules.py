@@ -1309,8 +1309,104 @@ def _build_default() -> RuleSet:
     modules[nn.MultiheadAttention] = attention_module_rule
     functions[F.scaled_dot_product_attention] = sdpa_rule
 
+    functions.update(_torchvision_functions())
+    modules.update(_torchvision_modules())
     functions.pop(None, None)
     return RuleSet(modules, functions, methods)
+
+
+# ---------------------------------------------------------------------------
+# torchvision functions that are fx-wrapped (opaque to tracing)
+# ---------------------------------------------------------------------------
+
+
+def swin_window_attention_rule(call: OpCall) -> SymTensor:
+    """torchvision's ``shifted_window_attention`` on ``(B, H, W, C)``.
+
+    Positions are padded on the right to a multiple of the window ``w``, rolled
+    by ``-shift`` and split into windows of ``w``; attention mixes each window.
+    Original position ``p`` lies in rolled window ``floor((p - shift) / w)``,
+    which covers ``[w*floor((u - shift)/w) + shift, ... + w - 1]``.  When the
+    window covers the whole (padded) dim, it mixes everything: global.
+    (Masks of the wrapped last window only cut that window at the border.)
+    """
+    x = _sym(call)
+    window = list(call.arg(4, "window_size"))
+    shift = list(call.arg(6, "shift_size"))
+    per_dim, whole = {}, []
+    for i, d in enumerate((x.ndim - 3, x.ndim - 2)):
+        n, w = x.shape[d], window[i]
+        padded = n + (w - n % w) % w
+        if w >= padded:
+            whole.append(d)
+            continue
+        s = shift[i]
+        low = PAMap(w, w, [w * ((u - s) // w) + s for u in range(w)])
+        per_dim[d] = (low, low.shift(w - 1), n)
+    out = x.windows(per_dim, call.describe())
+    return out.globalize(whole, call.describe()) if whole else out
+
+
+def swin_patch_merging_pad_rule(call: OpCall) -> SymTensor:
+    """torchvision's ``_patch_merging_pad`` on ``(..., H, W, C)``: output ``u`` reads ``2u, 2u+1``."""
+    x = _sym(call)
+    per_dim = {d: (PAMap.affine(2, 0), PAMap.affine(2, 1), -(-x.shape[d] // 2)) for d in (x.ndim - 3, x.ndim - 2)}
+    out = x.windows(per_dim, call.describe())
+    shape = list(out.shape)
+    shape[-1] = 4 * x.shape[-1]
+    return out.like(shape=shape) if not out.unknown else out.as_unknown(out.unknown, shape=shape)
+
+
+def maxvit_partition_attention_rule(call: OpCall) -> SymTensor:
+    """torchvision MaxViT ``PartitionAttentionLayer`` on ``(B, C, H, W)`` (attention + MLP, residuals inside).
+
+    ``window``: tokens in the same ``p x p`` block mix: ``L(u) = p*floor(u/p)``,
+    ``H(u) = L(u) + p - 1``.  ``grid``: with ``p = n / g`` partitions, tokens
+    with the same ``u mod p`` mix: ``L(u) = u mod p``, ``H(u) = L(u) + p*(g-1)``,
+    written as a table over the whole dim (exact on every existing index).
+    """
+    x = _sym(call)
+    m = call.module
+    per_dim = {}
+    for d in (x.ndim - 2, x.ndim - 1):
+        n, p = x.shape[d], m.p
+        if n % p:
+            raise RuleError(f"{call.describe()} at node {call.name!r}: size {n} not divisible by partition {p}")
+        if m.partition_type == "window":
+            low = PAMap(p, p, [0] * p)
+            per_dim[d] = (low, low.shift(p - 1), n)
+        else:
+            low = PAMap(n, n, [u % p for u in range(n)])
+            per_dim[d] = (low, low.shift(n - p), n)
+    return x.windows(per_dim, call.describe())
+
+
+def _torchvision_modules() -> dict[type, Rule]:
+    import importlib
+
+    try:
+        maxvit = importlib.import_module("torchvision.models.maxvit")
+    except ImportError:  # pragma: no cover
+        return {}
+    return {maxvit.PartitionAttentionLayer: maxvit_partition_attention_rule}
+
+
+def _torchvision_functions() -> dict[Any, Rule]:
+    out: dict[Any, Rule] = {}
+    import importlib
+
+    try:
+        swin_transformer = importlib.import_module("torchvision.models.swin_transformer")
+        drop_block = importlib.import_module("torchvision.ops.drop_block")
+        stochastic_depth = importlib.import_module("torchvision.ops.stochastic_depth")
+    except ImportError:  # pragma: no cover
+        return out
+    out[stochastic_depth.stochastic_depth] = identity_rule  # per-sample scaling: pointwise
+    out[drop_block.drop_block2d] = identity_rule  # identity in eval; in training a random mask, still no reach
+    out[drop_block.drop_block3d] = identity_rule
+    out[swin_transformer.shifted_window_attention] = swin_window_attention_rule
+    out[swin_transformer._patch_merging_pad] = swin_patch_merging_pad_rule
+    return out
 
 
 def _softmax_module_rule(call: OpCall) -> SymTensor:
