@@ -130,7 +130,7 @@ class SymbolicPass(fx.Interpreter):
                 f"symbolic pass failed at node {self.traced.name(n)!r} ({describe_target(n)}): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        if isinstance(value, SymTensor) or (n.op == "output" and contains_sym(value)):
+        if isinstance(value, SymTensor) or contains_sym(value):
             self.records.append(self._record(n, value))
         return value
 
@@ -204,12 +204,15 @@ class SymbolicPass(fx.Interpreter):
             module = n.target
         op = describe_target(n)
         inputs = tuple(self.traced.name(a) for a in n.all_input_nodes)
-        if not isinstance(value, SymTensor):
-            # The output node of a model returning several tensors: the union of its outputs.
+        shape: Optional[tuple[int, ...]] = None
+        if isinstance(value, SymTensor):
+            shape = value.shape
+        else:
+            # A node returning several tensors (the output node, attention's (out, weights)): their union.
             value = _union_of_outputs(value)
         ndim = self._ndim
         info = self._merge_info.get(n, MergeInfo())
-        base = dict(name=name, op=op, module=module, shape=value.shape, inputs=inputs, fx_name=n.name)
+        base = dict(name=name, op=op, module=module, shape=shape, inputs=inputs, fx_name=n.name)
         if value.unknown:
             none = (None,) * ndim
             return NodeRF(
