@@ -163,12 +163,18 @@ class SymTensor:
     def windows(self, per_dim: dict[int, tuple[PAMap, PAMap, int]], what: str) -> SymTensor:
         shape = list(self.shape)
         tags = list(self.tags)
+        pinned = self.pinned
         for d, (low, high, size) in per_dim.items():
             shape[d] = size
             tag = tags[d]
             if tag is None:
                 continue
-            if isinstance(tag, Axis):
+            if isinstance(tag, Axis) and tag.field.is_global and self.shape[d] == 1:
+                # Upsampling a globally pooled value (ASPP's image pooling branch) broadcasts a
+                # constant: a context path for later merges, like a size-1 operand broadcast.
+                tags[d] = None
+                pinned = {**pinned, tag.axis: GLOBAL}
+            elif isinstance(tag, Axis):
                 tags[d] = Axis(tag.axis, tag.field.through(low, high))
             elif all(f.is_global for _, f in tag.items()):
                 tags[d] = tag
@@ -177,7 +183,7 @@ class SymTensor:
                     f"{what} reads along a dimension that holds flattened or shuffled spatial positions",
                     shape=shape,
                 )
-        return self.like(shape=shape, tags=tags)
+        return self.like(shape=shape, tags=tags, pinned=pinned)
 
     def reduce(self, dims: Iterable[int], keepdim: bool, what: str = "") -> SymTensor:
         """Mix whole dims (mean, sum, softmax over tokens...): their axes become global."""
