@@ -452,10 +452,13 @@ def _pool(call, x, nd, kernel, stride, padding, dilation, ceil_mode):
 def pool_module_rule(nd: int) -> Rule:
     def rule(call: OpCall) -> SymTensor:
         m = call.module
-        return _pool(
+        out = _pool(
             call, _sym(call), nd, m.kernel_size, m.stride, getattr(m, "padding", 0), getattr(m, "dilation", 1),
             getattr(m, "ceil_mode", False),
         )
+        if getattr(m, "return_indices", False):
+            return out, out.like(dtype=torch.int64)
+        return out
 
     return rule
 
@@ -559,6 +562,9 @@ def _interpolate(call, x, size, scale_factor, mode, align_corners, recompute_sca
 
 
 def interpolate_function_rule(call: OpCall) -> SymTensor:
+    if call.arg(6, "antialias", False):
+        # Antialiased downsampling widens the kernel with the scale; no rule yet.
+        return call.interp.fallback(call) if call.interp is not None else _sym(call).as_unknown("antialias")
     return _interpolate(
         call,
         _sym(call),
