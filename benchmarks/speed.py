@@ -43,8 +43,8 @@ def main() -> None:
     print(f"{'model':<16}{'nodes':>7}{'fx trace [s]':>14}{'rfgraph [s]':>14}{'ratio':>8}")
     for name, shape in MODELS:
         model = load_model(f"torchvision:{name}", device="meta")
-        bare = median_time(lambda: torch.fx.symbolic_trace(model), args.repeat)
-        full = median_time(lambda: rfgraph.analyze(model, shape), args.repeat)
+        bare = median_time(lambda m=model: torch.fx.symbolic_trace(m), args.repeat)
+        full = median_time(lambda m=model, s=shape: rfgraph.analyze(m, s), args.repeat)
         nodes = len(rfgraph.analyze(model, shape))
         print(f"{name:<16}{nodes:>7}{bare:>14.4f}{full:>14.4f}{full / bare:>8.2f}")
 

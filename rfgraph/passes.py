@@ -300,7 +300,9 @@ def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
     try:
         shape = tuple(int(s) for s in input_shape)
     except TypeError:
-        raise InputShapeError(f"input_shape must be a sequence of ints like (1, 3, 224, 224), got {input_shape!r}")
+        raise InputShapeError(
+            f"input_shape must be a sequence of ints like (1, 3, 224, 224), got {input_shape!r}"
+        ) from None
     if not 3 <= len(shape) <= 5:
         raise InputShapeError(
             f"input_shape {shape} has rank {len(shape)}; expected (N, C, L), (N, C, H, W) or (N, C, D, H, W)"
