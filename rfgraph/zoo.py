@@ -1,0 +1,918 @@
+"""Zoo runs: the receptive field of every stage of many models, side by side.
+
+A sweep builds each model without weights (on the ``meta`` device, so even the
+largest torchvision models need little memory), analyses it, and writes one
+row per model and stage node: rf, stride and start per input axis, the global
+flags, alignment, analysis time, peak RSS and, with ``validate=True``, the
+numeric probe's verdict.  A model that fails becomes one row carrying its error
+(the same keys as a success row), never a crash of the sweep.  Rows are
+appended to a JSON-lines log as each model finishes, so an interrupted sweep
+keeps what it has and ``resume=True`` carries on from there.
+
+>>> from rfgraph import zoo
+>>> result = zoo.run(["resnet18"], progress=False, nodes=["layer4"])
+>>> row = result.rows[0]
+>>> row["node"], row["rf"], row["stride"], row["start"]
+('layer4.1.relu_1', [435, 435], [32, 32], [-217, -217])
+
+Stage nodes default to `Analysis.stages` (the last node at each effective
+stride, plus the last spatial node), together with a few named end points per
+family: the backbone and classifier of segmentation models, the levels a
+detection backbone returns, and the published Distill 2019 end points of
+AlexNet, VGG-16 and Inception-v3.  ``nodes=`` (or `ZooModel.nodes`) replaces
+them.
+
+Work runs in this process (``jobs=1``), on a local process pool (``jobs=N``)
+or on a ``dask.distributed`` cluster (``dask_scheduler=ADDRESS`` or a
+``Client``); all three call the same task function, `run_task`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import io
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+__all__ = [
+    "FAMILIES",
+    "ROW_KEYS",
+    "ZooModel",
+    "ZooResult",
+    "family_models",
+    "resolve_models",
+    "run",
+    "run_task",
+    "read_rows",
+    "write_rows",
+    "to_markdown",
+    "to_csv",
+    "add_cli",
+]
+
+#: Families that ``family_models`` knows; ``all`` is their union.
+FAMILIES = ("classification", "segmentation", "detection", "video", "timm")
+
+#: Keys of every row, success or error, in table order.
+ROW_KEYS = (
+    "model",  # display name
+    "family",
+    "spec",  # model spec given to rfgraph.models.load_model
+    "target",  # submodule analysed ("" = the whole model)
+    "input",  # input shape
+    "label",  # the end point asked for (module name), "" for automatic stages
+    "node",  # node name in the analysis
+    "op",
+    "shape",  # output shape of the node
+    "rf",  # per input spatial axis (None: global or unknown)
+    "stride",  # per axis; int, or "p/q" for fractional strides
+    "start",  # per axis; -start is the Distill "effective padding"
+    "global",  # per axis: the node depends on the whole input along it
+    "global_context",  # some global (context) path reaches the node, e.g. squeeze-and-excitation
+    "aligned",
+    "max_center_shift",
+    "source",  # symbolic / probed / unknown / nonspatial
+    "reason",  # why a node is unknown
+    "build_s",  # seconds to build the model
+    "analysis_s",  # seconds to trace and analyse it
+    "peak_rss_mb",  # peak resident memory while building + analysing (+ probing)
+    "nodes",  # number of tensor nodes in the analysis
+    "unknown_nodes",
+    "probe",  # "agree" / "DISAGREE" / "error" / "" (not validated)
+    "probe_rf",
+    "probe_stride",
+    "probe_start",
+    "probe_note",
+    "error",  # "" for a success; "ExceptionType: message" otherwise
+)
+
+#: Prefix of errors that say nothing about the model (a worker died, a cluster
+#: lost a task): ``resume`` runs those models again.
+RETRY_MARK = "[infrastructure] "
+
+
+@dataclass
+class ZooModel:
+    """One entry of a sweep.
+
+    ``target`` names the submodule to analyse (``"backbone"`` for detection
+    models, whose full forward is not fx-traceable).  ``nodes`` replaces the
+    automatic stage nodes; ``extra_nodes`` adds named end points to them.
+    """
+
+    name: str
+    spec: str
+    family: str = "custom"
+    input_shape: Optional[tuple[int, ...]] = None
+    target: str = ""
+    build_kwargs: dict[str, Any] = field(default_factory=dict)
+    nodes: Optional[tuple[str, ...]] = None
+    extra_nodes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# families
+# ---------------------------------------------------------------------------
+
+#: Published end points (Araujo et al., Distill 2019) and other named stages.
+_EXTRA_NODES: dict[str, tuple[str, ...]] = {
+    "alexnet": ("features.12",),
+    "vgg16": ("features.4", "features.9", "features.16", "features.23", "features.30"),
+    "vgg16_bn": ("features.6", "features.13", "features.23", "features.33", "features.43"),
+    "inception_v3": ("Mixed_5d", "Mixed_6e", "Mixed_7c"),
+    "googlenet": ("inception3b", "inception4e", "inception5b"),
+}
+
+#: Input sizes of detection backbones: what each model's transform feeds them
+#: (``min_size``; 800 is divisible by the largest FPN stride before the extra pool).
+_DETECTION_SIZES = {
+    "ssd300_vgg16": 300,
+    "ssdlite320_mobilenet_v3_large": 320,
+    "fasterrcnn_mobilenet_v3_large_320_fpn": 320,
+}
+
+#: One small representative per timm CNN family (models missing from the
+#: installed timm are skipped).  Any timm model can be named with ``timm:NAME``
+#: or a pattern such as ``timm:resnet*``.
+TIMM_CNNS = (
+    "resnet18", "resnet50d", "resnet26t", "resnext50_32x4d", "seresnet50", "res2net50_26w_4s", "resnest14d",
+    "resnetv2_50", "regnetx_002", "regnety_004", "efficientnet_b0", "tf_efficientnet_b0", "efficientnetv2_rw_t",
+    "mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv4_conv_small", "mnasnet_100", "fbnetc_100",
+    "hardcorenas_a", "lcnet_050", "ghostnet_100", "mixnet_s", "rexnet_100", "densenet121", "dpn68", "dla34",
+    "hrnet_w18_small", "inception_v3", "inception_v4", "inception_resnet_v2", "legacy_xception", "xception41",
+    "vgg11", "repvgg_a0", "cspdarknet53", "cspresnet50", "darknet53", "selecsls42b", "tresnet_m",
+    "nf_resnet50", "nfnet_f0", "ese_vovnet19b_dw", "gernet_s", "convnext_nano",
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _torchvision_names(submodule: str) -> list[str]:
+    import torchvision.models as tvm
+
+    module = tvm if not submodule else getattr(tvm, submodule)
+    return sorted(tvm.list_models(module=module))
+
+
+def _classification(name: str) -> ZooModel:
+    return ZooModel(name, f"torchvision:{name}", "classification", extra_nodes=_EXTRA_NODES.get(name, ()))
+
+
+def _segmentation(name: str) -> ZooModel:
+    extra = ("backbone", "classifier.0", "classifier") if name.startswith("deeplabv3") else ("backbone", "classifier")
+    return ZooModel(
+        name, f"torchvision:{name}", "segmentation", build_kwargs={"weights_backbone": None}, extra_nodes=extra
+    )
+
+
+def _detection(name: str) -> ZooModel:
+    size = _DETECTION_SIZES.get(name, 800)
+    return ZooModel(
+        name,
+        f"torchvision:{name}",
+        "detection",
+        input_shape=(1, 3, size, size),
+        target="backbone",
+        build_kwargs={"weights_backbone": None},
+    )
+
+
+def _video(name: str) -> ZooModel:
+    return ZooModel(name, f"torchvision:{name}", "video")
+
+
+def _timm(name: str) -> ZooModel:
+    return ZooModel(name, f"timm:{name}", "timm")
+
+
+def _timm_available() -> bool:
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def family_models(family: str) -> list[ZooModel]:
+    """The models of one family (``classification``, ``segmentation``, ``detection``, ``video``, ``timm``, ``all``)."""
+    if family == "all":
+        return [m for f in FAMILIES for m in family_models(f)]
+    if family == "classification":
+        return [_classification(n) for n in _torchvision_names("")]
+    if family == "segmentation":
+        return [_segmentation(n) for n in _torchvision_names("segmentation")]
+    if family == "detection":
+        return [_detection(n) for n in _torchvision_names("detection")]
+    if family == "video":
+        return [_video(n) for n in _torchvision_names("video")]
+    if family == "timm":
+        if not _timm_available():
+            return []
+        import timm
+
+        return [_timm(n) for n in TIMM_CNNS if timm.is_model(n)]
+    raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES + ('all',))}")
+
+
+def _lookup(name: str) -> list[ZooModel]:
+    """A model name or spec as a user types it, made into sweep entries."""
+    kind, sep, rest = name.partition(":")
+    if sep and kind == "timm":
+        if any(c in rest for c in "*?["):
+            if not _timm_available():
+                return [_timm(rest)]  # becomes an error row naming the missing extra
+            import timm
+
+            return [_timm(n) for n in timm.list_models(rest)]
+        return [_timm(rest)]
+    if sep and kind == "torchvision":
+        name = rest
+    elif sep:
+        return [ZooModel(name, name)]
+    for make, sub in (
+        (_classification, ""),
+        (_segmentation, "segmentation"),
+        (_detection, "detection"),
+        (_video, "video"),
+    ):
+        if name in _torchvision_names(sub):
+            return [make(name)]
+    if kind != "torchvision" and _timm_available():
+        import timm
+
+        if timm.is_model(name):
+            return [_timm(name)]
+    return [ZooModel(name, f"torchvision:{name}")]  # fails to load: an error row with the loader's hint
+
+
+def resolve_models(models: Union[str, Iterable[Union[str, ZooModel]]]) -> list[ZooModel]:
+    """Sweep entries from family names, model names, specs (``timm:NAME``, ``file.py:fn``) or `ZooModel`."""
+    if isinstance(models, str):
+        models = [models]
+    out: list[ZooModel] = []
+    for m in models:
+        if isinstance(m, ZooModel):
+            out.append(m)
+        elif m in FAMILIES or m == "all":
+            out.extend(family_models(m))
+        else:
+            out.extend(_lookup(m))
+    seen: set[str] = set()
+    unique = []
+    for m in out:
+        if m.name not in seen:
+            seen.add(m.name)
+            unique.append(m)
+    return unique
+
+
+# ---------------------------------------------------------------------------
+# the task: one model -> rows
+# ---------------------------------------------------------------------------
+
+
+def _num(v: Optional[Fraction]) -> Union[int, str, None]:
+    if v is None:
+        return None
+    v = Fraction(v)
+    return int(v) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
+
+
+def _blank_row(task: ZooModel) -> dict[str, Any]:
+    row: dict[str, Any] = {k: None for k in ROW_KEYS}
+    row.update(
+        model=task.name, family=task.family, spec=task.spec, target=task.target, label="", node="", probe="",
+        probe_note="", error="", reason="",
+    )
+    return row
+
+
+def _error_row(task: ZooModel, exc: BaseException, prefix: str = "") -> dict[str, Any]:
+    row = _blank_row(task)
+    message = " ".join(str(exc).split()) or repr(exc)
+    row["error"] = f"{prefix}{type(exc).__name__}: {message}"
+    return row
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark of this process (Linux), so the next reading is per model."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> Optional[float]:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except Exception:  # pragma: no cover - no resource module (Windows)
+        return None
+
+
+def _stage_nodes(analysis, task: ZooModel, nodes: Optional[Sequence[str]]) -> list[tuple[str, str]]:
+    """``(label, node name)`` pairs, in graph order; a label that names nothing keeps node ``""``."""
+    order = {name: i for i, name in enumerate(analysis.nodes)}
+    if nodes is not None:
+        out = []
+        for label in nodes:
+            try:
+                out.append((label, analysis.resolve(label)))
+            except Exception:
+                out.append((label, ""))
+        return out
+    picked: dict[str, str] = {}
+    for r in analysis.stages():
+        if r.op != "placeholder":
+            picked.setdefault(r.name, "")
+    if "output" in order:
+        out_rec = analysis["output"]
+        if len(out_rec.inputs) > 1:  # a dict / tuple of feature maps: each level is a stage
+            for name in out_rec.inputs:
+                if name in order and analysis[name].is_spatial:
+                    picked.setdefault(name, "")
+    for label in task.extra_nodes:
+        try:
+            name = analysis.resolve(label)
+        except Exception:
+            continue
+        if not picked.get(name):
+            picked[name] = label
+    return [(label, name) for name, label in sorted(picked.items(), key=lambda kv: order[kv[0]])]
+
+
+def _node_fields(rec) -> dict[str, Any]:
+    return dict(
+        op=rec.op,
+        shape=list(rec.shape) if rec.shape else None,
+        rf=list(rec.rf),
+        stride=[_num(s) for s in rec.stride],
+        start=[_num(s) for s in rec.start],
+        **{"global": list(rec.is_global)},
+        global_context=bool(rec.global_context),
+        aligned=bool(rec.aligned),
+        max_center_shift=_num(rec.max_center_shift),
+        source=rec.source,
+        reason=rec.reason or "",
+    )
+
+
+def _validate(analysis, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Probe verdict per node name: ``probe``, ``probe_rf``, ``probe_stride``, ``probe_start``, ``probe_note``."""
+    validate = getattr(analysis, "validate", None)
+    if validate is None:
+        note = "probe not available: rfgraph.probe (Analysis.validate) is not installed"
+        return {n: {"probe": "", "probe_note": note} for n in names}
+    try:
+        report = validate(nodes=names)
+    except Exception as exc:
+        note = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        return {n: {"probe": "error", "probe_note": note} for n in names}
+    return _read_probe_report(report, names)
+
+
+def _get(obj: Any, *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if isinstance(obj, dict) and k in obj:
+            return obj[k]
+        if hasattr(obj, k):
+            return getattr(obj, k)
+    return default
+
+
+def _read_probe_report(report: Any, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Per-node verdicts from whatever `Analysis.validate` returns (a mapping or a sequence of entries)."""
+    entries: dict[str, Any] = {}
+    items = report.items() if isinstance(report, dict) else None
+    if items is None:
+        seq = _get(report, "entries", "results", "nodes", "rows", default=report)
+        if isinstance(seq, dict):
+            items = seq.items()
+        else:
+            items = ((_get(e, "name", "node"), e) for e in seq)
+    for name, entry in items:
+        entries[name] = entry
+    out = {}
+    for n in names:
+        e = entries.get(n)
+        if e is None:
+            out[n] = {"probe": "", "probe_note": "not probed"}
+            continue
+        measured = _get(e, "probe", "probed", "measured", default=e)
+        agree = _get(e, "agree", "agrees", "ok", "passed")
+        note = _get(e, "note", "message", "reason", "detail", default="") or ""
+        error = _get(e, "error", default=None)
+        if callable(agree):
+            agree = agree()
+        verdict = "error" if error else ("agree" if agree else "DISAGREE")
+        out[n] = {
+            "probe": verdict,
+            "probe_rf": _listify(_get(measured, "rf")),
+            "probe_stride": _listify(_get(measured, "stride"), _num),
+            "probe_start": _listify(_get(measured, "start"), _num),
+            "probe_note": " ".join(str(error or note).split()),
+        }
+    return out
+
+
+def _listify(v: Any, conv=lambda x: x) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return [None if x is None else conv(x) for x in v]
+    return [conv(v)]
+
+
+def run_task(task: ZooModel, validate: bool = False, nodes: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+    """Build, analyse (and with ``validate`` probe) one model; its rows.  Never raises for a model's failure."""
+    import torch
+
+    from .models import default_input_shape, load_model
+    from .passes import analyze
+
+    _reset_peak_rss()
+    base = _blank_row(task)
+    try:
+        t0 = time.perf_counter()
+        model = load_model(task.spec, device="cpu" if validate else "meta", **task.build_kwargs)
+        if task.target:
+            model = model.get_submodule(task.target)
+        shape = tuple(task.input_shape or default_input_shape(task.spec, model))
+        base["input"] = list(shape)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            analysis = analyze(model, shape)
+        t2 = time.perf_counter()
+        base.update(
+            build_s=round(t1 - t0, 4),
+            analysis_s=round(t2 - t1, 4),
+            nodes=len(analysis),
+            # The output node of a multi-level backbone (a dict of maps at different strides) is
+            # "unknown" as a whole, but each level is reported on its own row.
+            unknown_nodes=sum(1 for r in analysis.unknown() if r.op != "output"),
+        )
+        picked = _stage_nodes(analysis, task, nodes if nodes is not None else task.nodes)
+        rows = []
+        for label, name in picked:
+            row = dict(base, label=label, node=name)
+            if name:
+                row.update(_node_fields(analysis[name]))
+            else:
+                row["error"] = f"NodeNotFoundError: no node or module named {label!r}"
+            rows.append(row)
+        if not rows:
+            rows.append(dict(base, error="no spatial node: the model has no stage to report"))
+        if validate:
+            names = [r["node"] for r in rows if r["node"]]
+            verdicts = _validate(analysis, names)
+            for r in rows:
+                r.update(verdicts.get(r["node"], {}))
+    except (Exception, RecursionError, MemoryError) as exc:
+        row = _error_row(task, exc)
+        row["input"] = base.get("input")
+        row["build_s"], row["analysis_s"] = base.get("build_s"), base.get("analysis_s")
+        if os.environ.get("RFGRAPH_ZOO_TRACEBACK"):
+            traceback.print_exc()
+        rows = [row]
+    rss = _peak_rss_mb()
+    for r in rows:
+        r["peak_rss_mb"] = rss
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# the sweep
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ZooResult:
+    """Rows of a sweep (in the order of the models asked for), its wall time and worker count."""
+
+    rows: list[dict[str, Any]]
+    wall_s: float = 0.0
+    workers: int = 1
+    resumed: int = 0  # models taken from the log instead of run again
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(r["model"] for r in self.rows))
+
+    def errors(self) -> list[dict[str, Any]]:
+        """One row per failed model (load, trace or analysis error)."""
+        return [r for r in self.rows if r["error"] and not r["node"]]
+
+    def disagreements(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["probe"] == "DISAGREE"]
+
+    def summary(self) -> dict[str, Any]:
+        per_model: dict[str, dict[str, Any]] = {}
+        for r in self.rows:
+            per_model.setdefault(r["model"], r)
+        times = [(m, (r["build_s"] or 0) + (r["analysis_s"] or 0)) for m, r in per_model.items()]
+        rss = [(m, r["peak_rss_mb"]) for m, r in per_model.items() if r["peak_rss_mb"] is not None]
+        return {
+            "models": len(per_model),
+            "failed": len(self.errors()),
+            "rows": len(self.rows),
+            "wall_s": round(self.wall_s, 2),
+            "workers": self.workers,
+            "build_s": round(sum(r["build_s"] or 0 for r in per_model.values()), 2),
+            "analysis_s": round(sum(r["analysis_s"] or 0 for r in per_model.values()), 2),
+            "slowest": sorted(times, key=lambda kv: -kv[1])[:5],
+            "peak_rss_mb": max(rss, key=lambda kv: kv[1]) if rss else None,
+            "unknown_models": sorted({r["model"] for r in self.rows if r["unknown_nodes"]}),
+            "disagreements": len(self.disagreements()),
+        }
+
+    def to_markdown(self, summary: bool = True) -> str:
+        return to_markdown(self.rows, self.summary() if summary else None)
+
+
+def log_path(out: Union[str, os.PathLike]) -> Path:
+    """The JSON-lines log kept next to ``out`` (``zoo.md`` -> ``zoo.jsonl``)."""
+    return Path(out).with_suffix(".jsonl")
+
+
+def read_rows(path: Union[str, os.PathLike]) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines log; a line cut short by an interruption is skipped."""
+    rows = []
+    p = Path(path)
+    if not p.exists():
+        return rows
+    for line in p.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "model" in row:
+            rows.append({k: row.get(k) for k in ROW_KEYS})
+    return rows
+
+
+def _append(path: Optional[Path], rows: list[dict[str, Any]]) -> None:
+    if path is None:
+        return
+    # One write per model, flushed, so an interruption loses at most the model being written.
+    with open(path, "a") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _local_pool(tasks, jobs, validate, nodes) -> Iterator[tuple[ZooModel, list[dict[str, Any]]]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
+        futures = {pool.submit(run_task, t, validate, nodes): t for t in tasks}
+        for fut in as_completed(futures):
+            task = futures[fut]
+            try:
+                rows = fut.result()
+            except Exception as exc:  # the worker died (crash, out of memory)
+                rows = [_error_row(task, exc, RETRY_MARK)]
+            yield task, rows
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _dask(tasks, scheduler, validate, nodes) -> Iterator[tuple[ZooModel, list[dict[str, Any]]]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ImportError("--dask-scheduler needs dask.distributed: pip install 'rfgraph[dask]'") from None
+    own = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own else scheduler
+    try:
+        futures = {}
+        for t in tasks:
+            fut = client.submit(run_task, t, validate, nodes, pure=False, key=f"rfgraph-zoo-{t.name}-{os.getpid()}-{time.time_ns()}")
+            futures[fut.key] = (fut, t)
+        for fut in as_completed([f for f, _ in futures.values()]):
+            task = futures[fut.key][1]
+            try:
+                rows = fut.result()
+            except Exception as exc:  # lost worker, cancelled task
+                rows = [_error_row(task, exc, RETRY_MARK)]
+            yield task, rows
+    finally:
+        if own:
+            client.close()
+
+
+def run(
+    models: Union[str, Iterable[Union[str, ZooModel]]] = "classification",
+    *,
+    out: Optional[Union[str, os.PathLike]] = None,
+    validate: bool = False,
+    jobs: int = 1,
+    dask_scheduler: Any = None,
+    resume: bool = False,
+    nodes: Optional[Sequence[str]] = None,
+    progress: bool = True,
+    log: Optional[Union[str, os.PathLike]] = None,
+) -> ZooResult:
+    """Sweep ``models`` (family names, model names, specs or `ZooModel` entries) and return their rows.
+
+    ``out`` (``.md``, ``.csv``, ``.json`` or ``.jsonl``) receives the final
+    table; rows are appended as each model finishes to the JSON-lines ``log``
+    (default: ``out`` with suffix ``.jsonl``).  ``resume=True`` keeps the rows
+    already in the log and runs only the models missing from it (and those
+    whose worker died).  ``jobs > 1`` runs a local process pool;
+    ``dask_scheduler`` (an address or a ``distributed.Client``) runs the same
+    tasks on a dask cluster.  ``nodes`` replaces every model's stage nodes.
+    """
+    tasks = resolve_models(models)
+    if out is not None and Path(out).suffix not in _WRITERS:
+        raise ValueError(f"cannot write {str(out)!r}: use a .md, .csv, .json or .jsonl file")
+    log_file = Path(log) if log is not None else (log_path(out) if out is not None else None)
+    if resume and log_file is None:
+        raise ValueError("resume needs an output file (out= or log=) whose log holds the earlier rows")
+    kept: dict[str, list[dict[str, Any]]] = {}
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        if resume:
+            for r in read_rows(log_file):
+                if not (r["error"] or "").startswith(RETRY_MARK):
+                    kept.setdefault(r["model"], []).append(r)
+        # Rewrite the log with its complete rows only (drops a line cut short, and rows to retry).
+        tmp = log_file.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for rs in kept.values() for r in rs))
+        tmp.replace(log_file)
+    todo = [t for t in tasks if t.name not in kept]
+    results: dict[str, list[dict[str, Any]]] = {}
+    t0 = time.perf_counter()
+    if dask_scheduler is not None:
+        source = _dask(todo, dask_scheduler, validate, nodes)
+        workers = 0
+    elif jobs > 1 and len(todo) > 1:
+        source = _local_pool(todo, jobs, validate, nodes)
+        workers = jobs
+    else:
+        source = ((t, run_task(t, validate, nodes)) for t in todo)
+        workers = 1
+    bar = _progress(len(todo), progress)
+    try:
+        for task, rows in source:
+            results[task.name] = rows
+            _append(log_file, rows)
+            if bar is not None:
+                bar.set_postfix_str(task.name + (" (failed)" if rows and rows[0]["error"] and not rows[0]["node"] else ""))
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    ordered = []
+    for t in tasks:
+        ordered.extend(kept.get(t.name) or results.get(t.name) or [])
+    result = ZooResult(ordered, wall, workers, resumed=sum(1 for t in tasks if t.name in kept))
+    if out is not None and Path(out).suffix != ".jsonl":
+        write_rows(result, out)
+    return result
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="model", desc="rfgraph zoo", file=sys.stderr, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------
+
+
+def _axes(values: Any, glob: Any = None) -> str:
+    """Per-axis values as one cell: ``427`` when all axes agree, else ``11×23×23``; global axes as ``global``."""
+    if values is None:
+        return ""
+    cells = []
+    for i, v in enumerate(values):
+        if v is None:
+            cells.append("global" if glob and glob[i] else "?")
+        else:
+            cells.append(str(v))
+    return cells[0] if len(set(cells)) == 1 else "×".join(cells)
+
+
+def _flags(row: dict[str, Any]) -> str:
+    flags = []
+    if row["source"] and row["source"] != "symbolic":
+        flags.append(row["source"])
+    if row["global"] and any(row["global"]):
+        flags.append("global")
+    if row["global_context"]:
+        flags.append("context")
+    if row["aligned"] is False:
+        flags.append(f"misaligned ({row['max_center_shift']} px)")
+    return ", ".join(flags)
+
+
+def _md_escape(text: Any) -> str:
+    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+_MD_COLUMNS = ("model", "input", "node", "rf", "stride", "start", "flags", "time s", "RSS MB", "probe", "error")
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], summary: Optional[dict[str, Any]] = None) -> str:
+    """A Markdown table (one line per stage node; model-level cells only on a model's first line)."""
+    lines = []
+    if summary:
+        lines += _summary_lines(summary) + [""]
+    validated = any(r["probe"] for r in rows)
+    columns = [c for c in _MD_COLUMNS if c != "probe" or validated]
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    previous = None
+    for r in rows:
+        first = r["model"] != previous
+        previous = r["model"]
+        node = r["node"] or r["label"] or ""
+        if r["label"] and r["node"] and r["label"] != r["node"]:
+            node = f"{r['label']} ({r['node']})"
+        elif r["target"] and node:
+            node = f"{r['target']}.{node}"
+        seconds = (r["build_s"] or 0) + (r["analysis_s"] or 0)
+        probe = r["probe"] or ""
+        if probe == "DISAGREE":
+            probe = f"DISAGREE: probe rf {_axes(r['probe_rf'])} stride {_axes(r['probe_stride'])} start {_axes(r['probe_start'])}"
+        elif probe == "error":
+            probe = f"error: {r['probe_note']}"
+        cells = {
+            "model": r["model"] if first else "",
+            "input": "×".join(map(str, r["input"][2:])) if first and r["input"] else "",
+            "node": f"`{node}`" if node else "",
+            "rf": _axes(r["rf"], r["global"]),
+            "stride": _axes(r["stride"], r["global"]),
+            "start": _axes(r["start"], r["global"]),
+            "flags": _flags(r) if r["node"] else "",
+            "time s": f"{seconds:.3f}" if first and r["analysis_s"] is not None else "",
+            "RSS MB": f"{r['peak_rss_mb']:.0f}" if first and r["peak_rss_mb"] is not None else "",
+            "probe": probe,
+            "error": (r["error"] or "")[:300],
+        }
+        lines.append("| " + " | ".join(_md_escape(cells[c]) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _summary_lines(s: dict[str, Any]) -> list[str]:
+    out = [
+        f"- models: {s['models']} ({s['failed']} failed), stage rows: {s['rows']}",
+        f"- wall time: {s['wall_s']} s with {s['workers'] or 'dask'} worker(s); "
+        f"summed per model: build {s['build_s']} s, analysis {s['analysis_s']} s",
+    ]
+    if s["slowest"]:
+        out.append("- slowest (build + analysis): " + ", ".join(f"{m} {t:.2f} s" for m, t in s["slowest"]))
+    if s["peak_rss_mb"]:
+        m, mb = s["peak_rss_mb"]
+        out.append(f"- largest peak RSS: {mb:.0f} MB ({m})")
+    if s["unknown_models"]:
+        out.append(f"- models with unknown nodes: {', '.join(s['unknown_models'])}")
+    if s["disagreements"]:
+        out.append(f"- probe disagreements: {s['disagreements']} rows")
+    return out
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        return "x".join("" if x is None else str(x) for x in v)
+    return str(v)
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV with every row key; per-axis lists joined with ``x``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(ROW_KEYS)
+    for r in rows:
+        writer.writerow([_cell(r.get(k)) for k in ROW_KEYS])
+    return buf.getvalue()
+
+
+def _write_md(result: ZooResult, path: Path) -> None:
+    path.write_text("# rfgraph zoo\n\n" + result.to_markdown())
+
+
+def _write_csv(result: ZooResult, path: Path) -> None:
+    path.write_text(to_csv(result.rows))
+
+
+def _write_json(result: ZooResult, path: Path) -> None:
+    path.write_text(json.dumps({"summary": result.summary(), "rows": result.rows}, indent=1) + "\n")
+
+
+def _write_jsonl(result: ZooResult, path: Path) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in result.rows))
+
+
+_WRITERS = {".md": _write_md, ".csv": _write_csv, ".json": _write_json, ".jsonl": _write_jsonl}
+
+
+def write_rows(result: Union[ZooResult, Sequence[dict[str, Any]]], path: Union[str, os.PathLike]) -> None:
+    """Write a sweep's table; the format follows the suffix (``.md``, ``.csv``, ``.json``, ``.jsonl``)."""
+    if not isinstance(result, ZooResult):
+        result = ZooResult(list(result))
+    p = Path(path)
+    if p.suffix not in _WRITERS:
+        raise ValueError(f"cannot write {str(path)!r}: use a .md, .csv, .json or .jsonl file")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    _WRITERS[p.suffix](result, p)
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``rfgraph zoo``."""
+    p = subparsers.add_parser(
+        "zoo",
+        help="receptive fields of every stage of many models, in one table",
+        description="Sweep model families (no weights; meta device) and tabulate rf, stride and start per stage node.",
+    )
+    p.add_argument("--family", choices=FAMILIES + ("all",), help="model family (default: classification)")
+    p.add_argument("--models", help="comma-separated names or specs, e.g. resnet50,timm:convnext_nano,timm:resnet*")
+    p.add_argument("--nodes", help="comma-separated nodes or module names to report instead of the automatic stages")
+    p.add_argument("--validate", action="store_true", help="check every stage node with the numeric probe (slow)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="local worker processes (default 1)")
+    p.add_argument("--dask-scheduler", metavar="ADDR", help="run the tasks on a dask.distributed cluster")
+    p.add_argument("--resume", action="store_true", help="keep the rows already in the output's .jsonl log")
+    p.add_argument("-o", "--output", metavar="FILE", help="write .md, .csv, .json or .jsonl (default: Markdown on stdout)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cli_zoo)
+
+
+def _cli_zoo(args: argparse.Namespace) -> int:
+    selection: list[str] = []
+    if args.family:
+        selection.append(args.family)
+    if args.models:
+        selection += [m.strip() for m in args.models.split(",") if m.strip()]
+    if not selection:
+        selection = ["classification"]
+    if args.jobs < 1:
+        print("rfgraph zoo: error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
+    try:
+        result = run(
+            selection,
+            out=args.output,
+            validate=args.validate,
+            jobs=args.jobs,
+            dask_scheduler=args.dask_scheduler,
+            resume=args.resume,
+            nodes=nodes,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except ValueError as exc:  # a bad combination of options
+        print(f"rfgraph zoo: error: {exc}", file=sys.stderr)
+        return 2
+    except (ImportError, OSError) as exc:  # dask missing, scheduler unreachable, output not writable
+        print(f"rfgraph zoo: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(result.to_markdown())
+    s = result.summary()
+    print(
+        f"rfgraph zoo: {s['models']} models ({s['failed']} failed, {result.resumed} resumed), "
+        f"{s['rows']} rows, {s['wall_s']} s" + (f" -> {args.output}" if args.output else ""),
+        file=sys.stderr,
+    )
+    return 0
+
