@@ -32,7 +32,7 @@ from torch import nn
 from .algebra import PAMap
 from .errors import InputTooSmallError, RuleError
 from .algebra import GLOBAL
-from .values import MergeInfo, SymTensor, is_complete, merge_tensors
+from .values import Axis, MergeInfo, SymTensor, is_complete, merge_tensors
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx as fx
@@ -440,7 +440,7 @@ def conv_transpose_function_rule(nd: int) -> Rule:
 
 def _pool(call, x, nd, kernel, stride, padding, dilation, ceil_mode):
     kernel = _tuple(kernel, nd)
-    stride = _tuple(stride if stride not in (None, ()) else kernel, nd)
+    stride = _tuple(stride if stride not in (None, (), []) else kernel, nd)  # aten passes [] for 'same as kernel'
     padding, dilation = _tuple(padding, nd), _tuple(dilation, nd)
 
     def make(i, n):
@@ -682,6 +682,10 @@ def cat_rule(call: OpCall) -> SymTensor:
     tensors = [_as_operand(t) for t in call.arg(0, "tensors")]
     dim = _norm_dim(call.arg(1, "dim", 0), tensors[0].ndim)
     shape = list(tensors[0].shape)
+    if any(isinstance(t.tags[dim], Axis) for t in tensors):
+        from .aten_rules import spatial_cat  # concat along a spatial dim: exact or handed to the fallback
+
+        return spatial_cat(call, tensors, dim)
     shape[dim] = sum(t.shape[dim] for t in tensors)
     out, info = merge_tensors(tensors, shape, call.describe(), concat_dim=dim)
     call.note_merge(info)
@@ -1317,6 +1321,15 @@ def _build_default() -> RuleSet:
 
     functions.update(_torchvision_functions())
     modules.update(_torchvision_modules())
+    # flip / roll / select / embeddings, then aten ops of graphs from the torch.export fallback
+    from .aten_rules import aten_functions, rearrangement_rules
+
+    more_modules, more_functions, more_methods = rearrangement_rules()
+    modules.update(more_modules)
+    functions.update(more_functions)
+    methods.update(more_methods)
+    functions.update(aten_functions(functions, methods, identity_rule, reduction_rule))
+
     functions.pop(None, None)
     return RuleSet(modules, functions, methods)
 

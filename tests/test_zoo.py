@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import textwrap
+
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import rfgraph
+from rfgraph import zoo
 
 
 class _PoolBranchCat(nn.Module):
@@ -37,3 +42,286 @@ def test_upsampled_pooled_branch_is_context_not_global():
     assert out.start == (-1, -1)
     assert out.is_global == (False, False)
     assert out.global_context
+
+
+# ---------------------------------------------------------------------------
+# the sweep runner
+# ---------------------------------------------------------------------------
+
+
+_FACTORIES = textwrap.dedent(
+    '''
+    import torch.nn as nn
+
+
+    class Branchy(nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                return x
+            return -x
+
+
+    def tiny():
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2))
+
+
+    def tiny2():
+        return nn.Sequential(nn.Conv2d(3, 4, 5, stride=2), nn.Conv2d(4, 4, 3))
+
+
+    def branchy():
+        return Branchy()
+
+
+    def broken():
+        raise RuntimeError("boom")
+    '''
+)
+
+
+@pytest.fixture()
+def factories(tmp_path):
+    path = tmp_path / "factories.py"
+    path.write_text(_FACTORIES)
+
+    def model(fn, **kw):
+        return zoo.ZooModel(fn, f"{path}:{fn}", input_shape=(1, 3, 32, 32), **kw)
+
+    return model
+
+
+def _stable(rows):
+    """Rows without the fields that vary between runs (times, memory)."""
+    return [{k: v for k, v in r.items() if k not in ("build_s", "analysis_s", "peak_rss_mb")} for r in rows]
+
+
+def test_tiny_model_rows(factories):
+    """Hand derivation for conv3 -> relu -> conv3/s2: stages are the ReLU (RF 3, stride 1, start 0)
+    and the last conv (RF 3 + 2*1 = 5, stride 2, start 0)."""
+    result = zoo.run([factories("tiny")], progress=False)
+    assert [(r["node"], r["rf"], r["stride"], r["start"]) for r in result] == [
+        ("1", [3, 3], [1, 1], [0, 0]),
+        ("2", [5, 5], [2, 2], [0, 0]),
+    ]
+    assert all(r["error"] == "" and r["source"] == "symbolic" for r in result)
+
+
+def test_failing_models_become_error_rows(factories):
+    """A model that cannot be loaded, built or traced is one row with its error; the others still run."""
+    result = zoo.run(
+        [factories("broken"), factories("tiny"), factories("branchy"), "no_such_model_xyz"], progress=False
+    )
+    by_model = {}
+    for r in result:
+        by_model.setdefault(r["model"], []).append(r)
+    assert list(by_model) == ["broken", "tiny", "branchy", "no_such_model_xyz"]
+    assert all(set(r) == set(zoo.ROW_KEYS) for r in result)
+    assert by_model["broken"][0]["error"].startswith("ModelLoadError:") and "boom" in by_model["broken"][0]["error"]
+    assert by_model["branchy"][0]["error"].startswith("TraceError:")
+    assert "no_such_model_xyz" in by_model["no_such_model_xyz"][0]["error"]
+    assert all(len(by_model[m]) == 1 and by_model[m][0]["node"] == "" for m in ("broken", "branchy"))
+    assert all(r["error"] == "" for r in by_model["tiny"])
+    assert len(result.errors()) == 3
+    md = result.to_markdown()
+    assert "TraceError" in md and "| tiny |" in md
+
+
+def test_unknown_node_override_is_an_error_row(factories):
+    result = zoo.run([factories("tiny")], nodes=["2", "nope"], progress=False)
+    assert [r["node"] for r in result] == ["2", ""]
+    assert result.rows[1]["label"] == "nope" and "NodeNotFoundError" in result.rows[1]["error"]
+
+
+def test_resume_keeps_logged_rows_and_runs_the_rest(factories, tmp_path, monkeypatch):
+    """An interrupted sweep: the log holds model 1 and half a line of model 2; resume runs 2 and 3 only."""
+    out = tmp_path / "zoo.csv"
+    first = zoo.run([factories("tiny")], out=out, progress=False)
+    log = zoo.log_path(out)
+    assert log == tmp_path / "zoo.jsonl"
+    assert _stable(zoo.read_rows(log)) == _stable(first.rows)
+    with open(log, "a") as fh:
+        fh.write('{"model": "tiny2", "node": "0", "rf": [5')  # cut short by the interruption
+
+    ran = []
+    real = zoo.run_task
+
+    def counting(task, *args, **kwargs):
+        ran.append(task.name)
+        return real(task, *args, **kwargs)
+
+    monkeypatch.setattr(zoo, "run_task", counting)
+    models = [factories("tiny"), factories("tiny2"), factories("broken")]
+    result = zoo.run(models, out=out, resume=True, progress=False)
+    assert ran == ["tiny2", "broken"]
+    assert result.resumed == 1
+    assert [r["model"] for r in result] == ["tiny", "tiny", "tiny2", "broken"]
+    assert result.rows[:2] == first.rows  # kept verbatim, timings included
+    logged = zoo.read_rows(log)
+    assert _stable(logged) == _stable(result.rows)
+    assert len(log.read_text().splitlines()) == 4  # the broken line is gone
+    assert out.read_text().count("\n") == 5  # header + 4 rows
+
+    # Resuming a finished sweep runs nothing (a failed model stays failed: it is a result).
+    ran.clear()
+    again = zoo.run(models, out=out, resume=True, progress=False)
+    assert ran == [] and _stable(again.rows) == _stable(result.rows)
+
+
+def test_resume_retries_rows_of_dead_workers(factories, tmp_path):
+    out = tmp_path / "zoo.jsonl"
+    row = zoo._error_row(factories("tiny"), RuntimeError("worker died"), zoo.RETRY_MARK)
+    out.write_text(json.dumps(row) + "\n")
+    result = zoo.run([factories("tiny")], out=out, resume=True, progress=False)
+    assert [r["node"] for r in result] == ["1", "2"] and result.resumed == 0
+
+
+def test_validate_plumbing(factories):
+    """With validate, every stage row carries the probe's columns (empty with a note if no probe)."""
+    result = zoo.run([factories("tiny")], validate=True, progress=False)
+    for r in result:
+        assert r["probe"] in ("agree", "DISAGREE", "error", "")
+        if r["probe"] == "":
+            assert r["probe_note"]
+    if any(r["probe"] for r in result):
+        assert all(r["probe"] == "agree" for r in result), result.rows
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_rows(factories):
+    distributed = pytest.importorskip("distributed")
+    models = [factories("tiny"), factories("tiny2"), factories("broken")]
+    local = zoo.run(models, progress=False)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+        with distributed.Client(cl) as client:
+            remote = zoo.run(models, dask_scheduler=client, progress=False)
+        remote_by_address = zoo.run(models[:1], dask_scheduler=cl.scheduler_address, progress=False)
+    assert _stable(remote.rows) == _stable(local.rows)
+    assert _stable(remote_by_address.rows) == _stable(local.rows[:2])
+    assert remote.workers == 0
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_same_rows(factories):
+    models = [factories("tiny"), factories("broken"), factories("tiny2")]
+    local = zoo.run(models, progress=False)
+    pooled = zoo.run(models, jobs=2, progress=False)
+    assert _stable(pooled.rows) == _stable(local.rows)
+
+
+def test_output_formats(factories, tmp_path):
+    result = zoo.run([factories("tiny"), factories("broken")], progress=False)
+    for suffix in (".md", ".csv", ".json", ".jsonl"):
+        zoo.write_rows(result, tmp_path / f"t{suffix}")
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["summary"]["models"] == 2 and data["summary"]["failed"] == 1
+    assert _stable(data["rows"]) == _stable(result.rows)
+    csv_lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert csv_lines[0].split(",") == list(zoo.ROW_KEYS)
+    assert ",5x5,2x2,0x0," in csv_lines[2]
+    with pytest.raises(ValueError, match=r"\.md, \.csv"):
+        zoo.write_rows(result, tmp_path / "t.txt")
+
+
+def test_cli(factories, tmp_path, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="rfgraph")
+    zoo.add_cli(parser.add_subparsers(dest="command"))
+    spec = factories("tiny").spec
+    out = tmp_path / "z.md"
+    args = parser.parse_args(["zoo", "--models", spec, "-o", str(out), "--no-progress"])
+    assert args.handler(args) == 0
+    assert "| 2 | 5 | 2 | 0 |" not in out.read_text()  # cells are model, input, node, rf, stride, start ...
+    assert "`2` | 5 | 2 | 0 |" in out.read_text()
+    args = parser.parse_args(["zoo", "--models", spec, "--resume"])
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("rfgraph zoo: error: resume needs an output file")
+
+
+# ---------------------------------------------------------------------------
+# families: segmentation, detection, video
+# ---------------------------------------------------------------------------
+
+
+def _rows(model, **kw):
+    result = zoo.run([model], progress=False, **kw)
+    assert not result.errors(), result.errors()
+    return {r["label"] or r["node"]: r for r in result}
+
+
+def test_fcn_backbone_is_dilated_to_stride_8():
+    """torchvision's FCN backbone replaces the strides of layer3 and layer4 by dilation
+    (``replace_stride_with_dilation=[False, True, True]``): stem x4, layer2 x2, then none: stride 8."""
+    rows = _rows("fcn_resnet50", nodes=["backbone.layer4"])
+    assert rows["backbone.layer4"]["stride"] == [8, 8]
+
+
+def test_deeplabv3_aspp_grows_by_the_largest_rate():
+    """Hand derivation for DeepLabV3-ResNet-50 at stride 8.
+
+    Dilation keeps every 3x3 conv's growth: layer3's convs grow the RF by 2*1*8 (block 0) and
+    2*2*8 (blocks 1-5), as the undilated 2*8 and 2*16 would; layer4's by 2*2*8 and 2*4*8 (vs 2*16,
+    2*32).  So ``layer4`` has ResNet-50's published RF 427 and start -213, at stride 8.  ASPP's
+    branches are a 1x1 conv, 3x3 convs of rates 12, 24, 36 and an image-pooling branch (a context
+    path); the concat's local RF is the widest branch: 427 + (3-1)*36*8 = 1003, start -213 - 36*8
+    = -501.  The 1x1 projection keeps it.
+    """
+    rows = _rows("deeplabv3_resnet50", nodes=["backbone.layer4", "classifier.0.convs.3", "classifier.0"])
+    layer4, rate36, aspp = rows["backbone.layer4"], rows["classifier.0.convs.3"], rows["classifier.0"]
+    assert (layer4["rf"], layer4["stride"], layer4["start"]) == ([427, 427], [8, 8], [-213, -213])
+    assert rate36["rf"] == [427 + 2 * 36 * 8] * 2
+    assert (aspp["rf"], aspp["stride"], aspp["start"]) == ([1003, 1003], [8, 8], [-501, -501])
+    assert aspp["global"] == [False, False] and aspp["global_context"]
+
+
+def test_fpn_levels_have_their_own_stride_and_rf():
+    """Faster R-CNN's backbone returns P2..P5 and a pooled P6 (``model.backbone``).
+
+    Hand derivation: P5 = 3x3 conv at stride 32 on the 1x1 lateral of ResNet-50 layer4 (RF 427,
+    start -213): RF 427 + 2*32 = 491, start -245.  P6 = max_pool(k=1, s=2) of P5: stride 64, RF 491.
+    P4 = 3x3 conv at stride 16 on lateral(layer3) + nearest-x2(P5 lateral): unit u reads units
+    u-1..u+1, whose upsampled parts come from layer4 units floor((u-1)/2)..floor((u+1)/2), at most 2
+    of them: RF 427 + 32 = 459 (layer3's RF 267 plus 2*16 is smaller).  P3 and P2 add one more
+    nearest-x2 each, which maps each unit to one stride-16 unit, so the same 3x3 window still
+    spans at most 2 layer4 units: RF 459 at strides 8 and 4.  All start at -213 - 32 = -245.
+    """
+    result = zoo.run(["fasterrcnn_resnet50_fpn"], progress=False)
+    assert not result.errors()
+    levels = {r["node"]: r for r in result if r["node"].startswith("fpn.")}
+    got = {name: (r["rf"][0], r["stride"][0], r["start"][0]) for name, r in levels.items()}
+    assert got == {
+        "fpn.layer_blocks.0.0": (459, 4, -245),
+        "fpn.layer_blocks.1.0": (459, 8, -245),
+        "fpn.layer_blocks.2.0": (459, 16, -245),
+        "fpn.layer_blocks.3.0": (491, 32, -245),
+        "fpn.extra_blocks.max_pool2d": (491, 64, -245),
+    }
+    assert result.rows[0]["target"] == "backbone" and result.rows[0]["input"] == [1, 3, 800, 800]
+
+
+def test_r3d_18_has_a_3d_receptive_field():
+    """Hand derivation for r3d_18 (axes T, H, W; input 16x112x112).
+
+    Stem: conv 3x7x7, stride (1,2,2): RF (3, 7, 7), stride (1, 2, 2).  Each layer has 4 3x3x3 convs;
+    in layers 2-4 the first is strided (2,2,2).  A 3-conv at jump j adds 2j.
+    T: 3 + 4*2*1 = 11; +2*1 + 3*2*2 = 25; +2*2 + 3*2*4 = 53; +2*4 + 3*2*8 = 109, stride 8.
+    H, W: 7 + 4*2*2 = 23; +2*2 + 3*2*4 = 51; +2*4 + 3*2*8 = 107; +2*8 + 3*2*16 = 219, stride 16.
+    """
+    rows = _rows("r3d_18", nodes=["layer1", "layer4"])
+    assert rows["layer1"]["rf"] == [11, 23, 23]
+    assert (rows["layer4"]["rf"], rows["layer4"]["stride"]) == ([109, 219, 219], [8, 16, 16])
+    assert rows["layer4"]["input"] == [1, 3, 16, 112, 112]
+
+
+def test_families_resolve():
+    names = {m.name for m in zoo.resolve_models(["segmentation", "detection", "video"])}
+    assert {"fcn_resnet50", "deeplabv3_resnet50", "lraspp_mobilenet_v3_large"} <= names
+    assert {"fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssd300_vgg16",
+            "ssdlite320_mobilenet_v3_large"} <= names
+    assert {"r3d_18", "mc3_18", "r2plus1d_18", "s3d"} <= names
+    det = {m.name: m for m in zoo.family_models("detection")}
+    assert all(m.target == "backbone" and m.build_kwargs == {"weights_backbone": None} for m in det.values())
+    assert zoo.resolve_models("resnet50")[0].spec == "torchvision:resnet50"
+    with pytest.raises(ValueError, match="unknown family"):
+        zoo.family_models("nope")
