@@ -185,6 +185,9 @@ def default_input_shape(spec: str, model: Optional[nn.Module] = None) -> tuple[i
         if size:
             return (1, *size)
     if kind == "torchvision":
+        # A ViT built without weights keeps its constructor's image size (vit_h_14: 224, not 518).
+        if model is not None and isinstance(getattr(model, "image_size", None), int):
+            return (1, 3, model.image_size, model.image_size)
         if name.startswith(("r3d", "mc3", "r2plus1d", "s3d", "mvit", "swin3d")):
             return (1, 3, 16, 112, 112) if not name.startswith(("s3d", "mvit", "swin3d")) else (1, 3, 16, 224, 224)
         if name in _TORCHVISION_SIZES:
