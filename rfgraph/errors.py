@@ -8,6 +8,7 @@ from typing import Iterable
 __all__ = [
     "RFGraphError",
     "TraceError",
+    "NotAModuleError",
     "InputShapeError",
     "InputTooSmallError",
     "NodeNotFoundError",
@@ -22,6 +23,10 @@ class RFGraphError(Exception):
 
 class TraceError(RFGraphError):
     """The model could not be turned into a graph."""
+
+
+class NotAModuleError(RFGraphError, TypeError):
+    """What was passed as the model is not a ``torch.nn.Module``."""
 
 
 class InputShapeError(RFGraphError, ValueError):

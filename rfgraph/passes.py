@@ -20,7 +20,7 @@ import torch.fx as fx
 from torch import nn
 
 from .algebra import GLOBAL, Field, SlopeMismatch
-from .errors import InputShapeError, RFGraphError, RuleError
+from .errors import InputShapeError, InputTooSmallError, NotAModuleError, RFGraphError, RuleError
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target
 from .tracing import Traced, trace
@@ -107,10 +107,13 @@ class SymbolicPass(fx.Interpreter):
 
     # -- entry point -------------------------------------------------------------
 
-    def propagate(self, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> list[NodeRF]:
+    def propagate(
+        self, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float32, args: Optional[list] = None
+    ) -> list[NodeRF]:
+        """Run the pass on an input of ``input_shape``; ``args`` replaces the inputs (several inputs)."""
         self._ndim = len(input_shape) - 2
         self._input_shape = tuple(input_shape)
-        self.run(SymTensor.input(input_shape, dtype))
+        self.run(*(args if args is not None else [SymTensor.input(input_shape, dtype)]))
         return self.records
 
     # -- node execution ----------------------------------------------------------
@@ -296,7 +299,17 @@ def _union_of_outputs(value: Any) -> SymTensor:
     return out
 
 
-def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
+def _ruled_leaves(rules: Optional[RuleSet]) -> tuple[type, ...]:
+    """Modules with a rule of their own (outside torch.nn, whose modules are leaves
+    anyway) are kept whole, so that their rule, not their internals, decides."""
+    return tuple(t for t in (rules or DEFAULT_RULES).modules if not t.__module__.startswith("torch.nn"))
+
+
+def _check_input_shape(input_shape: Any, dtype: Optional[torch.dtype] = None) -> tuple[int, ...]:
+    if dtype is not None:
+        from .inputs import check_input_shape
+
+        return check_input_shape(input_shape, dtype)
     try:
         shape = tuple(int(s) for s in input_shape)
     except TypeError:
@@ -332,15 +345,31 @@ def analyze(
     ((9, 9), (Fraction(2, 1), Fraction(2, 1)))
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"analyze() needs a torch.nn.Module, got {type(model).__name__}")
-    shape = _check_input_shape(input_shape)
+        raise NotAModuleError(
+            f"analyze() needs a torch.nn.Module, got {type(model).__name__}"
+            + (" (a class: instantiate it first)" if isinstance(model, type) else "")
+        )
+    if isinstance(input_shape, dict):  # several inputs: one analysis per input (rfgraph.inputs)
+        from .inputs import analyze_inputs
+
+        return analyze_inputs(model, input_shape, analyze=analyze, dtype=dtype, rules=rules or DEFAULT_RULES,
+                              leaf_modules=leaf_modules, autowrap_functions=autowrap_functions, fallback=fallback)
+    shape = _check_input_shape(input_shape, dtype)
     if traced is None:
-        # Modules with a rule of their own (outside torch.nn, whose modules are leaves
-        # anyway) are kept whole, so that their rule, not their internals, decides.
-        ruled = tuple(t for t in (rules or DEFAULT_RULES).modules if not t.__module__.startswith("torch.nn"))
-        traced = trace(model, leaf_modules=tuple(leaf_modules) + ruled, autowrap_functions=autowrap_functions)
+        from .inputs import example_input
+
+        traced = trace(model, leaf_modules=tuple(leaf_modules) + _ruled_leaves(rules),
+                       autowrap_functions=autowrap_functions, example_inputs=(example_input(model, shape, dtype),))
     interp = SymbolicPass(traced, rules or DEFAULT_RULES, fallback=fallback)
-    records = interp.propagate(shape, dtype)
+    try:
+        records = interp.propagate(shape, dtype)
+    except InputTooSmallError as exc:
+        from .inputs import explain_too_small
+
+        def run(candidate):
+            SymbolicPass(traced, rules or DEFAULT_RULES, fallback=fallback).propagate(candidate, dtype)
+
+        raise explain_too_small(exc, run, shape) from exc
     return Analysis(
         records,
         shape,

@@ -23,7 +23,7 @@ from torch import nn
 
 from .errors import TraceError
 
-__all__ = ["RFTracer", "Traced", "trace", "OPAQUE_TORCHVISION_MODULES"]
+__all__ = ["RFTracer", "Traced", "trace", "export_trace", "OPAQUE_TORCHVISION_MODULES"]
 
 
 def _opaque_torchvision_modules() -> tuple[type, ...]:
@@ -110,8 +110,18 @@ def trace(
     leaf_modules: Iterable[type] = (),
     autowrap_functions: Sequence[Callable] = (),
     concrete_args: Optional[dict[str, Any]] = None,
+    example_inputs: Optional[tuple] = None,
 ) -> Traced:
-    """Symbolically trace ``model`` in eval mode (its training flags are restored afterwards)."""
+    """Trace ``model`` in eval mode (its training flags are restored afterwards).
+
+    ``torch.fx`` symbolic tracing first.  When it fails (Python control flow on
+    tensor shapes, unsupported constructs) and ``example_inputs`` are given, the
+    model is exported with ``torch.export.export(..., strict=False)`` for those
+    inputs, and the exported graph (nodes calling aten ops) is used instead,
+    with names rebuilt from the ``nn_module_stack`` metadata
+    (``Traced.method == "export"``).  If both fail, one `TraceError` says what
+    failed in each and how to work around it.
+    """
     if not isinstance(model, nn.Module):
         raise TraceError(f"expected a torch.nn.Module, got {type(model).__name__}")
     training = {m: m.training for m in model.modules()}
@@ -121,11 +131,23 @@ def trace(
         graph = tracer.trace(model, concrete_args=concrete_args)
     except Exception as exc:  # fx raises many types; name the cause, keep the chain
         where = f" inside module {tracer.current_module_qualname!r}" if tracer.current_module_qualname else ""
-        raise TraceError(
-            f"torch.fx could not trace {type(model).__name__}{where}: {type(exc).__name__}: {exc}. "
-            "Hint: mark the offending module as a leaf with `leaf_modules=[ModuleType]`, or a function "
-            "with `autowrap_functions=[fn]`."
-        ) from exc
+        fx_failure = f"torch.fx failed{where}: {_first_line(exc)}"
+        hint = (
+            "Hint: mark the offending module as a leaf with `analyze(..., leaf_modules=[ModuleType])`, "
+            "or wrap the offending function with `autowrap_functions=[fn]`."
+        )
+        if example_inputs is None:
+            raise TraceError(
+                f"could not trace {type(model).__name__}: {fx_failure}; torch.export was not tried "
+                f"(no example input shape). {hint}"
+            ) from exc
+        try:
+            return export_trace(model, example_inputs, leaf_modules)
+        except Exception as exc2:
+            raise TraceError(
+                f"could not trace {type(model).__name__}: {fx_failure}; torch.export (non-strict) also failed: "
+                f"{_first_line(exc2)}. {hint}"
+            ) from exc2
     finally:
         for m, flag in training.items():
             m.training = flag
@@ -133,3 +155,90 @@ def trace(
     # GraphModule copies the graph's nodes by identity, so the names carry over.
     names = {n: tracer.node_to_qualname.get(n, n.name) for n in gm.graph.nodes}
     return Traced(gm, names)
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, shortened: torch's messages run over many lines."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------
+# fallback: torch.export
+# ---------------------------------------------------------------------------
+
+#: Nodes of an exported graph that check shapes or guards and produce nothing we analyse.
+_EXPORT_CHECKS = ("_assert_tensor_metadata", "_assert_scalar", "sym_constrain_range_for_size", "_assert_async")
+
+
+def _op_name(target: Any) -> str:
+    """``aten.conv2d.default`` -> ``conv2d``; ``operator.getitem`` -> ``getitem``."""
+    name = getattr(target, "_opname", None) or getattr(target, "__name__", None) or str(target)
+    return name.split(".")[0].strip("_") or name  # in-place relu_ is named like relu
+
+
+def export_trace(model: nn.Module, example_inputs: tuple, leaf_modules: Iterable[type] = ()) -> Traced:
+    """Trace ``model`` with ``torch.export`` (non-strict) for ``example_inputs``.
+
+    The exported program is turned back into an ordinary module
+    (``ExportedProgram.module()``) whose nodes call aten ops; the rule table has
+    entries for those (`rfgraph.aten_rules`).  Names: the qualified path of the
+    innermost module from the ``nn_module_stack`` metadata, as the fx tracer
+    would give, so ``"layer1.0.conv1"`` names the same tensor in both.
+    """
+    training = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            exported = torch.export.export(model, tuple(example_inputs), strict=False)
+    finally:
+        for m, flag in training.items():
+            m.training = flag
+    gm = exported.module()
+    graph = gm.graph
+    for n in list(graph.nodes):
+        check = (n.op == "call_module" and str(n.target).startswith("_guards")) or (
+            n.op == "call_function" and _op_name(n.target) in _EXPORT_CHECKS
+        )
+        if check and not n.users:
+            graph.erase_node(n)
+    gm.recompile()
+    leaf_test = RFTracer(leaf_modules=leaf_modules)
+    counts: dict[str, int] = {}
+    names: dict[fx.Node, str] = {}
+
+    def unique(name: str) -> str:
+        if _SUFFIX.match(name):
+            name = name.rsplit("_", 1)[0]
+        count = counts.get(name, 0)
+        counts[name] = count + 1
+        return name if count == 0 else f"{name}_{count}"
+
+    def innermost(n: fx.Node) -> tuple[str, bool]:
+        stack = n.meta.get("nn_module_stack") or {}
+        if not stack:
+            return "", False
+        path = list(stack.values())[-1][0]
+        try:
+            module = model.get_submodule(path)
+        except Exception:
+            return path, False
+        return path, leaf_test.is_leaf_module(module, path)
+
+    nodes = list(graph.nodes)
+    scopes = [innermost(n) if n.op == "call_function" else ("", False) for n in nodes]
+    for i, n in enumerate(nodes):
+        if n.op != "call_function":
+            names[n] = unique(n.name) if n.op == "placeholder" else n.name
+            continue
+        path, leaf = scopes[i]
+        last_of_leaf = leaf and not (i + 1 < len(nodes) and scopes[i + 1] == (path, True))
+        if last_of_leaf:
+            names[n] = unique(path)
+        else:
+            op = _op_name(n.target)
+            names[n] = unique(f"{path}.{op}" if path else op)
+        n.meta["rf_module"] = path
+    return Traced(gm, names, method="export")

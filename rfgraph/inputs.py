@@ -1,0 +1,185 @@
+"""Model inputs: example tensors for tracing, several inputs, and "input too small" diagnostics.
+
+Several inputs.  ``analyze(model, {"x": (1, 3, 64, 64), "y": (1, 3, 32, 32)})``
+returns ``{"x": Analysis, "y": Analysis}``: the receptive field of every node
+with respect to each input on its own.  The keys are names of ``forward``'s
+parameters (in any order; every parameter without a default must be given).
+While one input is analysed, the others flow through the pass as tensors with
+no spatial fields, so a node that merges both reports its RF in the analysed
+input's coordinates.  ``dtype`` may be one dtype or a dict by input name.
+
+Input too small.  When some layer's output would be empty, the pass raises
+`InputTooSmallError` naming the layer; `explain_too_small` then searches the
+smallest input size that works (re-running the symbolic pass, which takes
+milliseconds) and adds it to the message.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from .errors import InputShapeError, InputTooSmallError
+
+__all__ = ["example_input", "forward_parameters", "analyze_inputs", "explain_too_small", "check_input_shape"]
+
+#: Largest spatial size tried when searching for the smallest input that works.
+SEARCH_LIMIT = 1 << 14
+
+
+def check_input_shape(input_shape: Any, dtype: torch.dtype = torch.float32, name: str = "input_shape") -> tuple:
+    """Validate ``(N, C, *spatial)``; integer inputs may also be ``(N, L)`` token ids (no spatial axis)."""
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise InputShapeError(
+            f"{name} must be a sequence of ints like (1, 3, 224, 224), got {input_shape!r}"
+        ) from None
+    integer = not (dtype.is_floating_point or dtype.is_complex)
+    low = 2 if integer else 3
+    if not low <= len(shape) <= 5:
+        extra = (
+            " Integer inputs (token ids for an embedding) may also be (N, L); pass dtype=torch.long."
+            if not integer and len(shape) == 2 else ""
+        )
+        raise InputShapeError(
+            f"{name} {shape} has rank {len(shape)}; expected (N, C, L), (N, C, H, W) or (N, C, D, H, W).{extra}"
+        )
+    bad = [d for d, s in enumerate(shape) if s <= 0]
+    if bad:
+        raise InputShapeError(
+            f"{name} {shape} has size {shape[bad[0]]} at dim {bad[0]}: every size must be at least 1 "
+            "(a zero-size tensor has no receptive field)"
+        )
+    return shape
+
+
+def example_input(model: nn.Module, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor of ``shape`` on the model's device (meta models get meta tensors), for ``torch.export``."""
+    device = next((p.device for p in model.parameters()), None)
+    if device is None:
+        device = next((b.device for b in model.buffers()), torch.device("cpu"))
+    return torch.zeros(shape, dtype=dtype, device=device)
+
+
+def forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
+    """``forward``'s positional parameters, in order."""
+    params = inspect.signature(model.forward).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p for p in params if p.kind in kinds]
+
+
+def _ordered_inputs(model: nn.Module, shapes: dict) -> list[str]:
+    params = forward_parameters(model)
+    names = [p.name for p in params]
+    unknown = [k for k in shapes if k not in names]
+    if unknown:
+        raise InputShapeError(
+            f"{type(model).__name__}.forward has no parameter {unknown[0]!r}; its parameters are {names}"
+        )
+    missing = [p.name for p in params if p.name not in shapes and p.default is inspect.Parameter.empty]
+    if missing:
+        raise InputShapeError(
+            f"{type(model).__name__}.forward needs input {missing[0]!r} too: give a shape for each of {names}"
+        )
+    used = [n for n in names if n in shapes]
+    if used != names[: len(used)]:
+        skipped = next(n for n in names if n not in shapes)
+        raise InputShapeError(
+            f"inputs after {skipped!r} are given but {skipped!r} is not: give a shape for it as well"
+        )
+    return used
+
+
+def analyze_inputs(model: nn.Module, shapes: dict, *, analyze: Callable, dtype: Any = torch.float32,
+                   rules=None, leaf_modules=(), autowrap_functions=(), fallback=None) -> dict:
+    """Per-input analyses of a model with several inputs (see the module docstring)."""
+    from .passes import SymbolicPass, _ruled_leaves
+    from .results import Analysis
+    from .tracing import trace
+    from .values import SymTensor
+
+    if not shapes:
+        raise InputShapeError("no input shapes given: pass {input_name: shape, ...}")
+    names = _ordered_inputs(model, shapes)
+    dtypes = {n: dtype.get(n, torch.float32) if isinstance(dtype, dict) else dtype for n in names}
+    checked = {n: check_input_shape(shapes[n], dtypes[n], name=f"shape of input {n!r}") for n in names}
+    examples = tuple(example_input(model, checked[n], dtypes[n]) for n in names)
+    traced = trace(model, leaf_modules=tuple(leaf_modules) + _ruled_leaves(rules),
+                   autowrap_functions=autowrap_functions, example_inputs=examples)
+    out = {}
+    for name in names:
+        args = [
+            SymTensor.input(checked[n], dtypes[n]) if n == name else SymTensor(checked[n], dtypes[n])
+            for n in names
+        ]
+        interp = SymbolicPass(traced, rules, fallback=fallback)
+        records = interp.propagate(checked[name], dtypes[name], args=args)
+        out[name] = Analysis(
+            records, checked[name], model_name=type(model).__name__, graph_module=traced.graph_module,
+            model=model, meta={"unknown_ops": dict(interp.unknown_ops), "trace": traced.method, "input": name},
+        )
+    return out
+
+
+def explain_too_small(
+    exc: InputTooSmallError, run: Callable[[tuple], Any], shape: tuple, integer_ok: bool = False
+) -> InputTooSmallError:
+    """``exc`` with the smallest input shape that works appended (``run(shape)`` raises when it does not).
+
+    Assumes that an input that works stays working when made larger, which
+    holds for the ops with size rules (every output length is non-decreasing
+    in the input length).  First the smallest common size of all spatial dims,
+    then each dim on its own with the others at that size.
+    """
+    spatial = list(range(2, len(shape)))
+    if not spatial:
+        return exc
+
+    def works(candidate: tuple) -> bool:
+        try:
+            run(candidate)
+        except InputTooSmallError:
+            return False
+        except Exception:
+            return True  # another problem than size: not ours to explain here
+        return True
+
+    def with_sizes(sizes: dict) -> tuple:
+        return tuple(sizes.get(d, s) for d, s in enumerate(shape))
+
+    def smallest(make: Callable[[int], tuple], low: int) -> Optional[int]:
+        high = max(low, 1)
+        while not works(make(high)):
+            if high >= SEARCH_LIMIT:
+                return None
+            high = min(2 * high, SEARCH_LIMIT)
+        lo = low  # invariant: make(hi) works
+        while lo < high:
+            mid = (lo + high) // 2
+            if works(make(mid)):
+                high = mid
+            else:
+                lo = mid + 1
+        return high
+
+    common = smallest(lambda s: with_sizes({d: max(shape[d], s) for d in spatial}), 1)
+    if common is None:
+        return exc
+    base = {d: max(shape[d], common) for d in spatial}
+    minimal = {}
+    for d in spatial:
+        minimal[d] = smallest(lambda s, d=d: with_sizes({**base, d: s}), 1) or base[d]
+    good = with_sizes(minimal)
+    if not works(good):  # the dims interact: report the common size, which works
+        good = with_sizes(base)
+    message = (
+        f"{exc.args[0]} The smallest input that works is {good} "
+        f"(spatial sizes {tuple(good[d] for d in spatial)}; input given: {shape})."
+    )
+    err = InputTooSmallError(message, node=exc.node, minimal_size=min(good[d] for d in spatial))
+    err.minimal_shape = good
+    return err
