@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import operator
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
@@ -235,14 +236,19 @@ def adaptive_window(n: int, m: int) -> tuple[PAMap, PAMap]:
     return PAMap(period, advance, lows), PAMap(period, advance, highs)
 
 
-def _fit(values_lo: Sequence[int], values_hi: Sequence[int], n_in: int, n_out: int) -> tuple[PAMap, PAMap]:
+def _fit(
+    values_lo: Sequence[int], values_hi: Sequence[int], n_in: int, n_out: int, ratio: Optional[tuple[int, int]] = None
+) -> tuple[PAMap, PAMap]:
     """Periodic-affine maps through the given tables on ``[0, n_out)``.
 
-    Tries the natural period ``n_out / gcd`` first and falls back to the whole
-    table (period ``n_out``, advance ``n_in``): exact on every index that exists.
+    Tries the natural period first (``n_out / gcd``, or that of ``ratio =
+    (input step, output step)``, e.g. ``(n_in - 1, n_out - 1)`` with
+    ``align_corners=True``) and falls back to the whole table (period
+    ``n_out``, advance ``n_in``): exact on every index that exists.
     """
-    g = math.gcd(n_in, n_out)
-    period, advance = n_out // g, n_in // g
+    num, den = ratio if ratio is not None and ratio[1] > 0 else (n_in, n_out)
+    g = math.gcd(num, den)
+    period, advance = den // g, num // g
 
     def fit(values):
         table = values[:period]
@@ -273,7 +279,7 @@ def interpolate_window(
             ratio = f32(1.0 / scale) if scale else f32(n_in) / f32(n_out)
             src = (u.astype(f32) + f32(0.5)) * ratio if mode == "nearest-exact" else u.astype(f32) * ratio
             idx = np.floor(src).astype(np.int64)
-        return _fit(idx.tolist(), idx.tolist(), n_in, n_out)
+        return _fit(idx.tolist(), idx.tolist(), n_in, n_out, _scale_ratio(scale))
     cubic = mode == "bicubic"
     if align_corners:
         ratio = f32(n_in - 1) / f32(n_out - 1) if n_out > 1 else f32(0)
@@ -291,7 +297,15 @@ def interpolate_window(
     else:
         lo = base
         hi = base + moving.astype(np.int64)
-    return _fit(lo.tolist(), hi.tolist(), n_in, n_out)
+    return _fit(lo.tolist(), hi.tolist(), n_in, n_out, (n_in - 1, n_out - 1) if align_corners else _scale_ratio(scale))
+
+
+def _scale_ratio(scale: Optional[float]) -> Optional[tuple[int, int]]:
+    """``(input step, output step)`` of a user scale factor (torch then steps by ``1/scale``, not ``n_in/n_out``)."""
+    if not scale:
+        return None
+    fr = Fraction(scale).limit_denominator(1 << 16)
+    return fr.denominator, fr.numerator
 
 
 # ---------------------------------------------------------------------------
@@ -874,6 +888,8 @@ def getattr_rule(call: OpCall) -> Any:
         return x.permute(order if attr == "mT" else list(range(x.ndim))[::-1])
     if attr in ("is_cuda", "requires_grad", "is_sparse", "is_quantized"):
         return False
+    if attr in ("real", "imag"):  # position by position
+        return x.like(dtype=x.dtype.to_real())
     raise RuleError(f"attribute {attr!r} of a tensor has no rule (node {call.name!r})")
 
 
@@ -1234,6 +1250,7 @@ def _build_default() -> RuleSet:
         if hasattr(F, f"lp_pool{nd}d"):
             functions[getattr(F, f"lp_pool{nd}d")] = lp_pool_function_rule(nd)
         functions[getattr(F, f"max_pool{nd}d_with_indices", None)] = max_pool_function_rule(nd)
+        functions[getattr(F, f"adaptive_max_pool{nd}d_with_indices", None)] = adaptive_function_rule(nd)
 
     for m in (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d):
         modules[m] = upsample_module_rule

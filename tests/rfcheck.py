@@ -1,0 +1,118 @@
+"""Shared helpers of the core tests: run an analysis and cross-check it against torch.
+
+* `check` analyses a model and asserts that every tensor node's shape equals
+  the shape torch computes on a real tensor (an `fx.Interpreter` run of the
+  same graph).
+* `numeric_window` measures, by back-propagation, which input positions along
+  one axis can change one output unit (float64, positive random weights): the
+  numeric side of symbolic-vs-numeric agreement tests.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+import rfgraph
+from rfgraph.results import Analysis, NodeRF
+
+__all__ = ["check", "torch_shapes", "numeric_window", "assert_windows_match", "last"]
+
+
+def torch_shapes(analysis: Analysis, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Shape of every tensor-valued fx node when the traced graph runs on ``x``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if isinstance(out, torch.Tensor):
+                shapes[n.name] = tuple(out.shape)
+            return out
+
+    with torch.no_grad():
+        Recorder(analysis.graph_module).run(x)
+    return shapes
+
+
+def check(model: nn.Module, input_shape: tuple[int, ...], **kwargs) -> Analysis:
+    """Analyse ``model`` and assert every node's shape equals torch's on a real input."""
+    model.eval()
+    analysis = rfgraph.analyze(model, input_shape, **kwargs)
+    real = torch_shapes(analysis, torch.rand(input_shape))
+    compared = 0
+    for r in analysis:
+        if r.fx_name in real and r.op != "output":
+            assert r.shape == real[r.fx_name], f"node {r.name}: rfgraph shape {r.shape}, torch {real[r.fx_name]}"
+            compared += 1
+    assert compared >= 1
+    return analysis
+
+
+def last(analysis: Analysis) -> NodeRF:
+    """The record of the node feeding the graph's output."""
+    return analysis[analysis.nodes[-2]] if analysis.nodes[-1] == "output" else analysis[analysis.nodes[-1]]
+
+
+def _positive(model: nn.Module) -> nn.Module:
+    model = model.double().eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.rand(p.shape, generator=g, dtype=p.dtype) + 0.5)
+    return model
+
+
+def numeric_window(
+    model: nn.Module, input_shape: tuple[int, ...], axis: int, unit: int
+) -> Optional[tuple[int, int]]:
+    """Extent ``(first, last)`` along input ``axis`` of the input positions that change output ``unit``.
+
+    The output unit is ``unit`` along ``axis`` and the middle index along the
+    other spatial axes, summed over channels.  ``None`` when no position does.
+    Weights are set to positive random values (float64) so that nothing cancels.
+    """
+    model = _positive(model)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(input_shape, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
+    out = model(x)
+    index: list = [0, slice(None)]
+    for k in range(out.ndim - 2):
+        index.append(unit if k == axis else out.shape[2 + k] // 2)
+    out[tuple(index)].sum().backward()
+    grad = x.grad.abs()
+    other = [d for d in range(grad.ndim) if d != 2 + axis]
+    hit = grad.sum(dim=other) > 0
+    where = torch.nonzero(hit).flatten().tolist()
+    return (where[0], where[-1]) if where else None
+
+
+def assert_windows_match(
+    model: nn.Module, input_shape: tuple[int, ...], record: NodeRF, axis: int, interior_only: bool = False
+) -> int:
+    """Symbolic window of every output unit along ``axis`` (clipped to the input) equals the numeric one.
+
+    ``interior_only`` restricts the check to units whose window lies inside the
+    input (for border modes such as reflect padding, where the unclipped window
+    clipped to the input is not what the border units read).  Returns how many
+    units were compared.
+    """
+    n_in = input_shape[2 + axis]
+    n_out = record.shape[record.dims[axis]]
+    lo, hi = record.lo[axis], record.hi[axis]
+    compared = 0
+    for u in range(n_out):
+        a, b = lo(u), hi(u)
+        if interior_only and (a < 0 or b >= n_in):
+            continue
+        expected = (max(a, 0), min(b, n_in - 1))
+        if expected[0] > expected[1]:
+            expected = None
+        got = numeric_window(model, input_shape, axis, u)
+        assert got == expected, f"axis {axis} unit {u}: symbolic {expected} (unclipped {a}..{b}), numeric {got}"
+        compared += 1
+    assert compared >= 1
+    return compared

@@ -1,0 +1,844 @@
+"""One test per rule family, with values derived by hand in each docstring.
+
+Notation: ``n`` input length, ``k`` kernel, ``s`` stride, ``p`` padding, ``d``
+dilation; ``L(u)``/``H(u)`` the first/last input coordinate read by output
+``u`` (unclipped).  Every analysis also checks each node's shape against what
+torch computes on a real tensor (`rfcheck.check`), and where cheap, every
+output unit's window against a numeric back-propagation (`assert_windows_match`).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+import torch
+import torch.nn.functional as F
+from rfcheck import assert_windows_match, check, last
+from torch import nn
+
+from rfgraph.algebra import PAMap
+
+F1 = Fraction(1)
+HALF = Fraction(1, 2)
+
+
+class Lambda(nn.Module):
+    """A module whose forward is a plain function (traced by fx)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def summary(r, axis=0):
+    """(rf, rf_min, stride, start) of one axis."""
+    return r.rf[axis], r.rf_min[axis], r.stride[axis], r.start[axis]
+
+
+# ---------------------------------------------------------------------------
+# convolution
+# ---------------------------------------------------------------------------
+
+
+def test_conv1d_stride_padding():
+    """k=3, s=2, p=1: L(u) = 2u - 1, H(u) = 2u + 1 -> rf 3, stride 2, start -1.
+
+    n=10: n_out = floor((10 + 2 - 2 - 1) / 2) + 1 = 5.
+    """
+    m = nn.Conv1d(1, 2, 3, stride=2, padding=1)
+    r = last(check(m, (1, 1, 10)))
+    assert summary(r) == (3, 3, 2, -1)
+    assert r.shape == (1, 2, 5)
+    assert r.lo[0] == PAMap.affine(2, -1) and r.hi[0] == PAMap.affine(2, 1)
+    assert r.center == (0,)
+    assert_windows_match(m, (1, 1, 10), r, 0)
+
+
+def test_conv1d_dilation():
+    """k=3, d=2, p=0: L(u) = u, H(u) = u + 4 -> rf 5, start 0, center 2; n_out = 10 - 4 = 6."""
+    m = nn.Conv1d(1, 1, 3, dilation=2)
+    r = last(check(m, (1, 1, 10)))
+    assert summary(r) == (5, 5, 1, 0)
+    assert r.center == (2,)
+    assert r.shape == (1, 1, 6)
+    assert_windows_match(m, (1, 1, 10), r, 0)
+
+
+def test_conv2d_groups_anisotropic():
+    """groups=2, k=(3, 5), s=(2, 1), p=(1, 0) on 9 x 11.
+
+    H: rf 3, stride 2, start -1, n_out = floor((9 + 2 - 3) / 2) + 1 = 5.
+    W: rf 5, stride 1, start 0, n_out = 11 - 4 = 7.  Groups only split channels.
+    """
+    m = nn.Conv2d(4, 6, (3, 5), stride=(2, 1), padding=(1, 0), groups=2)
+    r = last(check(m, (1, 4, 9, 11)))
+    assert summary(r, 0) == (3, 3, 2, -1)
+    assert summary(r, 1) == (5, 5, 1, 0)
+    assert r.shape == (1, 6, 5, 7)
+    assert r.dims == (2, 3)
+    assert_windows_match(m, (1, 4, 9, 11), r, 0)
+    assert_windows_match(m, (1, 4, 9, 11), r, 1)
+
+
+def test_conv3d_per_axis():
+    """k=(3, 1, 2), s=(1, 2, 1), d=(1, 1, 2), p=(1, 0, 0) on 5 x 6 x 7.
+
+    D: rf 3, stride 1, start -1, n_out 5.  H: rf 1, stride 2, start 0, n_out 3.
+    W: rf 1 + 2 * 1 = 3, stride 1, start 0, center 1, n_out 7 - 2 = 5.
+    """
+    m = nn.Conv3d(1, 1, (3, 1, 2), stride=(1, 2, 1), dilation=(1, 1, 2), padding=(1, 0, 0))
+    r = last(check(m, (1, 1, 5, 6, 7)))
+    assert summary(r, 0) == (3, 3, 1, -1)
+    assert summary(r, 1) == (1, 1, 2, 0)
+    assert summary(r, 2) == (3, 3, 1, 0)
+    assert r.center == (0, 0, 1)
+    assert r.shape == (1, 1, 5, 3, 5)
+    for axis in range(3):
+        assert_windows_match(m, (1, 1, 5, 6, 7), r, axis)
+
+
+def test_conv_padding_same_even_kernel():
+    """padding="same", k=4: total padding 3, torch puts 1 left and 2 right.
+
+    L(u) = u - 1, H(u) = u + 2: rf 4, start -1, center(0) = 1/2; length kept (10).
+    """
+    m = nn.Conv1d(1, 1, 4, padding="same")
+    r = last(check(m, (1, 1, 10)))
+    assert summary(r) == (4, 4, 1, -1)
+    assert r.center == (HALF,)
+    assert r.shape == (1, 1, 10)
+    assert_windows_match(m, (1, 1, 10), r, 0)
+
+
+def test_conv_padding_same_dilated():
+    """padding="same", k=3, d=2: total 4, 2 left: L(u) = u - 2, H(u) = u + 2: rf 5, start -2, center 0."""
+    m = nn.Conv2d(1, 1, 3, padding="same", dilation=2)
+    r = last(check(m, (1, 1, 9, 9)))
+    assert summary(r, 0) == summary(r, 1) == (5, 5, 1, -2)
+    assert r.center == (0, 0)
+    # a dilated window is a hull with holes: at the border the first pixel read is not lo clipped
+    assert_windows_match(m, (1, 1, 9, 9), r, 0, interior_only=True)
+
+
+def test_conv_padding_valid():
+    """padding="valid", k=3: L(u) = u, H(u) = u + 2: rf 3, start 0; n_out = 8 - 2 = 6."""
+    r = last(check(nn.Conv1d(1, 1, 3, padding="valid"), (1, 1, 8)))
+    assert summary(r) == (3, 3, 1, 0)
+    assert r.shape == (1, 1, 6)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv_padding_mode(mode):
+    """k=5, p=2, any padding_mode: the unclipped window is the same as with zeros,
+    L(u) = u - 2, H(u) = u + 2 (rf 5, start -2); only border units read other pixels.
+    n_out = 9 + 4 - 4 = 9.  Interior units are checked numerically."""
+    m = nn.Conv1d(1, 1, 5, padding=2, padding_mode=mode)
+    r = last(check(m, (1, 1, 9)))
+    assert summary(r) == (5, 5, 1, -2)
+    assert r.shape == (1, 1, 9)
+    assert_windows_match(m, (1, 1, 9), r, 0, interior_only=True)
+
+
+def test_conv_padding_same_with_circular_mode():
+    """padding="same" with padding_mode="circular", k=4: 1 left, 2 right (torch's split),
+    so L(u) = u - 1, H(u) = u + 2 as with zeros: rf 4, start -1."""
+    m = nn.Conv2d(1, 1, 4, padding="same", padding_mode="circular")
+    r = last(check(m, (1, 1, 8, 8)))
+    assert summary(r, 0) == (4, 4, 1, -1)
+    assert_windows_match(m, (1, 1, 8, 8), r, 1, interior_only=True)
+
+
+def test_conv_functional_positional_and_keyword():
+    """F.conv2d(x, w, None, 2, 1, 1) (k=3, s=2, p=1) then F.conv2d(y, w2, stride=1, padding=0, dilation=2) (k=3).
+
+    First: rf 3, stride 2, start -1.  Second: r = 3 + 2*(3-1)*2 = 11, stride 2,
+    start -1 - 0 = -1; shapes: 9 -> floor((9 + 2 - 3)/2) + 1 = 5 -> 5 - 4 = 1.
+    """
+    w = torch.rand(2, 1, 3, 3)
+    w2 = torch.rand(1, 2, 3, 3)
+
+    class M(nn.Module):
+        def forward(self, x):
+            y = F.conv2d(x, w, None, 2, 1, 1)
+            return F.conv2d(y, w2, stride=1, padding=0, dilation=2)
+
+    a = check(M(), (1, 1, 9, 9))
+    assert summary(a["conv2d"], 0) == (3, 3, 2, -1)
+    assert summary(a["conv2d_1"], 0) == (11, 11, 2, -1)
+    assert a["conv2d_1"].shape == (1, 1, 1, 1)
+
+
+# ---------------------------------------------------------------------------
+# transposed convolution
+# ---------------------------------------------------------------------------
+
+
+def test_conv_transpose1d_stride2_k3():
+    """k=3, s=2, p=0: input i feeds outputs 2i + j, j in {0, 1, 2}.
+
+    u = 2m reads i = m (j=0) and i = m - 1 (j=2): [m - 1, m], width 2;
+    u = 2m + 1 reads i = m (j=1) only: [m, m], width 1.
+    lo = (-1, 0) + 1 per 2, hi = (0, 0) + 1 per 2: rf 2, rf_min 1, stride 1/2, start -1.
+    n_out = (5 - 1) * 2 + 2 + 1 = 11.
+    """
+    m = nn.Sequential(nn.ConvTranspose1d(1, 1, 3, stride=2))
+    r = last(check(m, (1, 1, 5)))
+    assert summary(r) == (2, 1, HALF, -1)
+    assert r.lo[0] == PAMap(2, 1, (-1, 0)) and r.hi[0] == PAMap(2, 1, (0, 0))
+    assert r.shape == (1, 1, 11)
+    assert_windows_match(m, (1, 1, 5), r, 0)
+
+
+def test_conv_transpose1d_padding_output_padding():
+    """k=3, s=2, p=1, output_padding=1: u + 1 = 2i + j.
+
+    u = 2m: 2m + 1 = 2i + j -> j=1, i=m: [m, m] (width 1);
+    u = 2m + 1: 2m + 2 = 2i + j -> (j=0, i=m+1), (j=2, i=m): [m, m + 1] (width 2).
+    rf 2, rf_min 1, stride 1/2, start 0.  n_out = (5-1)*2 - 2 + 2 + 1 + 1 = 10.
+    """
+    m = nn.Sequential(nn.ConvTranspose1d(1, 1, 3, stride=2, padding=1, output_padding=1))
+    r = last(check(m, (1, 1, 5)))
+    assert summary(r) == (2, 1, HALF, 0)
+    assert r.lo[0] == PAMap(2, 1, (0, 0)) and r.hi[0] == PAMap(2, 1, (0, 1))
+    assert r.shape == (1, 1, 10)
+    assert_windows_match(m, (1, 1, 5), r, 0)
+
+
+def test_conv_transpose2d_k4_s2_p1():
+    """The DCGAN layer k=4, s=2, p=1: u + 1 = 2i + j, j in 0..3.
+
+    u = 2m: j=1 -> i=m, j=3 -> i=m-1: [m-1, m];  u = 2m+1: j=0 -> i=m+1, j=2 -> i=m: [m, m+1].
+    Both width 2: rf 2, rf_min 2, stride 1/2, start -1.  n_out = (4-1)*2 - 2 + 3 + 1 = 8.
+    """
+    m = nn.Sequential(nn.ConvTranspose2d(2, 3, 4, stride=2, padding=1))
+    r = last(check(m, (1, 2, 4, 4)))
+    assert summary(r, 0) == summary(r, 1) == (2, 2, HALF, -1)
+    assert r.lo[0] == PAMap(2, 1, (-1, 0)) and r.hi[0] == PAMap(2, 1, (0, 1))
+    assert r.shape == (1, 3, 8, 8)
+    assert_windows_match(m, (1, 2, 4, 4), r, 1)
+
+
+def test_conv_transpose_stride1_is_a_flipped_conv():
+    """s=1, k=3, p=1: u + 1 = i + j -> i in [u - 1, u + 1]: rf 3, stride 1, start -1; n_out = n."""
+    m = nn.Sequential(nn.ConvTranspose1d(1, 1, 3, padding=1))
+    r = last(check(m, (1, 1, 6)))
+    assert summary(r) == (3, 3, 1, -1)
+    assert r.shape == (1, 1, 6)
+
+
+def test_conv_transpose_dilated_leaves_gaps():
+    """k=2, d=2, s=2, p=0: u = 2i + 2j, j in {0, 1}.
+
+    u = 2m reads i = m and i = m - 1: [m - 1, m]; u odd is reached by no tap and reads nothing (width 0).
+    rf 2, rf_min 0, stride 1/2, start -1.  n_out = (4-1)*2 + 2 + 1 = 9.
+    """
+    m = nn.Sequential(nn.ConvTranspose1d(1, 1, 2, stride=2, dilation=2))
+    r = last(check(m, (1, 1, 4)))
+    assert summary(r) == (2, 0, HALF, -1)
+    assert r.shape == (1, 1, 9)
+    assert_windows_match(m, (1, 1, 4), r, 0)
+
+
+def test_conv_transpose3d():
+    """k=(3, 2, 1), s=(2, 2, 1), output_padding=(1, 0, 0).
+
+    D as the k=3, s=2 case: rf 2, rf_min 1, stride 1/2, start -1.
+    H: k=2, s=2: u = 2i + j: both parities read i = floor(u/2) only: rf 1, stride 1/2, start 0.
+    W: k=1, s=1: identity.  Shapes: D (3-1)*2 + 2 + 1 + 1 = 8, H (3-1)*2 + 1 + 1 = 6, W 4.
+    """
+    m = nn.Sequential(nn.ConvTranspose3d(1, 2, (3, 2, 1), stride=(2, 2, 1), output_padding=(1, 0, 0)))
+    r = last(check(m, (1, 1, 3, 3, 4)))
+    assert summary(r, 0) == (2, 1, HALF, -1)
+    assert summary(r, 1) == (1, 1, HALF, 0)
+    assert summary(r, 2) == (1, 1, 1, 0)
+    assert r.shape == (1, 2, 8, 6, 4)
+    assert_windows_match(m, (1, 1, 3, 3, 4), r, 0)
+
+
+def test_conv_transpose_functional():
+    """F.conv_transpose1d(x, w, stride=2) with w of shape (1, 2, 3): same windows as the k=3, s=2 module,
+    and out_channels = w.shape[1] * groups = 2."""
+    w = torch.rand(1, 2, 3)
+    r = last(check(Lambda(lambda x: F.conv_transpose1d(x, w, stride=2)), (1, 1, 5)))
+    assert summary(r) == (2, 1, HALF, -1)
+    assert r.shape == (1, 2, 11)
+
+
+# ---------------------------------------------------------------------------
+# pooling
+# ---------------------------------------------------------------------------
+
+
+def test_maxpool_stride_padding():
+    """MaxPool1d(3, 2, 1): like the conv, rf 3, stride 2, start -1; n_out = floor((10 + 2 - 3)/2) + 1 = 5."""
+    r = last(check(nn.MaxPool1d(3, 2, 1), (1, 1, 10)))
+    assert summary(r) == (3, 3, 2, -1)
+    assert r.shape == (1, 1, 5)
+
+
+def test_maxpool_dilation_and_default_stride():
+    """MaxPool2d(3, dilation=2): stride defaults to k=3; rf 1 + 2*2 = 5, start 0; n_out = floor((11-4-1)/3)+1 = 3."""
+    r = last(check(nn.MaxPool2d(3, dilation=2), (1, 1, 11, 11)))
+    assert summary(r, 0) == (5, 5, 3, 0)
+    assert r.shape == (1, 1, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "k, s, p, n, n_out",
+    [
+        # span = n + 2p - (k-1) - 1; ceil(span / s) + 1, minus 1 if (n_out - 1) * s >= n + p
+        (2, 2, 0, 7, 4),  # span 5 -> ceil 3 -> 4; 3*2 = 6 < 7
+        (3, 2, 1, 6, 4),  # span 5 -> 3 -> 4; 6 < 7
+        (2, 2, 1, 5, 3),  # span 5 -> 3 -> 4; 3*2 = 6 >= 6: the clamp drops it -> 3
+        (3, 3, 0, 10, 4),  # span 7 -> ceil(7/3) = 3 -> 4; 9 < 10
+    ],
+)
+def test_pool_ceil_mode_lengths(k, s, p, n, n_out):
+    """ceil_mode output lengths (hand-computed, parameters above) and windows L(u) = s u - p, rf k."""
+    for pool in (nn.MaxPool1d(k, s, p, ceil_mode=True), nn.AvgPool1d(k, s, p, ceil_mode=True)):
+        r = last(check(pool, (1, 1, n)))
+        assert r.shape == (1, 1, n_out)
+        assert summary(r) == (k, k, s, -p)
+
+
+def test_avgpool_anisotropic_numeric():
+    """AvgPool2d((3, 2), stride=(1, 2), padding=(1, 0)): H rf 3, stride 1, start -1; W rf 2, stride 2, start 0."""
+    m = nn.AvgPool2d((3, 2), stride=(1, 2), padding=(1, 0))
+    r = last(check(m, (1, 1, 6, 8)))
+    assert summary(r, 0) == (3, 3, 1, -1)
+    assert summary(r, 1) == (2, 2, 2, 0)
+    assert_windows_match(m, (1, 1, 6, 8), r, 0)
+    assert_windows_match(m, (1, 1, 6, 8), r, 1)
+
+
+def test_lppool():
+    """LPPool1d(2, 3, stride=2): no padding: rf 3, stride 2, start 0; n_out = floor((9-3)/2)+1 = 4.
+    LPPool2d(2, 2) (stride = kernel): rf 2, stride 2."""
+    r = last(check(nn.LPPool1d(2, 3, stride=2), (1, 1, 9)))
+    assert summary(r) == (3, 3, 2, 0) and r.shape == (1, 1, 4)
+    r = last(check(nn.LPPool2d(2, 2), (1, 1, 8, 8)))
+    assert summary(r, 1) == (2, 2, 2, 0)
+
+
+def test_pool_functionals():
+    """F.max_pool2d(x, 3, 2, 1): rf 3, s 2, start -1.  F.avg_pool2d(x, 2): rf 2, s 2, start 0.
+    F.lp_pool2d(x, 2, 3): rf 3, s 3, start 0.  F.max_pool1d(x, 2, return_indices=True)[0]: rf 2, s 2."""
+    a = check(Lambda(lambda x: F.max_pool2d(x, 3, 2, 1)), (1, 1, 8, 8))
+    assert summary(last(a), 0) == (3, 3, 2, -1)
+    a = check(Lambda(lambda x: F.avg_pool2d(x, 2)), (1, 1, 8, 8))
+    assert summary(last(a), 0) == (2, 2, 2, 0)
+    a = check(Lambda(lambda x: F.lp_pool2d(x, 2, 3)), (1, 1, 9, 9))
+    assert summary(last(a), 0) == (3, 3, 3, 0)
+    a = check(Lambda(lambda x: F.max_pool1d(x, 2, return_indices=True)[0] + 1), (1, 1, 8))
+    assert summary(last(a), 0) == (2, 2, 2, 0)
+    assert last(a).shape == (1, 1, 4)
+
+
+def test_adaptive_max_pool_function_with_indices():
+    """Regression: F.adaptive_max_pool2d(x, 2, return_indices=True) traces to adaptive_max_pool2d_with_indices.
+    6 -> 2: windows [3u, 3u + 2]: rf 3, stride 3; both the values and the indices carry it."""
+    a = check(Lambda(lambda x: F.adaptive_max_pool2d(x, 2, return_indices=True)[1]), (1, 2, 6, 6))
+    r = last(a)
+    assert r.source == "symbolic"
+    assert summary(r, 0) == (3, 3, 3, 0)
+    assert r.shape == (1, 2, 2, 2)
+
+
+def test_maxpool_module_return_indices():
+    """nn.MaxPool2d(2, return_indices=True) returns (values, indices); values: rf 2, stride 2, shape 4x4."""
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool = nn.MaxPool2d(2, return_indices=True)
+
+        def forward(self, x):
+            y, _ = self.pool(x)
+            return y * 2
+
+    r = last(check(M(), (1, 1, 8, 8)))
+    assert summary(r, 0) == (2, 2, 2, 0)
+    assert r.shape == (1, 1, 4, 4)
+
+
+# ---------------------------------------------------------------------------
+# adaptive pooling
+# ---------------------------------------------------------------------------
+
+
+def test_adaptive_pool_to_one_is_global():
+    """AdaptiveAvgPool2d(1): every output reads the whole input: global on both axes, shape (1, 3, 1, 1)."""
+    r = last(check(nn.AdaptiveAvgPool2d(1), (1, 3, 7, 9)))
+    assert r.is_global == (True, True)
+    assert r.rf == (None, None)
+    assert r.shape == (1, 3, 1, 1)
+    assert r.source == "symbolic"
+
+
+def test_adaptive_pool_exact_windows_divisible():
+    """AdaptiveAvgPool1d(3) on n=6: [floor(2u), ceil(2(u+1)) - 1] = [2u, 2u + 1]: rf 2, stride 2, start 0."""
+    m = nn.AdaptiveAvgPool1d(3)
+    r = last(check(m, (1, 1, 6)))
+    assert summary(r) == (2, 2, 2, 0)
+    assert_windows_match(m, (1, 1, 6), r, 0)
+
+
+def test_adaptive_pool_exact_windows_uneven():
+    """AdaptiveMaxPool1d(3) on n=8: u=0 [0, ceil(8/3) - 1 = 2]; u=1 [floor(8/3) = 2, ceil(16/3) - 1 = 5];
+    u=2 [floor(16/3) = 5, 7]. Widths 3, 4, 3: rf 4, rf_min 3, stride 8/3, start 0.
+
+    Checked numerically on AdaptiveAvgPool1d (max routes its gradient to one argmax)."""
+    r = last(check(nn.AdaptiveMaxPool1d(3), (1, 1, 8)))
+    assert summary(r) == (4, 3, Fraction(8, 3), 0)
+    assert r.lo[0].values(3) == [0, 2, 5] and r.hi[0].values(3) == [2, 5, 7]
+    m = nn.AdaptiveAvgPool1d(3)
+    assert_windows_match(m, (1, 1, 8), last(check(m, (1, 1, 8))), 0)
+
+
+def test_adaptive_pool_none_and_partial_global():
+    """AdaptiveAvgPool2d((None, 2)) on 5 x 6: H untouched (rf 1), W [3u, 3u + 2]: rf 3, stride 3.
+    F.adaptive_avg_pool2d(x, (2, 1)) on 6 x 5: H [3u, 3u + 2] (rf 3, stride 3), W global."""
+    r = last(check(nn.AdaptiveAvgPool2d((None, 2)), (1, 1, 5, 6)))
+    assert summary(r, 0) == (1, 1, 1, 0)
+    assert summary(r, 1) == (3, 3, 3, 0)
+    assert r.shape == (1, 1, 5, 2)
+    r = last(check(Lambda(lambda x: F.adaptive_avg_pool2d(x, (2, 1))), (1, 1, 6, 5)))
+    assert summary(r, 0) == (3, 3, 3, 0)
+    assert r.is_global == (False, True)
+
+
+def test_adaptive_pool_3d():
+    """AdaptiveAvgPool3d((2, 1, 4)) on 4 x 3 x 4: D [2u, 2u + 1] rf 2 stride 2; H global; W identity windows rf 1."""
+    r = last(check(nn.AdaptiveAvgPool3d((2, 1, 4)), (1, 1, 4, 3, 4)))
+    assert summary(r, 0) == (2, 2, 2, 0)
+    assert r.is_global == (False, True, False)
+    assert summary(r, 2) == (1, 1, 1, 0)
+
+
+# ---------------------------------------------------------------------------
+# interpolation
+# ---------------------------------------------------------------------------
+
+
+def test_upsample_nearest_x2():
+    """nn.Upsample(scale_factor=2) (nearest): u reads floor(u/2): rf 1, stride 1/2, start 0; 5 -> 10."""
+    m = nn.Upsample(scale_factor=2)
+    r = last(check(m, (1, 1, 5, 5)))
+    assert summary(r, 0) == (1, 1, HALF, 0)
+    assert r.lo[0] == PAMap.floor_div(2) == r.hi[0]
+    assert r.shape == (1, 1, 10, 10)
+    assert_windows_match(m, (1, 1, 5, 5), r, 0)
+
+
+def test_nearest_by_size():
+    """nearest 4 -> 6: src = floor(u * 4/6): 0, 0, 1, 2, 2, 3 = (0, 0, 1) + 2 per 3: rf 1, stride 2/3."""
+    m = Lambda(lambda x: F.interpolate(x, size=6, mode="nearest"))
+    r = last(check(m, (1, 1, 4)))
+    assert summary(r) == (1, 1, Fraction(2, 3), 0)
+    assert r.lo[0] == PAMap(3, 2, (0, 0, 1))
+    assert_windows_match(m, (1, 1, 4), r, 0)
+
+
+def test_nearest_exact():
+    """nearest-exact 4 -> 6: floor((u + 0.5) * 2/3): 0, 1, 1, 2, 3, 3 = (0, 1, 1) + 2 per 3."""
+    m = Lambda(lambda x: F.interpolate(x, size=6, mode="nearest-exact"))
+    r = last(check(m, (1, 1, 4)))
+    assert r.lo[0] == PAMap(3, 2, (0, 1, 1)) == r.hi[0]
+    assert_windows_match(m, (1, 1, 4), r, 0)
+
+
+def test_nearest_downsample_by_scale():
+    """scale_factor=0.5 nearest on 8: u reads floor(2u) = 2u: rf 1, stride 2; 8 -> 4."""
+    r = last(check(Lambda(lambda x: F.interpolate(x, scale_factor=0.5)), (1, 1, 8)))
+    assert summary(r) == (1, 1, 2, 0)
+    assert r.shape == (1, 1, 4)
+
+
+def test_bilinear_x2_align_corners_false():
+    """bilinear x2, align_corners=False: src(u) = (u + 0.5)/2 - 0.5 = u/2 - 1/4, window [floor, ceil].
+
+    u=0: -1/4 -> [-1, 0]; u=1: 1/4 -> [0, 1]; u=2: 3/4 -> [0, 1]; u=3: 5/4 -> [1, 2].
+    lo = (-1, 0) + 1 per 2, hi = (0, 1) + 1 per 2: rf 2, rf_min 2, stride 1/2, start -1.
+    (torch clamps src >= 0, so the border unit 0 reads only pixel 0: a border effect.)
+    """
+    m = Lambda(lambda x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+    r = last(check(m, (1, 1, 4, 4)))
+    assert summary(r, 0) == summary(r, 1) == (2, 2, HALF, -1)
+    assert r.lo[1] == PAMap(2, 1, (-1, 0)) and r.hi[1] == PAMap(2, 1, (0, 1))
+    assert r.shape == (1, 1, 8, 8)
+    assert_windows_match(m, (1, 1, 4, 4), r, 1)
+
+
+def test_linear_align_corners_true():
+    """linear 4 -> 7, align_corners=True: src(u) = u * 3/6 = u/2.
+    Even u = 2m: [m, m] (integer); odd u = 2m + 1: [m, m + 1].  rf 2, rf_min 1, stride 1/2, start 0."""
+    m = Lambda(lambda x: F.interpolate(x, size=7, mode="linear", align_corners=True))
+    r = last(check(m, (1, 1, 4)))
+    assert summary(r) == (2, 1, HALF, 0)
+    assert_windows_match(m, (1, 1, 4), r, 0)
+
+
+def test_linear_align_corners_true_uneven_ratio():
+    """Regression: linear 4 -> 8, align_corners=True: src(u) = 3u/7, so the stride is 3/7 (not 4/8).
+
+    u:   0  1    2    3    4    5    6    7
+    src: 0  3/7  6/7  9/7  12/7 15/7 18/7 3
+    lo:  0  0    0    1    1    2    2    3      hi: 0 1 1 2 2 3 3 3
+    rf 2, rf_min 1 (u = 0 and 7 land on pixels), start 0.
+    """
+    m = Lambda(lambda x: F.interpolate(x, size=8, mode="linear", align_corners=True))
+    r = last(check(m, (1, 1, 4)))
+    assert summary(r) == (2, 1, Fraction(3, 7), 0)
+    assert r.lo[0].values(8) == [0, 0, 0, 1, 1, 2, 2, 3]
+    assert r.hi[0].values(8) == [0, 1, 1, 2, 2, 3, 3, 3]
+    assert_windows_match(m, (1, 1, 4), r, 0)
+
+
+def test_scale_factor_sets_the_stride():
+    """Regression: with a scale factor torch steps by 1/scale, not n_in/n_out.
+
+    nearest, scale 1.5 on n=5 (n_out = floor(7.5) = 7): src = floor(u / 1.5) = 0, 0, 1, 2, 2, 3, 4:
+    (0, 0, 1) + 2 per 3, stride 2/3 (not 5/7).
+    bilinear, scale 0.5 on n=7 (n_out 3): src = 2(u + 0.5) - 0.5 = 2u + 1/2: [2u, 2u + 1], stride 2 (not 7/3).
+    """
+    m = Lambda(lambda x: F.interpolate(x, scale_factor=1.5))
+    r = last(check(m, (1, 1, 5)))
+    assert summary(r) == (1, 1, Fraction(2, 3), 0)
+    assert r.lo[0] == PAMap(3, 2, (0, 0, 1))
+    assert_windows_match(m, (1, 1, 5), r, 0)
+    m = Lambda(lambda x: F.interpolate(x, scale_factor=0.5, mode="linear"))
+    r = last(check(m, (1, 1, 7)))
+    assert summary(r) == (2, 2, 2, 0)
+    assert_windows_match(m, (1, 1, 7), r, 0)
+
+
+def test_upsampling_bilinear2d_module_align_corners():
+    """nn.UpsamplingBilinear2d(size=7) uses align_corners=True: same windows as above on both axes."""
+    m = nn.UpsamplingBilinear2d(size=7)
+    r = last(check(m, (1, 1, 4, 4)))
+    assert summary(r, 0) == summary(r, 1) == (2, 1, HALF, 0)
+    assert_windows_match(m, (1, 1, 4, 4), r, 0)
+
+
+def test_linear_downsample():
+    """bilinear scale 0.5 (no antialias), align_corners=False: src = 2(u + 0.5) - 0.5 = 2u + 1/2: [2u, 2u + 1].
+    rf 2, stride 2, start 0."""
+    m = Lambda(lambda x: F.interpolate(x, scale_factor=0.5, mode="bilinear"))
+    r = last(check(m, (1, 1, 8, 8)))
+    assert summary(r, 0) == (2, 2, 2, 0)
+    assert_windows_match(m, (1, 1, 8, 8), r, 0)
+
+
+def test_trilinear_x2():
+    """trilinear x2 (align_corners=False) on each of the 3 axes: as bilinear, rf 2, stride 1/2, start -1."""
+    m = nn.Upsample(scale_factor=2, mode="trilinear")
+    r = last(check(m, (1, 1, 3, 3, 3)))
+    for axis in range(3):
+        assert summary(r, axis) == (2, 2, HALF, -1)
+    assert r.shape == (1, 1, 6, 6, 6)
+    assert_windows_match(m, (1, 1, 3, 3, 3), r, 2)
+
+
+def test_bicubic_x2():
+    """bicubic x2: src = u/2 - 1/4; non-integer src reads [floor - 1, floor + 2]: u=0 [-2, 1], u=1 [-1, 2].
+    rf 4, stride 1/2, start -2."""
+    m = Lambda(lambda x: F.interpolate(x, scale_factor=2, mode="bicubic"))
+    r = last(check(m, (1, 1, 6, 6)))
+    assert summary(r, 0) == (4, 4, HALF, -2)
+    assert_windows_match(m, (1, 1, 6, 6), r, 0, interior_only=True)
+
+
+def test_interpolate_antialias_is_not_guessed():
+    """bilinear x0.5 with antialias=True: the filter support widens to 2 input pixels each side of the
+    center 2u + 1, i.e. pixels [2u - 1, 2u + 2] (rf 4), not the plain bilinear [2u, 2u + 1].
+    The rule must give the exact rf 4 or mark the node unknown, never rf 2."""
+    m = Lambda(lambda x: F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True))
+    r = last(check(m, (1, 1, 8, 8)))
+    if r.source == "unknown":
+        assert "interpolate" in r.reason
+    else:
+        assert summary(r, 0) == (4, 4, 2, -1)
+        assert_windows_match(m, (1, 1, 8, 8), r, 0)
+
+
+def test_interpolate_area_is_adaptive():
+    """mode="area" 8 -> 4 is adaptive average pooling: [2u, 2u + 1]: rf 2, stride 2, start 0."""
+    r = last(check(Lambda(lambda x: F.interpolate(x, size=4, mode="area")), (1, 1, 8)))
+    assert summary(r) == (2, 2, 2, 0)
+
+
+# ---------------------------------------------------------------------------
+# padding and pixel shuffles
+# ---------------------------------------------------------------------------
+
+
+def test_functional_pad():
+    """F.pad(x, (1, 0, 2, 3)): W padded 1 left: L = H = u - 1 (start -1), n 5 -> 6;
+    H padded 2 top, 3 bottom: start -2, n 4 -> 9.  rf 1 on both."""
+    r = last(check(Lambda(lambda x: F.pad(x, (1, 0, 2, 3))), (1, 1, 4, 5)))
+    assert summary(r, 0) == (1, 1, 1, -2)
+    assert summary(r, 1) == (1, 1, 1, -1)
+    assert r.shape == (1, 1, 9, 6)
+
+
+def test_negative_pad_crops():
+    """F.pad(x, (-1, -2)): crop 1 left, 2 right: L = H = u + 1, start 1; 8 -> 5."""
+    r = last(check(Lambda(lambda x: F.pad(x, (-1, -2))), (1, 1, 8)))
+    assert summary(r) == (1, 1, 1, 1)
+    assert r.shape == (1, 1, 5)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_pad_modes_then_conv(mode):
+    """F.pad(x, (2, 2), mode) then Conv1d(k=5): same unclipped window as a zero-padded conv p=2:
+    rf 5, start -2; n 7 -> 11 -> 7."""
+    conv = nn.Conv1d(1, 1, 5)
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            return self.conv(F.pad(x, (2, 2), mode=mode))
+
+    r = last(check(M(), (1, 1, 7)))
+    assert summary(r) == (5, 5, 1, -2)
+    assert r.shape == (1, 1, 7)
+
+
+def test_pad_modules():
+    """ZeroPad2d((1, 2, 3, 4)) on 4 x 4: W start -1 (4 -> 7), H start -3 (4 -> 11).
+    ReflectionPad1d(2): start -2, 6 -> 10."""
+    r = last(check(nn.ZeroPad2d((1, 2, 3, 4)), (1, 1, 4, 4)))
+    assert r.start == (-3, -1) and r.shape == (1, 1, 11, 7)
+    r = last(check(nn.ReflectionPad1d(2), (1, 1, 6)))
+    assert r.start == (-2,) and r.shape == (1, 1, 10)
+
+
+def test_pixel_shuffle():
+    """PixelShuffle(2): (1, 4, 3, 3) -> (1, 1, 6, 6); output u reads input floor(u/2): rf 1, stride 1/2, start 0."""
+    m = nn.PixelShuffle(2)
+    r = last(check(m, (1, 4, 3, 3)))
+    assert summary(r, 0) == summary(r, 1) == (1, 1, HALF, 0)
+    assert r.shape == (1, 1, 6, 6)
+    assert_windows_match(m, (1, 4, 3, 3), r, 1)
+
+
+def test_pixel_unshuffle():
+    """PixelUnshuffle(2): (1, 1, 6, 6) -> (1, 4, 3, 3); over all channels output u reads [2u, 2u + 1]:
+    rf 2 (union over channels), stride 2, start 0."""
+    m = nn.PixelUnshuffle(2)
+    r = last(check(m, (1, 1, 6, 6)))
+    assert summary(r, 0) == (2, 2, 2, 0)
+    assert r.shape == (1, 4, 3, 3)
+    assert_windows_match(m, (1, 1, 6, 6), r, 0)
+    r = last(check(Lambda(lambda x: F.pixel_unshuffle(F.pixel_shuffle(x, 2), 2)), (1, 4, 3, 3)))
+    assert summary(r, 0) == (1, 1, 1, 0)  # floor((2u + {0, 1}) / 2) = u
+    assert r.shape == (1, 4, 3, 3)
+
+
+# ---------------------------------------------------------------------------
+# pointwise ops, norms, dropout
+# ---------------------------------------------------------------------------
+
+POINTWISE = {
+    "relu": nn.ReLU(),
+    "gelu": nn.GELU(),
+    "hardswish": nn.Hardswish(),
+    "silu_f": Lambda(F.silu),
+    "sigmoid_t": Lambda(torch.sigmoid),
+    "tanh_m": Lambda(lambda x: x.tanh()),
+    "exp_m": Lambda(lambda x: x.exp()),
+    "clamp": Lambda(lambda x: torch.clamp(x, 0, 1)),
+    "mul_const": Lambda(lambda x: x * 2.0),
+    "radd": Lambda(lambda x: 1 + x),
+    "div": Lambda(lambda x: x / 3),
+    "pow": Lambda(lambda x: x**2),
+    "neg": Lambda(lambda x: -x),
+    "sub_self": Lambda(lambda x: x - x.sigmoid()),
+    "where": Lambda(lambda x: torch.where(x > 0, x, 0.1 * x)),
+    "batchnorm": nn.BatchNorm2d(2),
+    "layernorm_channels_last": Lambda(lambda x: F.layer_norm(x.permute(0, 2, 3, 1), (2,)).permute(0, 3, 1, 2)),
+    "instancenorm_running": nn.InstanceNorm2d(2, track_running_stats=True),
+    "dropout": nn.Dropout(0.5),
+    "dropout2d": nn.Dropout2d(0.5),
+    "f_dropout": Lambda(lambda x: F.dropout(x, 0.3, training=False)),
+    "contiguous_float": Lambda(lambda x: x.contiguous().float()),
+    "channel_shuffle": nn.ChannelShuffle(2),
+}
+
+
+@pytest.mark.parametrize("name", list(POINTWISE))
+def test_pointwise_ops_keep_the_field(name):
+    """conv k=3, p=1 (rf 3, stride 1, start -1) followed by a position-by-position op: unchanged,
+    no global context (batch norm in eval mode and instance norm with running stats use fixed statistics)."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), POINTWISE[name])
+    r = last(check(model, (1, 1, 6, 6)))
+    assert r.source == "symbolic"
+    assert summary(r, 0) == summary(r, 1) == (3, 3, 1, -1)
+    assert not r.global_context
+    assert r.shape == (1, 2, 6, 6)
+
+
+def test_stochastic_depth():
+    """torchvision.ops.StochasticDepth in eval mode is the identity: after conv k=3 rf 3; a residual
+    x + sd(conv(x)) merges rf 1 and rf 3 centered paths: rf 3, rf_path_min 1, aligned."""
+    from torchvision.ops import StochasticDepth
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+            self.sd = StochasticDepth(0.2, "row")
+
+        def forward(self, x):
+            return x + self.sd(self.conv(x))
+
+    model = Block().train()
+    r = last(check(model, (2, 1, 6, 6)))
+    assert summary(r, 0) == (3, 3, 1, -1)
+    assert r.rf_path_min == (1, 1)
+    assert r.aligned
+
+
+@pytest.mark.parametrize(
+    "norm",
+    [nn.GroupNorm(1, 2), nn.InstanceNorm2d(2, affine=True), nn.LayerNorm([2, 6, 6])],
+    ids=["groupnorm", "instancenorm", "layernorm_chw"],
+)
+def test_norms_over_space_are_context(norm):
+    """Statistics over H, W are a spatially constant context path: the local field of conv k=3
+    (rf 3, start -1) is kept and global_context is set."""
+    r = last(check(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), norm), (1, 1, 6, 6)))
+    assert summary(r, 0) == (3, 3, 1, -1)
+    assert r.global_context
+    assert r.source == "symbolic"
+
+
+# ---------------------------------------------------------------------------
+# merges and shape ops
+# ---------------------------------------------------------------------------
+
+
+def test_channel_concat():
+    """cat([conv k=3 p=1, conv k=5 p=2], dim=1): both centered at u: rf 5, rf_path_min 3, aligned, 2 + 3 channels."""
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 2, 3, padding=1)
+            self.b = nn.Conv2d(1, 3, 5, padding=2)
+
+        def forward(self, x):
+            return torch.cat([self.a(x), self.b(x)], dim=1)
+
+    r = last(check(M(), (1, 1, 8, 8)))
+    assert summary(r, 0) == (5, 5, 1, -2)
+    assert r.rf_path_min == (3, 3)
+    assert r.aligned and r.max_center_shift == 0
+    assert r.shape == (1, 5, 8, 8)
+
+
+def test_channel_reshapes_keep_the_field():
+    """Channel shuffle by view/transpose/reshape, a flatten of (N, C) and a permute round trip touch
+    no spatial dim: rf 3 (conv k=3, p=1) and the spatial dims stay at (2, 3) of the result."""
+
+    def shuffle(x):
+        n, c, h, w = x.shape
+        y = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        y = y.flatten(0, 1).unsqueeze(0)  # (1, N*C, H, W)
+        return y.permute(0, 2, 3, 1).permute(0, 3, 1, 2).contiguous()
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), Lambda(shuffle))
+    r = last(check(model, (2, 1, 5, 5)))
+    assert summary(r, 0) == summary(r, 1) == (3, 3, 1, -1)
+    assert r.dims == (2, 3)
+    assert r.shape == (1, 8, 5, 5)
+
+
+def test_channels_last_dims_are_tracked():
+    """x.permute(0, 2, 3, 1): H now at dim 1, W at dim 2; a LayerNorm over C keeps rf 1, no context."""
+    r = last(check(Lambda(lambda x: F.layer_norm(x.permute(0, 2, 3, 1), (3,))), (1, 3, 4, 5)))
+    assert r.dims == (1, 2)
+    assert r.rf == (1, 1)
+    assert not r.global_context
+
+
+@pytest.mark.parametrize(
+    "fn, is_global, shape",
+    [
+        (lambda x: x.mean((2, 3)), (True, True), (1, 2)),
+        (lambda x: x.sum(dim=2, keepdim=True), (True, False), (1, 2, 1, 6)),
+        (lambda x: x.amax(dim=-1), (False, True), (1, 2, 5)),
+        (lambda x: torch.mean(x, dim=[-2, -1], keepdim=True), (True, True), (1, 2, 1, 1)),
+        (lambda x: x.max(dim=3)[0], (False, True), (1, 2, 5)),
+    ],
+    ids=["mean_hw", "sum_h_keepdim", "amax_w", "torch_mean_keepdim", "max_w_values"],
+)
+def test_spatial_reductions(fn, is_global, shape):
+    """A reduction over a spatial dim makes that axis global; the other axis keeps conv k=3's rf 3."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Lambda(fn))
+    r = last(check(model, (1, 1, 5, 6)))
+    assert r.is_global == is_global
+    for axis, g in enumerate(is_global):
+        assert r.rf[axis] == (None if g else 3)
+    assert r.shape == shape
+
+
+def test_flatten_then_linear_is_global():
+    """flatten(1) puts C, H, W in one dim; Linear contracts it: every output depends on every pixel."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 5))
+    a = check(model, (1, 1, 6, 6))
+    assert last(a).is_global == (True, True)
+    assert last(a).shape == (1, 5)
+    # the flattened tensor itself is not global: it still holds positions, just not as a window dim
+    assert not any(a["1"].is_global)
+
+
+def test_size_shape_getitem_drive_shape_arithmetic():
+    """x.size(0), x.shape[-2:], h * 2 are plain integers: interpolate(size=(2h, 2w)) nearest gives
+    rf 1, stride 1/2; x.view(x.size(0), -1) of a pooled (N, C, 1, 1) tensor is global."""
+
+    class M(nn.Module):
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            y = F.interpolate(x, size=(h * 2, w * 2))
+            z = F.adaptive_avg_pool2d(y, 1)
+            return y, z.view(z.size(0), -1)
+
+    a = check(M(), (1, 3, 4, 5))
+    r = a["interpolate"]
+    assert summary(r, 0) == (1, 1, HALF, 0)
+    assert r.shape == (1, 3, 8, 10)
+    assert a["view"].is_global == (True, True)
+    assert a["view"].shape == (1, 3)
+
+
+def test_getitem_slices():
+    """x[:, :, 1:-1]: L = H = u + 1 (start 1), 8 -> 6.  x[..., ::2]: L = H = 2u, stride 2, 6 -> 3.
+    x[:, 0] selects a channel: fields unchanged.  x[:, :, 2] pins H (no dim carries it), W unchanged."""
+    r = last(check(Lambda(lambda x: x[:, :, 1:-1]), (1, 2, 8)))
+    assert summary(r) == (1, 1, 1, 1) and r.shape == (1, 2, 6)
+    r = last(check(Lambda(lambda x: x[..., ::2]), (1, 2, 6)))
+    assert summary(r) == (1, 1, 2, 0) and r.shape == (1, 2, 3)
+    r = last(check(Lambda(lambda x: x[:, 0]), (1, 2, 5, 6)))
+    assert r.dims == (1, 2) and r.rf == (1, 1)
+    r = last(check(Lambda(lambda x: x[:, :, 2]), (1, 2, 5, 6)))
+    assert r.dims == (None, 2)
+    assert r.rf[1] == 1
+
+
+def test_unknown_op_is_reported_not_guessed():
+    """An op with no rule (torch.fft.fft2 along H, W) makes the node and its consumers unknown, op named;
+    ``.real`` of the complex result is position by position and keeps the (unknown) state."""
+    a = check(Lambda(lambda x: torch.fft.fft2(x).real + 1), (1, 1, 4, 4))
+    r = last(a)
+    assert r.source == "unknown"
+    assert "fft" in r.reason
+    assert r.rf == (None, None)
+    assert a["getattr"].source == "unknown" and a["getattr"].shape == (1, 1, 4, 4)
