@@ -214,6 +214,60 @@ class Analysis:
                 out.append(r)
         return out
 
+    # -- reports (thin wrappers over rfgraph.report, imported lazily) ---------------
+
+    def to_dict(self, nodes: Optional[Sequence[str]] = None) -> dict[str, Any]:
+        """Plain JSON-safe data with a ``schema_version`` (see `rfgraph.report`)."""
+        from . import report
+
+        return report.to_dict(self, nodes)
+
+    def to_json(self, nodes: Optional[Sequence[str]] = None) -> str:
+        from . import report
+
+        return report.to_json(self, nodes)
+
+    def to_yaml(self, nodes: Optional[Sequence[str]] = None) -> str:
+        from . import report
+
+        return report.to_yaml(self, nodes)
+
+    def to_csv(self, nodes: Optional[Sequence[str]] = None) -> str:
+        from . import report
+
+        return report.to_csv(self, nodes)
+
+    def to_markdown(self, nodes: Optional[Sequence[str]] = None) -> str:
+        from . import report
+
+        return report.to_markdown(self, nodes)
+
+    def to_networkx(self) -> Any:
+        """A `networkx.DiGraph` of the tensor nodes carrying their RF attributes."""
+        from . import report
+
+        return report.to_networkx(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Analysis:
+        from . import report
+
+        return report.from_dict(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Analysis:
+        """Read `to_json` output back (window maps included, so `NodeRF.box` works)."""
+        from . import report
+
+        return report.from_json(text)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Analysis:
+        """Read `to_yaml` output back with ``yaml.safe_load``."""
+        from . import report
+
+        return report.from_yaml(text)
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.counts().items() if v)
         return f"<Analysis {self.model_name or 'model'} input={self.input_shape} nodes={len(self)} ({counts})>"
