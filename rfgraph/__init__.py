@@ -7,6 +7,7 @@
 """
 
 from .algebra import Field, PAMap
+from .erf import ERFResult, erf
 from .errors import (
     InputShapeError,
     InputTooSmallError,
@@ -22,6 +23,8 @@ from .rules import DEFAULT_RULES, OpCall, RuleSet
 
 __all__ = [
     "analyze",
+    "erf",
+    "ERFResult",
     "Analysis",
     "NodeRF",
     "PAMap",

@@ -487,6 +487,7 @@ def fitting_input_size(
     ndim: int,
     *,
     probe: Optional[Sequence[int]] = None,
+    minimum: Optional[Sequence[int]] = None,
     traced: Optional[Traced] = None,
     rules: Optional[RuleSet] = None,
     max_steps: int = 64,
@@ -494,7 +495,8 @@ def fitting_input_size(
     """The smallest input size (found by growing) whose centre units of ``nodes`` see only real pixels.
 
     Reads the RFs from an analysis at size ``probe`` (default 32 per axis),
-    starts from the largest theoretical RF among ``nodes`` and grows each axis by its deficit until the centre unit's RF box of every
+    starts from the largest theoretical RF among ``nodes`` (and at least
+    ``minimum``) and grows each axis by its deficit until the centre unit's RF box of every
     node lies inside the input.  Returns the spatial size and its analysis.
     """
     names = [nodes] if isinstance(nodes, str) else list(nodes)
@@ -502,7 +504,7 @@ def fitting_input_size(
     # Read the RFs at any size the model accepts, then grow from the largest RF.
     first = _analyze_growing(model, traced, rules, channels, list(probe) if probe is not None else [32] * ndim)
     names = [first.resolve(n) for n in names]
-    spatial = [1] * ndim
+    spatial = list(minimum) if minimum is not None else [1] * ndim
     for name in names:
         rec = first[name]
         for a, r in enumerate(rec.rf):
@@ -542,7 +544,15 @@ def _truncate(gm: fx.GraphModule, fx_names: Sequence[str]) -> fx.GraphModule:
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     graph.graph_copy(gm.graph, env)
-    graph.output(tuple(env[by_name[n]] for n in fx_names))
+    targets = []
+    for name in fx_names:
+        n = by_name[name]
+        if n.op == "output":  # the model's output: the tensor it returns
+            n = n.args[0]
+            if not isinstance(n, fx.Node):
+                raise ERFError(f"the model returns {type(n).__name__}, not one tensor: name a node instead of 'output'")
+        targets.append(env[n])
+    graph.output(tuple(targets))
     out = fx.GraphModule(gm, graph, type(gm).__name__ + "Truncated")
     out.graph.eliminate_dead_code()
     out.recompile()
@@ -578,8 +588,9 @@ def erf(
     ``(N, C, *spatial)``, a folder of images (resized to the chosen size, then
     normalized with ``mean`` / ``std``, ImageNet's by default for RGB), or an
     iterable of batches (a ``DataLoader``).  ``size``: spatial input size for
-    noise and images; by default the smallest size at which the theoretical RF
-    of the centre unit of every requested node lies inside the input.  A size
+    noise and images; by default the smallest size, not below the spatial size
+    of ``input_shape`` when given, at which the theoretical RF of the centre
+    unit of every requested node lies inside the input.  A size
     that is too small, imposed by ``size`` or by the data, gives an
     `ERFWarning`.  ``channel``: seed one output channel instead of their sum.
     ``dtype=torch.float64`` runs a float64 copy of the model (the caller's
@@ -637,8 +648,9 @@ def erf(
         analysis = analyze(model, (1, channels, *spatial), traced=traced, rules=rules)
     else:
         first = list(input_shape[2:]) if input_shape is not None else [32] * ndim
-        spatial, analysis = fitting_input_size(model, requested, channels, ndim, probe=first, traced=traced,
-                                               rules=rules)
+        spatial, analysis = fitting_input_size(model, requested, channels, ndim, probe=first,
+                                               minimum=None if input_shape is None else first,
+                                               traced=traced, rules=rules)
 
     names = [_resolve(analysis, n) for n in requested]
     records = [analysis[n] for n in names]
@@ -799,6 +811,7 @@ def plot_erf(
     title: Optional[str] = None,
     dpi: int = 100,
     log_range: float = 1e-8,
+    cols: int = 4,
 ) -> Any:
     """Heatmaps of ERF maps (one panel per result) with the theoretical RF box drawn on top.
 
@@ -815,13 +828,13 @@ def plot_erf(
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Patch, Rectangle
 
     results = [results] if isinstance(results, ERFResult) else list(results)
     if ax is not None and len(results) != 1:
         raise ERFError("ax= can only be used with a single result")
     n = len(results)
-    cols = min(n, 4)
+    cols = max(1, min(n, cols))
     rows = math.ceil(n / cols)
     if ax is None:
         fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows), squeeze=False)
@@ -859,16 +872,20 @@ def plot_erf(
             else:
                 norm = Normalize(vmin=0, vmax=vmax if vmax > 0 else 1)
                 shown = img
-            cmap = matplotlib.colormaps["magma"].copy()
-            cmap.set_bad("#d0d0d0")
-            cmap.set_under(cmap(0.0))
+            base = matplotlib.colormaps["magma"]
+            cmap = base.with_extremes(bad="#d0d0d0", under=base(0.0))
             im = a.imshow(shown, cmap=cmap, norm=norm, interpolation="nearest", origin="upper")
             fig.colorbar(im, ax=a, fraction=0.046, pad=0.03)
+            handles = []
             if all(b is not None for b in boxes):
                 (y0, y1), (x0, x1) = boxes
-                a.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
-                                      edgecolor="#35c0ff", lw=1.3, ls="--", label="theoretical RF"))
-                a.legend(loc="lower right", fontsize=7, framealpha=0.7)
+                handles.append(a.add_patch(Rectangle(
+                    (x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, edgecolor="#35c0ff", lw=1.3,
+                    ls="--", label="theoretical RF")))
+            if scale == "log" and (img <= 0).any():
+                handles.append(Patch(facecolor="#d0d0d0", edgecolor="#808080", lw=0.5, label="exactly 0"))
+            if handles:
+                a.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.75)
             c = res.center[-2:]
             a.plot([c[1]], [c[0]], marker="+", color="#35c0ff", ms=8)
             a.set_xlim(-0.5, img.shape[1] - 0.5)
@@ -935,19 +952,11 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise inputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(handler=_cli_erf)
-
-
-def _cli_erf(args: argparse.Namespace) -> int:
-    try:
-        return _run_cli(args)
-    except (RFGraphError, OSError, ValueError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"rfgraph erf: error: {msg}", file=sys.stderr)
-        return 2
+    p.set_defaults(handler=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    """Errors propagate as `RFGraphError`: `rfgraph.cli` prints them as one line (exit code 1)."""
     import json
 
     from .models import default_input_shape, load_model
