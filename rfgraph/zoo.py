@@ -38,6 +38,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
     "ZooModel",
     "ZooResult",
     "family_models",
+    "trunk_stages",
     "resolve_models",
     "run",
     "run_task",
@@ -327,6 +329,53 @@ def _peak_rss_mb() -> Optional[float]:
         return None
 
 
+def trunk_stages(analysis) -> list:
+    """Stage nodes on the trunk: the last node at each effective stride among the nodes that every path
+    from the input to the last spatial node (and to each map a multi-output backbone returns) goes
+    through, plus those end nodes.
+
+    This is `Analysis.stages` without the branch nodes it meets in graph order (a strided 1x1
+    shortcut evaluated before its block's main path, one branch of an Inception module): what is
+    left are block outputs, as in the published tables (Inception-v3 gives Mixed_5d, Mixed_6e,
+    Mixed_7c).  Falls back to `Analysis.stages` if the graph cannot be read.
+    """
+    import networkx as nx
+
+    records = analysis.records
+    spatial_ends = [r for r in records if r.is_spatial and r.op != "output"]
+    if not spatial_ends:
+        return []
+    last = spatial_ends[-1]
+    targets = [last.name]
+    out = next((r for r in records if r.op == "output"), None)
+    if out is not None and len(out.inputs) > 1:
+        targets += [n for n in out.inputs if n in analysis and analysis[n].is_spatial]
+    graph = nx.DiGraph()
+    root = object()
+    names = {r.name for r in records}
+    for r in records:
+        graph.add_node(r.name)
+        if r.op == "placeholder":
+            graph.add_edge(root, r.name)
+        for i in r.inputs:
+            if i in names:
+                graph.add_edge(i, r.name)
+    try:
+        idom = nx.immediate_dominators(graph, root)
+    except Exception:
+        return analysis.stages()
+    trunk: set[str] = set()
+    for t in targets:
+        node = t
+        while node in idom and node is not root and node not in trunk:
+            trunk.add(node)
+            node = idom[node]
+    spatial = [r for r in records if r.name in trunk and r.is_spatial and r.op not in ("placeholder", "output")]
+    picked = [r for r, nxt in zip(spatial, spatial[1:] + [None]) if nxt is None or nxt.stride != r.stride]
+    chosen = {r.name for r in picked} | set(targets)
+    return [r for r in records if r.name in chosen]
+
+
 def _stage_nodes(analysis, task: ZooModel, nodes: Optional[Sequence[str]]) -> list[tuple[str, str]]:
     """``(label, node name)`` pairs, in graph order; a label that names nothing keeps node ``""``."""
     order = {name: i for i, name in enumerate(analysis.nodes)}
@@ -339,15 +388,8 @@ def _stage_nodes(analysis, task: ZooModel, nodes: Optional[Sequence[str]]) -> li
                 out.append((label, ""))
         return out
     picked: dict[str, str] = {}
-    for r in analysis.stages():
-        if r.op != "placeholder":
-            picked.setdefault(r.name, "")
-    if "output" in order:
-        out_rec = analysis["output"]
-        if len(out_rec.inputs) > 1:  # a dict / tuple of feature maps: each level is a stage
-            for name in out_rec.inputs:
-                if name in order and analysis[name].is_spatial:
-                    picked.setdefault(name, "")
+    for r in trunk_stages(analysis):
+        picked.setdefault(r.name, "")
     for label in task.extra_nodes:
         try:
             name = analysis.resolve(label)
@@ -451,7 +493,9 @@ def run_task(task: ZooModel, validate: bool = False, nodes: Optional[Sequence[st
     base = _blank_row(task)
     try:
         t0 = time.perf_counter()
-        model = load_model(task.spec, device="cpu" if validate else "meta", **task.build_kwargs)
+        with warnings.catch_warnings():  # init-scheme FutureWarnings (GoogLeNet, Inception) would break the bar
+            warnings.simplefilter("ignore", FutureWarning)
+            model = load_model(task.spec, device="cpu" if validate else "meta", **task.build_kwargs)
         if task.target:
             model = model.get_submodule(task.target)
         shape = tuple(task.input_shape or default_input_shape(task.spec, model))
@@ -478,7 +522,9 @@ def run_task(task: ZooModel, validate: bool = False, nodes: Optional[Sequence[st
                 row["error"] = f"NodeNotFoundError: no node or module named {label!r}"
             rows.append(row)
         if not rows:
-            rows.append(dict(base, error="no spatial node: the model has no stage to report"))
+            unknown = analysis.unknown()
+            why = f"; {len(unknown)} of {len(analysis)} nodes unknown, first: {unknown[0].reason}" if unknown else ""
+            rows.append(dict(base, error=f"no spatial node: the model has no stage to report{why}"))
         if validate:
             names = [r["node"] for r in rows if r["node"]]
             verdicts = _validate(analysis, names)
@@ -746,13 +792,22 @@ def _md_escape(text: Any) -> str:
 _MD_COLUMNS = ("model", "input", "node", "rf", "stride", "start", "flags", "time s", "RSS MB", "probe", "error")
 
 
-def to_markdown(rows: Sequence[dict[str, Any]], summary: Optional[dict[str, Any]] = None) -> str:
-    """A Markdown table (one line per stage node; model-level cells only on a model's first line)."""
+def to_markdown(
+    rows: Sequence[dict[str, Any]],
+    summary: Optional[dict[str, Any]] = None,
+    extra_columns: Optional[dict[str, Any]] = None,
+) -> str:
+    """A Markdown table (one line per stage node; model-level cells only on a model's first line).
+
+    ``extra_columns`` maps a column title to ``fn(row) -> str``, placed before the error column.
+    """
     lines = []
     if summary:
         lines += _summary_lines(summary) + [""]
     validated = any(r["probe"] for r in rows)
+    extra_columns = dict(extra_columns or {})
     columns = [c for c in _MD_COLUMNS if c != "probe" or validated]
+    columns[-1:-1] = list(extra_columns)
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     previous = None
@@ -783,6 +838,7 @@ def to_markdown(rows: Sequence[dict[str, Any]], summary: Optional[dict[str, Any]
             "probe": probe,
             "error": (r["error"] or "")[:300],
         }
+        cells.update({title: fn(r) for title, fn in extra_columns.items()})
         lines.append("| " + " | ".join(_md_escape(cells[c]) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 

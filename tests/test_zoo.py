@@ -325,3 +325,18 @@ def test_families_resolve():
     assert zoo.resolve_models("resnet50")[0].spec == "torchvision:resnet50"
     with pytest.raises(ValueError, match="unknown family"):
         zoo.family_models("nope")
+
+
+def test_trunk_stages_are_the_published_end_points():
+    """The automatic stages of Inception-v3 are Distill 2019's end points at strides 8, 16 and 32
+    (Mixed_5d 127/8/50, Mixed_6e 927/16/442, Mixed_7c 1311/32/618: RF / stride / padding); those of
+    ResNet-50 are its layers (community values: RF 35/91/267/427, padding 17/45/133/213)."""
+    result = zoo.run(["inception_v3", "resnet50"], progress=False)
+    got = {(r["model"], r["node"]): (r["rf"][0], r["stride"][0], -r["start"][0]) for r in result}
+    assert {k: v for k, v in got.items() if v[1] >= 8 and k[0] == "inception_v3"} == {
+        ("inception_v3", "Mixed_5d.cat"): (127, 8, 50),
+        ("inception_v3", "Mixed_6e.cat"): (927, 16, 442),
+        ("inception_v3", "Mixed_7c.cat_2"): (1311, 32, 618),
+    }
+    resnet = [v for k, v in got.items() if k[0] == "resnet50"]
+    assert resnet[1:] == [(35, 4, 17), (91, 8, 45), (267, 16, 133), (427, 32, 213)]
