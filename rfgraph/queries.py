@@ -84,7 +84,9 @@ class Resizer:
     """Re-run the analysis of ``analysis``'s model at other spatial sizes.
 
     The graph traced for ``analysis`` is reused (so leaf modules chosen for it
-    stay leaves); results are cached per shape.  Extra keyword arguments
+    stay leaves) when it was traced symbolically by ``torch.fx``; a graph
+    exported at one size (``analysis.meta["trace"] != "fx"``) is traced again
+    at each size.  Results are cached per shape.  Extra keyword arguments
     (``rules=``, ``fallback=``) go to `rfgraph.analyze`.  Calling it returns
     the `Analysis` at that size, or raises the `RFGraphError` the pass raised.
     """
@@ -109,7 +111,10 @@ class Resizer:
         shape = self.shape(sizes)
         if shape not in self._cache:
             try:
-                self._cache[shape] = analyze(self.traced.graph_module, shape, traced=self.traced, **self.kwargs)
+                if self.base.meta.get("trace", "fx") == "fx" or self.base.model is None:
+                    self._cache[shape] = analyze(self.traced.graph_module, shape, traced=self.traced, **self.kwargs)
+                else:  # an exported graph holds the sizes of its input: trace again
+                    self._cache[shape] = analyze(self.base.model, shape, **self.kwargs)
             except RFGraphError as exc:
                 self._cache[shape] = exc
         out = self._cache[shape]
@@ -546,12 +551,14 @@ def _path_causes(analysis: Analysis, nodes: Iterable[Any], sizes: Sequence[int])
         r = records.get(n.name)
         label = r.name if r is not None else n.name
         module = gm.get_submodule(n.target) if n.op == "call_module" else None
-        enclosing = _enclosing_modules(gm, n)
+        # the original model keeps the classes (an exported graph flattens them)
+        enclosing = _enclosing_modules(analysis.model if isinstance(analysis.model, nn.Module) else gm, n)
         same = next((m for m in [module, *enclosing] if m is not None and "same" in type(m).__name__.lower()), None)
         if same is not None:
-            causes.append(f"size-dependent 'same' padding ({type(same).__name__}) at {label}")
+            where = n.target if module is same else (n.meta.get("rf_module") or label)
+            causes.append(f"size-dependent 'same' padding ({type(same).__name__}) in {where}")
             continue
-        params = _window_params(n, module)
+        params = _window_params(n, module, gm)
         if params is None:
             continue
         kind, k, s, pl, pr, d, ceil = params
@@ -578,15 +585,15 @@ def _path_causes(analysis: Analysis, nodes: Iterable[Any], sizes: Sequence[int])
     return list(dict.fromkeys(causes))
 
 
-def _enclosing_modules(gm, n) -> list[nn.Module]:
+def _enclosing_modules(root: nn.Module, n) -> list[nn.Module]:
     qual = n.meta.get("rf_module") or ""
     out = []
     parts = qual.split(".") if qual else []
     for i in range(len(parts), 0, -1):
         try:
-            out.append(gm.get_submodule(".".join(parts[:i])))
+            out.append(root.get_submodule(".".join(parts[:i])))
         except AttributeError:
-            break
+            continue
     return out
 
 
@@ -600,10 +607,8 @@ def _input_length(analysis: Analysis, n, records) -> Optional[tuple[int, ...]]:
     return tuple(r.shape[-analysis.ndim:])
 
 
-def _window_params(n, module: Optional[nn.Module]):
+def _window_params(n, module: Optional[nn.Module], gm=None):
     """``(kind, k, s, p_left, p_right, d, ceil_mode)`` per spatial axis for conv / pool / pad / resampling nodes."""
-    import torch.nn.functional as F
-
     def tup(v, nd):
         return tuple(v) if isinstance(v, (tuple, list)) else (v,) * nd
 
@@ -636,12 +641,63 @@ def _window_params(n, module: Optional[nn.Module]):
         return None
     if n.op != "call_function":
         return None
-    if n.target is F.pad:
-        pad = n.args[1] if len(n.args) > 1 else n.kwargs.get("pad")
-        return _pad_params(pad) if isinstance(pad, (tuple, list)) else None
-    if n.target is F.interpolate and (len(n.args) > 1 and n.args[1] is not None or n.kwargs.get("size") is not None):
+    name = _target_name(n.target)
+
+    def arg(i, key, default):
+        return n.args[i] if len(n.args) > i else n.kwargs.get(key, default)
+
+    if name in ("pad", "constant_pad_nd"):
+        pad = arg(1, "pad", None)
+        return _pad_params(pad) if isinstance(pad, (tuple, list)) and all(isinstance(p, int) for p in pad) else None
+    if name in ("interpolate", "upsample_nearest2d", "upsample_bilinear2d") or name.startswith("adaptive_"):
         return ("resample", (1,), (1,), (0,), (0,), (1,), False)
+    if name in ("conv1d", "conv2d", "conv3d"):
+        nd = int(name[4])
+        w = arg(1, "weight", None)
+        shape = _const_shape(w, gm)
+        if shape is None:
+            return None
+        k = tuple(shape[2:])
+        d = tup(arg(5, "dilation", 1), nd)
+        pad = arg(4, "padding", 0)
+        if isinstance(pad, str):
+            tot = [d[i] * (k[i] - 1) for i in range(nd)]
+            pl = tuple(t // 2 for t in tot) if pad == "same" else (0,) * nd
+            pr = tuple(t - t // 2 for t in tot) if pad == "same" else (0,) * nd
+        else:
+            pl = pr = tup(pad, nd)
+        return ("conv", k, tup(arg(3, "stride", 1), nd), pl, pr, d, False)
+    for prefix in ("max_pool", "avg_pool"):
+        if name.startswith(prefix) and name[len(prefix):len(prefix) + 2] in ("1d", "2d", "3d"):
+            nd = int(name[len(prefix)])
+            k = tup(arg(1, "kernel_size", 1), nd)
+            st = arg(2, "stride", None)
+            s = tup(st if st not in (None, [], ()) else k, nd)
+            p = tup(arg(3, "padding", 0), nd)
+            if prefix == "max_pool":
+                d, ceil = tup(arg(4, "dilation", 1), nd), bool(arg(5, "ceil_mode", False))
+            else:
+                d, ceil = (1,) * nd, bool(arg(4, "ceil_mode", False))
+            return ("pool", k, s, p, p, d, ceil)
     return None
+
+
+def _target_name(target: Any) -> str:
+    """``torch.conv2d``, ``F.conv2d`` and ``aten.conv2d.default`` all give ``"conv2d"``."""
+    name = getattr(target, "__name__", None) or str(target)
+    name = name.split(".")[-1] if "." in name else name
+    if name in ("default", "Tensor", "padding") and hasattr(target, "name"):  # OpOverload: aten::conv2d
+        name = target.name().split("::")[-1].split(".")[0]
+    return name.lstrip("_")
+
+
+def _const_shape(v: Any, gm) -> Optional[tuple[int, ...]]:
+    if hasattr(v, "op") and v.op == "get_attr" and gm is not None:
+        obj = gm
+        for part in str(v.target).split("."):
+            obj = getattr(obj, part, None)
+        return tuple(obj.shape) if obj is not None and hasattr(obj, "shape") else None
+    return tuple(v.shape) if hasattr(v, "shape") else None
 
 
 def _pad_params(pad):
@@ -1029,6 +1085,11 @@ def _options(m: nn.Module, j: int, n_in: int, need: Optional[int]) -> list[Layer
     return out
 
 
+def _new_extent(gm, c: LayerChange) -> int:
+    k, d = _kd(gm.get_submodule(c.layer))
+    return (c.new - 1) * d + 1 if c.what == "kernel" else c.new * (k - 1) + 1
+
+
 def _apply_changes(gm, changes: Sequence[LayerChange]) -> list[tuple[nn.Module, dict]]:
     saved = []
     for c in changes:
@@ -1062,7 +1123,11 @@ def target_rf(
     record = analysis[node]
     _require_local(record)
     rf = record.rf[0]
-    stages = tuple((s.name, s.rf[0], s.rf[0] - target) for s in analysis.stages() if s.rf[0] is not None)
+    stages = tuple(
+        (s.name, s.rf[0], s.rf[0] - target)
+        for s in analysis.stages()
+        if s.rf[0] is not None and s.op != "placeholder"
+    )
     if rf >= target:
         return TargetPlan(record.name, target, rf, stages, ())
     need = target - rf
@@ -1086,7 +1151,8 @@ def target_rf(
     for name, m, j, n_in in layers:
         for opt in _options(m, j, n_in, need):
             singles.append(LayerChange(name, opt.what, opt.old, opt.new, opt.gain))
-    singles.sort(key=lambda c: (c.gain, c.new - c.old, c.layer))
+    # the smallest new dilated kernel first (the most plausible edit), then the smallest overshoot
+    singles.sort(key=lambda c: (_new_extent(work_gm, c), c.gain, c.layer))
     solutions = []
     for c in singles[:verify]:
         got = check([c])
@@ -1120,7 +1186,18 @@ def target_rf(
 
 def _fmt(v: Any) -> str:
     if isinstance(v, Fraction):
-        return str(v.numerator) if v.denominator == 1 else f"{float(v):.6g}"
+        if v.denominator == 1:
+            return str(v.numerator)
+        den, places = v.denominator, 0
+        while den % 10 == 0 or den % 2 == 0 or den % 5 == 0:
+            den //= 2 if den % 2 == 0 else 5
+            places += 1
+            if den == 1:  # a finite decimal: print it exactly
+                text = f"{v.numerator * 10 ** places // v.denominator}"
+                sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
+                text = text.rjust(places + 1, "0")
+                return f"{sign}{text[:-places]}.{text[-places:]}".rstrip("0").rstrip(".")
+        return f"{float(v):.6g}"
     if isinstance(v, tuple):
         vals = [_fmt(x) for x in v]
         return vals[0] if len(set(vals)) == 1 else "x".join(vals)
