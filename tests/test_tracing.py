@@ -1,0 +1,202 @@
+"""The tracing front end: torchvision-compatible node names, no mutation of the user's model, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.feature_extraction import get_graph_node_names
+
+import rfgraph
+from rfgraph.errors import TraceError
+from rfgraph.tracing import trace
+
+#: Models with no torchvision.ops modules: torchvision's feature extraction treats those as leaves,
+#: while rfgraph traces through them, so only these have identical graphs.
+GOLDEN_MODELS = {
+    "resnet18": {},
+    "vgg11": {},
+    "densenet121": {},
+    "inception_v3": {"init_weights": False},
+    "alexnet": {},
+    "squeezenet1_0": {},
+    "googlenet": {"init_weights": False},
+    "shufflenet_v2_x0_5": {},
+    "mnasnet0_5": {},
+}
+
+
+def _meta_model(arch: str, **kwargs) -> nn.Module:
+    with torch.device("meta"):
+        return torchvision.models.get_model(arch, weights=None, **kwargs)
+
+
+@pytest.mark.parametrize("arch", list(GOLDEN_MODELS))
+def test_node_names_match_torchvision(arch):
+    """Every traced node, in order, carries the name torchvision's get_graph_node_names gives (eval graph)."""
+    model = _meta_model(arch, **GOLDEN_MODELS[arch])
+    expected = get_graph_node_names(model)[1]
+    traced = trace(model)
+    names = [traced.name(n) for n in traced.graph_module.graph.nodes if n.op != "output"]
+    assert names == expected
+
+
+def test_analysis_nodes_use_the_same_names():
+    """analysis.nodes lists the tensor nodes (shape arithmetic such as x.size() is not a tensor) in graph order,
+    under torchvision's names, followed by the graph output."""
+    model = _meta_model("shufflenet_v2_x0_5")
+    expected = get_graph_node_names(model)[1]
+    a = rfgraph.analyze(model, (1, 3, 64, 64))
+    assert a.nodes[-1] == "output"
+    tensor_nodes = a.nodes[:-1]
+    assert set(tensor_nodes) <= set(expected)
+    assert [n for n in expected if n in set(tensor_nodes)] == tensor_nodes
+    assert "stage2.0.branch2.0" in tensor_nodes
+
+
+def test_suffixes_count_repeated_calls():
+    """A module called twice gets "relu" then "relu_1"; functions get the module path prefix
+    (torchvision naming): "block.add" for an add inside `block`."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.relu(self.conv(x)) + x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Block()
+
+        def forward(self, x):
+            return self.block(x)
+
+    traced = trace(Net())
+    names = [traced.name(n) for n in traced.graph_module.graph.nodes]
+    assert names == ["x", "block.conv", "block.relu", "block.add", "block.relu_1", "output"]
+
+
+class Mixed(nn.Module):
+    """Submodules in different modes, one with a shape-dependent branch (fx cannot trace it)."""
+
+    def __init__(self, shape_branch: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.bn = nn.BatchNorm2d(2)
+        self.drop = nn.Dropout(0.5)
+        self.shape_branch = shape_branch
+
+    def forward(self, x):
+        if self.shape_branch and x.shape[-1] > 4:
+            x = x * 2
+        return self.drop(self.bn(self.conv(x)))
+
+
+def _snapshot(model: nn.Module):
+    return (
+        {name: m.training for name, m in model.named_modules()},
+        {k: v.clone() for k, v in model.state_dict().items()},
+        {k: p.requires_grad for k, p in model.named_parameters()},
+        {name: (len(m._forward_hooks), len(m._forward_pre_hooks)) for name, m in model.named_modules()},
+        {name: sorted(vars(m)) for name, m in model.named_modules()},
+    )
+
+
+def _assert_same(before, after):
+    assert before[0] == after[0], "training flags changed"
+    assert before[1].keys() == after[1].keys()
+    assert all(torch.equal(before[1][k], after[1][k]) for k in before[1]), "state changed"
+    assert before[2:] == after[2:]
+
+
+@pytest.mark.parametrize("shape_branch", [False, True], ids=["fx", "export_fallback"])
+def test_model_is_not_mutated(shape_branch):
+    """analyze() traces in eval mode but restores every module's own training flag (here: model in train
+    mode with its batch norm in eval), and leaves parameters, buffers (batch-norm running stats),
+    requires_grad flags, hooks and attributes as they were, for the fx path and the export fallback."""
+    model = Mixed(shape_branch).train()
+    model.bn.eval()
+    model.conv.weight.requires_grad_(False)
+    before = _snapshot(model)
+    a = rfgraph.analyze(model, (2, 1, 8, 8))
+    assert a.meta["trace"] == ("export" if shape_branch else "fx")
+    _assert_same(before, _snapshot(model))
+    assert model.training and not model.bn.training and model.drop.training
+    # the result is still right: conv k=3, then pointwise bn / dropout
+    assert a[a.nodes[-2]].rf == (3, 3)
+
+
+def test_model_is_not_mutated_by_trace_errors():
+    """A failed trace restores the training flags as well."""
+    model = DataDependent().train()
+    before = _snapshot(model)
+    with pytest.raises(TraceError):
+        trace(model)
+    _assert_same(before, _snapshot(model))
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:  # depends on the values, not the shapes
+            return self.conv(x)
+        return x
+
+
+def test_data_dependent_control_flow_is_a_clear_trace_error():
+    """fx cannot branch on a traced value, and torch.export cannot guard on a data-dependent value:
+    one TraceError names the model and both causes, and gives a hint; the chain keeps the original error."""
+    with pytest.raises(TraceError) as info:
+        rfgraph.analyze(DataDependent(), (1, 1, 8, 8))
+    message = str(info.value)
+    assert "DataDependent" in message
+    assert "control flow" in message
+    assert "torch.export" in message and "data-dependent" in message
+    assert "Hint" in message and "leaf_modules" in message
+    assert info.value.__cause__ is not None
+    assert isinstance(info.value, rfgraph.RFGraphError)
+
+
+def test_trace_without_input_shape_says_export_was_not_tried():
+    with pytest.raises(TraceError, match="torch.export was not tried"):
+        trace(DataDependent())
+
+
+def test_leaf_modules_make_untraceable_code_opaque():
+    """The hint works: with DataDependent as a leaf the model traces; the leaf has no rule, so its node
+    (and what depends on it) is unknown with the module named, never guessed."""
+
+    class Sign(nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:
+                return x * 2
+            return -x
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Sign()
+            self.conv = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x):
+            return self.conv(self.inner(x))
+
+    a = rfgraph.analyze(Outer(), (1, 1, 10, 10), leaf_modules=[Sign])
+    assert a["inner"].source == "unknown"
+    assert "Sign" in a["inner"].reason
+    assert a["inner"].shape == (1, 1, 10, 10)
+    assert a["conv"].source == "unknown" and a["conv"].rf == (None, None)
+    assert a["conv"].shape == (1, 1, 8, 8)
+
+
+def test_not_a_module():
+    with pytest.raises((TraceError, TypeError)):
+        rfgraph.analyze(lambda x: x, (1, 1, 4, 4))
