@@ -125,7 +125,7 @@ def main() -> int:
     args = parser.parse_args()
     families = [f for f in args.families.split(",") if f] + (["timm"] if args.timm else [])
     out = Path(args.output)
-    logs = out.parent / "zoo_logs"
+    logs = Path("build") / "zoo_logs"  # ignored by git; --resume continues from these
     torch.set_grad_enabled(False)
 
     sections: list[str] = []
@@ -191,7 +191,8 @@ def main() -> int:
         s = results["classification"].summary()
         header += [
             f"**Whole torchvision classification zoo: {s['models']} models in {s['wall_s']} s** "
-            f"(one process, meta-device construction {s['build_s']} s + analysis {s['analysis_s']} s; "
+            f"(one process, {s['cpu_s']} s of CPU time; meta-device construction {s['build_s']} s + analysis "
+            f"{s['analysis_s']} s; "
             f"{s['failed']} failed).  Slowest five: "
             + ", ".join(f"{m} {t:.2f} s" for m, t in s["slowest"])
             + (f".  Largest peak RSS: {s['peak_rss_mb'][1]:.0f} MB ({s['peak_rss_mb'][0]})" if s["peak_rss_mb"] else "")

@@ -495,7 +495,8 @@ def run_task(task: ZooModel, validate: bool = False, nodes: Optional[Sequence[st
         t0 = time.perf_counter()
         with warnings.catch_warnings():  # init-scheme FutureWarnings (GoogLeNet, Inception) would break the bar
             warnings.simplefilter("ignore", FutureWarning)
-            model = load_model(task.spec, device="cpu" if validate else "meta", **task.build_kwargs)
+            # Meta even for validation: the probe materialises its own sanitized copy.
+            model = load_model(task.spec, device="meta", **task.build_kwargs)
         if task.target:
             model = model.get_submodule(task.target)
         shape = tuple(task.input_shape or default_input_shape(task.spec, model))
@@ -556,6 +557,7 @@ class ZooResult:
     wall_s: float = 0.0
     workers: int = 1
     resumed: int = 0  # models taken from the log instead of run again
+    cpu_s: float = 0.0  # CPU time of this process during the sweep (little with workers elsewhere)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows)
@@ -584,6 +586,7 @@ class ZooResult:
             "failed": len(self.errors()),
             "rows": len(self.rows),
             "wall_s": round(self.wall_s, 2),
+            "cpu_s": round(self.cpu_s, 2),
             "workers": self.workers,
             "build_s": round(sum(r["build_s"] or 0 for r in per_model.values()), 2),
             "analysis_s": round(sum(r["analysis_s"] or 0 for r in per_model.values()), 2),
@@ -715,7 +718,7 @@ def run(
         tmp.replace(log_file)
     todo = [t for t in tasks if t.name not in kept]
     results: dict[str, list[dict[str, Any]]] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if dask_scheduler is not None:
         source = _dask(todo, dask_scheduler, validate, nodes)
         workers = 0
@@ -736,11 +739,11 @@ def run(
     finally:
         if bar is not None:
             bar.close()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     ordered = []
     for t in tasks:
         ordered.extend(kept.get(t.name) or results.get(t.name) or [])
-    result = ZooResult(ordered, wall, workers, resumed=sum(1 for t in tasks if t.name in kept))
+    result = ZooResult(ordered, wall, workers, resumed=sum(1 for t in tasks if t.name in kept), cpu_s=cpu)
     if out is not None and Path(out).suffix != ".jsonl":
         write_rows(result, out)
     return result
@@ -846,7 +849,7 @@ def to_markdown(
 def _summary_lines(s: dict[str, Any]) -> list[str]:
     out = [
         f"- models: {s['models']} ({s['failed']} failed), stage rows: {s['rows']}",
-        f"- wall time: {s['wall_s']} s with {s['workers'] or 'dask'} worker(s); "
+        f"- wall time: {s['wall_s']} s with {s['workers'] or 'dask'} worker(s) ({s['cpu_s']} s CPU in this process); "
         f"summed per model: build {s['build_s']} s, analysis {s['analysis_s']} s",
     ]
     if s["slowest"]:
