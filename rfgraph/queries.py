@@ -146,6 +146,14 @@ def _resizer(analysis: Analysis, resizer: Optional[Resizer]) -> Resizer:
     return cached
 
 
+def _node(analysis: Analysis, node: str) -> NodeRF:
+    """``analysis[node]``; the model's ``output`` node stands for the one tensor it returns."""
+    r = analysis[node]
+    if r.shape is None and len(r.inputs) == 1 and r.inputs[0] in analysis.nodes:
+        return analysis[r.inputs[0]]
+    return r
+
+
 def _local(record: NodeRF, axis: int) -> bool:
     return record.source in ("symbolic", "probed") and record.lo and record.lo[axis] is not None
 
@@ -226,7 +234,7 @@ def unit_box(analysis: Analysis, node: str, unit: Union[int, Sequence[int]]) -> 
     >>> b.box, b.clipped
     (((-1, 1), (5, 7)), ((0, 1), (5, 7)))
     """
-    record = analysis[node]
+    record = _node(analysis, node)
     _require_local(record)
     unit = tuple(int(u) for u in _per_axis(unit, record.ndim, "unit"))
     for axis, u in enumerate(unit):
@@ -255,7 +263,7 @@ def units_seeing(
     Unit ``u`` sees ``[a, b]`` when ``hi(u) >= a`` and ``lo(u) <= b``; both maps
     are non-decreasing, so the run is found by two bisections.
     """
-    record = analysis[node]
+    record = _node(analysis, node)
     _require_local(record)
     where = tuple(where)
     if len(where) != record.ndim:
@@ -448,7 +456,7 @@ class Coverage:
 
 
 def _covers(a: Analysis, node: str, every: bool) -> bool:
-    r = a[node]
+    r = _node(a, node)
     for axis in range(r.ndim):
         if r.is_global[axis]:
             continue
@@ -473,7 +481,7 @@ def coverage(analysis: Analysis, node: str, resizer: Optional[Resizer] = None) -
     (no unit can cover more pixels than its RF); coverage shrinks as the input
     grows, so the predicate is monotone.
     """
-    record = analysis[node]
+    record = _node(analysis, node)
     if all(record.is_global):
         return Coverage(record.name, None, None)
     _require_local(record)
@@ -985,7 +993,7 @@ def time_summary(analysis: Analysis, node: str, sample_rate: Union[int, Fraction
     sample_rate = Fraction(sample_rate)
     if sample_rate <= 0:
         raise ValueError(f"sample rate must be positive, got {sample_rate}")
-    r = analysis[node]
+    r = _node(analysis, node)
     _require_local(r)
     lo, hi, s = r.lo[0], r.hi[0], r.stride[0]
     period = lcm(lo.period, hi.period, s.denominator)
@@ -1040,7 +1048,7 @@ def _candidate_layers(analysis: Analysis, node: str) -> list[tuple[str, nn.Modul
     """``(module name, module, J, n_in)`` of the conv / pool modules upstream of ``node`` (axis 0)."""
     gm = analysis.graph_module
     records = {r.fx_name: r for r in analysis.records}
-    target = next(n for n in gm.graph.nodes if n.name == analysis[node].fx_name)
+    target = next(n for n in gm.graph.nodes if n.name == _node(analysis, node).fx_name)
     upstream = _ancestors(target) | {target}
     out = []
     for n in gm.graph.nodes:
@@ -1120,7 +1128,7 @@ def target_rf(
     taken in order of their largest allowed gain until the predicted gains
     cover the gap, and that set is checked.
     """
-    record = analysis[node]
+    record = _node(analysis, node)
     _require_local(record)
     rf = record.rf[0]
     stages = tuple(
