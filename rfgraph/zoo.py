@@ -192,7 +192,8 @@ def _video(name: str) -> ZooModel:
 
 
 def _timm(name: str) -> ZooModel:
-    return ZooModel(name, f"timm:{name}", "timm")
+    # Named with its prefix: timm's resnet18 or inception_v3 are not torchvision's.
+    return ZooModel(f"timm:{name}", f"timm:{name}", "timm")
 
 
 def _timm_available() -> bool:
@@ -342,7 +343,7 @@ def trunk_stages(analysis) -> list:
     import networkx as nx
 
     records = analysis.records
-    spatial_ends = [r for r in records if r.is_spatial and r.op != "output"]
+    spatial_ends = [r for r in records if r.is_spatial and r.op not in ("output", "placeholder")]
     if not spatial_ends:
         return []
     last = spatial_ends[-1]
