@@ -456,3 +456,77 @@ def test_unknown_name_suggests(resnet18_analysis):
         resnet18_analysis["layer5"]
     assert "layer4" in info.value.suggestions
     assert isinstance(info.value, KeyError)
+
+
+# ---------------------------------------------------------------------------
+# attention-like gates, rearrangements
+# ---------------------------------------------------------------------------
+
+
+def test_cbam_spatial_gate():
+    """CBAM spatial gate: x * sigmoid(conv7x7(cat(mean over C, max over C))).  Channel reductions leave the
+    positions alone; the 7x7 conv p=3 reads [u-3, u+3]; merged with x (rf 1, centered): rf 7, start -3,
+    aligned, no global context."""
+
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 1, 7, padding=3)
+
+        def forward(self, x):
+            a = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+            return x * torch.sigmoid(self.conv(a))
+
+    r = last(check(Gate(), (1, 4, 9, 9)))
+    assert summary(r, 0) == (7, 7, 1, -3)
+    assert r.aligned and not r.global_context
+
+
+def test_coordinate_attention_row_context():
+    """x * sigmoid(mean over W): each output depends on its whole row, through a W-constant factor:
+    a context path: local rf 1 and global_context."""
+    r = last(check(Lambda(lambda x: x * x.mean(3, keepdim=True).sigmoid()), (1, 4, 6, 6)))
+    assert summary(r, 0) == summary(r, 1) == (1, 1, 1, 0)
+    assert r.global_context
+
+
+def test_space_to_depth_by_slicing():
+    """cat(x[::2, ::2], x[1::2, ::2], x[::2, 1::2], x[1::2, 1::2]) over channels: along H the pieces read
+    2u or 2u + 1: union [2u, 2u + 1]: rf 2, stride 2, start 0; centers 2u and 2u + 1: shift 1, not aligned."""
+    f = lambda x: torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], 1)  # noqa: E731
+    r = last(check(Lambda(f), (1, 1, 8, 8)))
+    assert summary(r, 0) == summary(r, 1) == (2, 2, 2, 0)
+    assert not r.aligned and r.max_center_shift == 1
+    assert r.shape == (1, 4, 4, 4)
+
+
+def test_transpose_swaps_axes():
+    """x.transpose(2, 3) then conv k=(3, 1) p=(1, 0): the kernel's first dim runs along the input's W:
+    W rf 3, start -1; H rf 1; W is now carried by tensor dim 2 and H by dim 3."""
+    conv = nn.Conv2d(1, 1, (3, 1), padding=(1, 0))
+    r = last(check(nn.Sequential(Lambda(lambda x: x.transpose(2, 3)), conv), (1, 1, 6, 7)))
+    assert r.dims == (3, 2)
+    assert summary(r, 0) == (1, 1, 1, 0)
+    assert summary(r, 1) == (3, 3, 1, -1)
+    assert r.shape == (1, 1, 7, 6)
+
+
+def test_token_round_trip_restores_the_grid():
+    """(N, C, H, W) -> (N, C, H*W) -> tokens (N, H*W, C) -> (N, H, W, C) -> (N, C, H, W), then conv k=3 p=1:
+    the reshape undoes the flatten exactly, so the conv sees H and W again: rf 3, start -1."""
+
+    def tokens(x):
+        n, c, h, w = x.shape
+        return x.view(n, c, h * w).permute(0, 2, 1).reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+    r = last(check(nn.Sequential(Lambda(tokens), nn.Conv2d(3, 1, 3, padding=1)), (1, 3, 4, 5)))
+    assert r.source == "symbolic"
+    assert r.dims == (2, 3)
+    assert summary(r, 0) == summary(r, 1) == (3, 3, 1, -1)
+
+
+def test_unit_box():
+    """conv k=3 s=2 p=1: unit (2, 3) reads rows [2*2 - 1, 2*2 + 1] = [3, 5] and cols [5, 7]."""
+    r = last(check(nn.Conv2d(1, 1, 3, 2, 1), (1, 1, 9, 9)))
+    assert r.box((2, 3)) == ((3, 5), (5, 7))
+    assert r.padding == (1, 1)

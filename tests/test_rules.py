@@ -14,6 +14,8 @@ from fractions import Fraction
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from rfcheck import assert_windows_match, check, last
 from torch import nn
 
@@ -842,3 +844,80 @@ def test_unknown_op_is_reported_not_guessed():
     assert "fft" in r.reason
     assert r.rf == (None, None)
     assert a["getattr"].source == "unknown" and a["getattr"].shape == (1, 1, 4, 4)
+
+
+# ---------------------------------------------------------------------------
+# symbolic vs numeric on random configurations
+# ---------------------------------------------------------------------------
+
+_NUMERIC = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_NUMERIC
+@given(
+    k=st.integers(1, 5), s=st.integers(1, 3), p=st.integers(0, 3), d=st.integers(1, 2),
+    op=st.integers(0, 2), n=st.integers(2, 7),
+)
+def test_conv_transpose_windows_match_backprop(k, s, p, d, op, n):
+    """Every output unit of a random ConvTranspose1d reads exactly the inputs its symbolic window says
+    (clipped to the input; interior units only when dilation leaves holes in the window)."""
+    assume(op < max(s, d))  # torch: output_padding must be smaller than stride or dilation
+    n_out = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+    assume(n_out >= 1)
+    m = nn.Sequential(nn.ConvTranspose1d(1, 1, k, stride=s, padding=p, dilation=d, output_padding=op))
+    r = last(check(m, (1, 1, n)))
+    assert r.shape == (1, 1, n_out)
+    if d == 1 or any(r.lo[0](u) >= 0 and r.hi[0](u) < n for u in range(n_out)):
+        assert_windows_match(m, (1, 1, n), r, 0, interior_only=d > 1)
+
+
+@_NUMERIC
+@given(k=st.integers(1, 5), s=st.integers(1, 3), data=st.data(), n=st.integers(5, 12), ceil=st.booleans())
+def test_avg_pool_windows_match_backprop(k, s, data, n, ceil):
+    """Random AvgPool1d (count_include_pad, ceil_mode): windows and output length agree with torch."""
+    p = data.draw(st.integers(0, k // 2))
+    assume(n + 2 * p >= k)
+    m = nn.AvgPool1d(k, s, p, ceil_mode=ceil)
+    r = last(check(m, (1, 1, n)))
+    assert summary(r) == (k, k, s, -p)
+    assert_windows_match(m, (1, 1, n), r, 0)
+
+
+@_NUMERIC
+@given(n=st.integers(1, 9), m_out=st.integers(1, 9))
+def test_adaptive_avg_pool_windows_match_backprop(n, m_out):
+    """Random AdaptiveAvgPool1d n -> m: exact windows [floor(u n / m), ceil((u + 1) n / m) - 1]."""
+    m = nn.AdaptiveAvgPool1d(m_out)
+    r = last(check(m, (1, 1, n)))
+    if m_out == 1:
+        assert r.is_global == (True,)
+        return
+    for u in range(m_out):
+        assert (r.lo[0](u), r.hi[0](u)) == ((u * n) // m_out, -(-(u + 1) * n // m_out) - 1)
+    assert_windows_match(m, (1, 1, n), r, 0)
+
+
+@_NUMERIC
+@given(
+    mode=st.sampled_from(["nearest", "nearest-exact", "linear-False", "linear-True"]),
+    n=st.integers(2, 7),
+    how=st.sampled_from(["size", "scale"]),
+    data=st.data(),
+)
+def test_interpolate_windows_match_backprop(mode, n, how, data):
+    """Random 1-D F.interpolate (by size or scale factor, up or down): every unit's window equals what
+    torch's kernel reads, and the reported stride is the slope of the source index map."""
+    align = None
+    if mode.startswith("linear"):
+        mode, align = "linear", mode.endswith("True")
+    if how == "size":
+        size = data.draw(st.integers(2, 12))
+        kwargs = {"size": size}
+        assume(not align or size > 1)
+    else:
+        scale = data.draw(st.sampled_from([0.5, 1.5, 2.0, 2.5, 3.0]))
+        assume(int(n * scale) >= 1)
+        kwargs = {"scale_factor": scale}
+    m = Lambda(lambda x: F.interpolate(x, mode=mode, align_corners=align, **kwargs))
+    r = last(check(m, (1, 1, n)))
+    assert_windows_match(m, (1, 1, n), r, 0)
