@@ -30,5 +30,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py
 
+## Every torchvision model family, symbolic only; writes docs/zoo.md (add ARGS=--validate for the probe).
+zoo: $(STAMP)
+	$(PY) benchmarks/zoo.py $(ARGS)
+
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache
