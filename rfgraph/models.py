@@ -96,6 +96,8 @@ def load_model(spec: str, device: Optional[str] = "meta", **kwargs: Any) -> nn.M
     if kind == "torchvision" and name:
         builder = _torchvision_builder(name)
         kwargs.setdefault("weights", None)
+        if "weights_backbone" in inspect.signature(builder).parameters:
+            kwargs.setdefault("weights_backbone", None)  # detection models default to a pretrained backbone
     elif kind == "timm" and name:
         builder = _timm_builder(name)
     else:
