@@ -30,6 +30,7 @@ import contextlib
 import difflib
 import importlib
 import os
+import re
 import sys
 import time
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -68,15 +69,11 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
     """``"1,3,224,224"`` (also ``1x3x224x224`` or spaces) as a tuple of ints, or a one-line `CLIError`."""
-    cleaned = text.replace("x", ",").replace("X", ",").replace(" ", ",").strip("()[],")
-    parts = [p for p in cleaned.split(",") if p]
+    parts = re.split(r"\s*[,xX]\s*|\s+", text.strip().strip("()[]").strip())
     try:
-        values = tuple(int(p) for p in parts)
+        return tuple(int(p) for p in parts)
     except ValueError:
         raise CLIError(f"{what} must be comma-separated integers like 1,3,224,224, got {text!r}", EXIT_USAGE) from None
-    if not values:
-        raise CLIError(f"{what} is empty", EXIT_USAGE)
-    return values
 
 
 def _split_names(text: Optional[str]) -> list[str]:
@@ -285,6 +282,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     if ":" not in spec:
         raise CLIError(_spec_hint(spec), EXIT_USAGE)
     needs_weights = args.validate
+    if args.validate:
+        _require_validate()
     overlay_image = None
     if args.overlay and args.overlay != "blank":
         if not os.path.exists(args.overlay):
@@ -326,15 +325,12 @@ def run_analyze(args: argparse.Namespace) -> int:
             fh.write(text)
         if not args.quiet:
             print(f"rfgraph: wrote {args.output} ({fmt})", file=sys.stderr)
-    elif fmt == "table":
+    elif fmt == "table" and sys.stdout.isatty():
         from rich.console import Console
 
-        console = Console(highlight=False)
-        width = console.width if console.is_terminal else 200
-        console = Console(highlight=False, width=width)
         from .report import rich_table
 
-        console.print(rich_table(analysis, selected, model_label=spec))
+        Console(highlight=False).print(rich_table(analysis, selected, model_label=spec))
     else:
         sys.stdout.write(render(analysis, fmt, selected, model_label=spec))
 
@@ -374,16 +370,22 @@ def _overlay(args, analysis, selected, image, spec: str, progress: _Progress) ->
         print(f"rfgraph: wrote {out} (node {record.name})", file=sys.stderr)
 
 
+def _require_validate() -> None:
+    """Fail before any work when the probe's ``Analysis.validate`` is not available."""
+    from .results import Analysis
+
+    if hasattr(Analysis, "validate"):
+        return
+    try:
+        importlib.import_module("rfgraph.probe")
+    except ModuleNotFoundError:
+        raise CLIError("--validate needs the numeric probe (rfgraph.probe), which this installation lacks") from None
+    if not hasattr(Analysis, "validate"):
+        raise CLIError("--validate is not available yet: rfgraph.probe does not provide Analysis.validate()")
+
+
 def _validate(analysis: Any, selected: Optional[list[Any]], progress: _Progress) -> int:
-    validate = getattr(analysis, "validate", None)
-    if validate is None:
-        try:
-            importlib.import_module("rfgraph.probe")
-        except ModuleNotFoundError:
-            raise CLIError("--validate needs the numeric probe (rfgraph.probe), which this installation lacks") from None
-        validate = getattr(analysis, "validate", None)
-        if validate is None:
-            raise CLIError("--validate: rfgraph.probe does not provide Analysis.validate() yet")
+    validate = analysis.validate
     nodes = None if selected is None else [r.name for r in selected]
     with progress.step("probing (numeric cross-check)"):
         result = validate(nodes=nodes)

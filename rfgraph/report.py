@@ -344,7 +344,8 @@ def to_yaml(analysis: Analysis, nodes: NodeSelection = None) -> str:
     """YAML text of `to_dict` (read it back with `from_yaml`, which uses ``yaml.safe_load``)."""
     import yaml
 
-    return yaml.safe_dump(to_dict(analysis, nodes), sort_keys=False, default_flow_style=None, width=120)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # the C emitter when libyaml is there: same output
+    return yaml.dump(to_dict(analysis, nodes), Dumper=dumper, sort_keys=False, default_flow_style=None, width=120)
 
 
 def from_yaml(text: str) -> Analysis:

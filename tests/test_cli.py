@@ -1,0 +1,166 @@
+"""The ``rfgraph`` command line: run as a user would (subprocess), plus fast in-process checks.
+
+Each subprocess imports torch (about 2 s), so the subprocess tests are few
+and each checks several things.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rfgraph import cli
+
+PY = [sys.executable, "-m", "rfgraph"]
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*PY, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("rfgraph: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# -- subprocess: what a user sees -----------------------------------------------------------------
+
+
+def test_stages_table_resnet50():
+    """torchvision ResNet-50, layer4: RF 427, stride 32, start -213 (published)."""
+    proc = run("torchvision:resnet50", "--stages")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    row = next(line.split() for line in proc.stdout.splitlines() if line.strip().startswith("layer4.2.relu_2"))
+    assert row[-3:] == ["427", "32", "-213"]
+    for header in ("node", "op", "rf", "stride", "start"):
+        assert header in proc.stdout
+    assert "layer1.0.conv1" not in proc.stdout  # module-level outputs only
+
+
+def test_json_file_plot_and_overlay(tmp_path):
+    out, depth, box = tmp_path / "r.json", tmp_path / "depth.png", tmp_path / "box.png"
+    proc = run(
+        "torchvision:resnet50", "--nodes", "layer1,layer4", "-o", str(out),
+        "--plot", str(depth), "--overlay", "blank", "--unit", "3,5", "--overlay-output", str(box),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    data = json.loads(out.read_text())
+    assert data["schema_version"] == 1
+    layer4 = data["nodes"][1]
+    assert [(a["rf"], a["stride"], a["start"]) for a in layer4["axes"]] == [(427, "32", "-213")] * 2
+    assert depth.stat().st_size > 20_000 and box.stat().st_size > 10_000
+
+
+def test_user_file_model_and_csv(tmp_path):
+    """Conv1d k3 -> ReLU -> Conv1d k3 s2 -> Conv1d k3: RF 3, 3, 5, then 5 + 2*2 = 9; stride 1, 1, 2, 2."""
+    (tmp_path / "net.py").write_text(
+        textwrap.dedent(
+            """
+            from torch import nn
+
+            def build():
+                return nn.Sequential(nn.Conv1d(1, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 3, stride=2), nn.Conv1d(4, 1, 3))
+            """
+        )
+    )
+    proc = run("net.py:build", "--input-shape", "1,1,32", "--format", "csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split(",")[0]: line.split(",") for line in proc.stdout.splitlines()[1:]}
+    header = proc.stdout.splitlines()[0].split(",")
+    rf, stride = header.index("rf_l"), header.index("stride_l")
+    assert [(rows[n][rf], rows[n][stride]) for n in ("0", "1", "2", "3")] == [
+        ("3", "1"), ("3", "1"), ("5", "2"), ("9", "2"),
+    ]  # fmt: skip
+
+
+def test_error_unknown_model():
+    assert_one_line_error(run("torchvision:resnet5"), 1, "unknown torchvision model 'resnet5'", "resnet50")
+
+
+def test_error_untraceable_model(tmp_path):
+    (tmp_path / "odd.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            class Branchy(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 8, 3)
+
+                def forward(self, x):
+                    y = self.conv(x)
+                    if y.sum() > 0:  # data-dependent control flow
+                        return y
+                    return -y
+
+            def build():
+                return Branchy()
+            """
+        )
+    )
+    assert_one_line_error(run("odd.py:build", cwd=tmp_path), 1, "could not trace Branchy")
+
+
+# -- in process: argument handling without importing a model ------------------------------------------
+
+
+def test_no_arguments_prints_usage(capsys):
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert "usage: rfgraph" in err and "analyze" in err
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "MODEL [options]" in out and "analyze" in out
+
+
+@pytest.mark.parametrize(
+    "argv, code, fragment",
+    [
+        (["resnet50"], 2, "Did you mean: torchvision:resnet50"),
+        (["torchvision:resnet18", "--format", "xml"], 2, "invalid choice: 'xml'"),
+        (["torchvision:resnet18", "--nodes", "a", "--stages"], 2, "not allowed with"),
+        (["torchvision:resnet18", "--unit", "1,2"], 2, "--unit is only used with --overlay"),
+        (["torchvision:resnet18", "--overlay", "missing.png"], 2, "does not exist"),
+        (["torchvision:resnet18", "--input-size", "0"], 2, "non-positive"),
+        (["torchvision:resnet18", "--input-shape", "1,3,x"], 2, "--input-shape must be comma-separated integers"),
+        (["torchvision:resnet18", "--input-shape", "1,3,224"], 2, "takes 4-D inputs"),
+        (["torchvision:resnet18", "--nodes", "layer5", "-q"], 1, "node 'layer5' is not present"),
+    ],
+)
+def test_usage_errors_are_one_line(capsys, argv, code, fragment):
+    assert cli.main(argv) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rfgraph: error: ") and fragment in err[0]
+
+
+def test_parse_ints():
+    assert cli.parse_ints("1,3,224,224", "x") == (1, 3, 224, 224)
+    assert cli.parse_ints("1x3x224x224", "x") == (1, 3, 224, 224)
+    with pytest.raises(cli.CLIError):
+        cli.parse_ints("1,a", "x")
+
+
+def test_input_size_per_axis(capsys):
+    """``--input-size 64,32`` keeps the default batch and channels: shape 1,3,64,32."""
+    assert cli.main(["torchvision:resnet18", "--input-size", "64,32", "--nodes", "conv1", "-f", "json", "-q"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["input_shape"] == [1, 3, 64, 32]
+    assert data["nodes"][0]["shape"] == [1, 64, 32, 16]
