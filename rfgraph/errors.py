@@ -47,7 +47,7 @@ class NodeNotFoundError(RFGraphError, KeyError):
 
     def __init__(self, name: str, known: Iterable[str]):
         self.name = name
-        self.suggestions = difflib.get_close_matches(name, list(known), n=5, cutoff=0.5)
+        self.suggestions = difflib.get_close_matches(name, list(dict.fromkeys(known)), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
         super().__init__(
             f"node {name!r} is not present in the analysed graph.{hint} "

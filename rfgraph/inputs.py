@@ -33,6 +33,8 @@ SEARCH_LIMIT = 1 << 14
 def check_input_shape(input_shape: Any, dtype: torch.dtype = torch.float32, name: str = "input_shape") -> tuple:
     """Validate ``(N, C, *spatial)``; integer inputs may also be ``(N, L)`` token ids (no spatial axis)."""
     try:
+        if isinstance(input_shape, (str, bytes)):
+            raise TypeError("a string")
         shape = tuple(int(s) for s in input_shape)
     except (TypeError, ValueError):
         raise InputShapeError(
@@ -176,8 +178,9 @@ def explain_too_small(
     good = with_sizes(minimal)
     if not works(good):  # the dims interact: report the common size, which works
         good = with_sizes(base)
+    original = str(exc.args[0]).split("\n\nWhile executing")[0]  # torch.fx appends the node's code
     message = (
-        f"{exc.args[0]} The smallest input that works is {good} "
+        f"{original} The smallest input that works is {good} "
         f"(spatial sizes {tuple(good[d] for d in spatial)}; input given: {shape})."
     )
     err = InputTooSmallError(message, node=exc.node, minimal_size=min(good[d] for d in spatial))

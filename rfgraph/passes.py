@@ -68,8 +68,25 @@ def shape_by_execution(fn: Callable, args: tuple, kwargs: dict, device: torch.de
         return fn(*to_tensor(args), **to_tensor(kwargs))
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        return fn(*to_tensor(args), **to_tensor(kwargs))
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            return fn(*to_tensor(args), **to_tensor(kwargs))
+    except Exception:
+        # Data-dependent code (``if x.sum() > 0``) cannot run on fake tensors: run it on zeros.
+        with torch.no_grad():
+            real_args = _map_sym(args, lambda v: torch.zeros(v.shape, dtype=v.dtype))
+            return fn(*real_args, **_map_sym(kwargs, lambda v: torch.zeros(v.shape, dtype=v.dtype)))
+
+
+def _map_sym(value: Any, fn: Callable) -> Any:
+    if isinstance(value, SymTensor):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        items = [_map_sym(v, fn) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        return {k: _map_sym(v, fn) for k, v in value.items()}
+    return value
 
 
 def _to_unknown(value: Any, reason: str) -> Any:

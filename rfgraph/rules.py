@@ -30,9 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .algebra import PAMap
-from .errors import InputTooSmallError, RuleError
-from .algebra import GLOBAL
+from .algebra import GLOBAL, PAMap
+from .errors import InputShapeError, InputTooSmallError, RuleError
 from .values import Axis, MergeInfo, SymTensor, is_complete, merge_tensors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -336,6 +335,15 @@ def _spatial_windows(call: OpCall, x: SymTensor, nd: int, make) -> dict[int, tup
     """``{tensor dim: (L, H, n_out)}`` for the last ``nd`` dims; ``make(i, n)`` gives each."""
     if x.ndim < nd + 1:
         raise RuleError(f"{call.describe()} at node {call.name!r} expects at least {nd + 1} dims, got {x.shape}")
+    windowed = x.tags[x.ndim - nd :]
+    unbatched_mix = x.ndim == nd + 1 and None in windowed and any(isinstance(t, Axis) for t in windowed)
+    if x.ndim > nd + 2 or unbatched_mix:
+        # torch would read the channel dim as a spatial one (or refuse): the input rank does not suit the model
+        layout = ("(N, C, L)", "(N, C, H, W)", "(N, C, D, H, W)")[min(nd, 3) - 1]
+        raise InputShapeError(
+            f"{call.describe()} at node {call.name!r} works on {layout} but gets shape {x.shape}: the input shape "
+            f"has the wrong rank for this model (is the batch dim missing?). Pass an input shape like {layout}."
+        )
     out = {}
     for i in range(nd):
         d = x.ndim - nd + i

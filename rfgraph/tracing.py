@@ -12,6 +12,9 @@ are leaves.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -53,6 +56,8 @@ class RFTracer(fx.Tracer):
         super().__init__(autowrap_modules=tuple(autowrap_modules), autowrap_functions=tuple(autowrap_functions))
         self.leaf_types = tuple(leaf_modules) + OPAQUE_TORCHVISION_MODULES
         self.current_module_qualname = ""
+        #: Qualified name of the innermost module whose forward raised while tracing, if any.
+        self.failed_module: Optional[str] = None
         self.node_to_qualname: dict[fx.Node, str] = {}
         self._name_counts: dict[str, int] = {}
 
@@ -69,6 +74,10 @@ class RFTracer(fx.Tracer):
             if not self.is_leaf_module(m, qualname):
                 return forward(*args, **kwargs)
             return self.create_proxy("call_module", qualname, args, kwargs)
+        except Exception:
+            if self.failed_module is None:
+                self.failed_module = self.current_module_qualname
+            raise
         finally:
             self.current_module_qualname = old
 
@@ -130,7 +139,7 @@ def trace(
         model.eval()
         graph = tracer.trace(model, concrete_args=concrete_args)
     except Exception as exc:  # fx raises many types; name the cause, keep the chain
-        where = f" inside module {tracer.current_module_qualname!r}" if tracer.current_module_qualname else ""
+        where = f" inside module {tracer.failed_module!r}" if tracer.failed_module else ""
         fx_failure = f"torch.fx failed{where}: {_first_line(exc)}"
         hint = (
             "Hint: mark the offending module as a leaf with `analyze(..., leaf_modules=[ModuleType])`, "
@@ -189,11 +198,15 @@ def export_trace(model: nn.Module, example_inputs: tuple, leaf_modules: Iterable
     would give, so ``"layer1.0.conv1"`` names the same tensor in both.
     """
     training = {m: m.training for m in model.modules()}
+    previous_disable = logging.root.manager.disable
     try:
         model.eval()
-        with torch.no_grad():
+        # torch.export logs and prints its graph when it fails; the TraceError says it in one line
+        logging.disable(logging.CRITICAL)
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             exported = torch.export.export(model, tuple(example_inputs), strict=False)
     finally:
+        logging.disable(previous_disable)
         for m, flag in training.items():
             m.training = flag
     gm = exported.module()
