@@ -865,17 +865,24 @@ def declared_strides(model: nn.Module) -> list[Declared]:
     """Strides declared by the model's library.
 
     - timm: ``model.feature_info`` (a list of dicts or a ``FeatureInfo``) gives
-      each feature module's ``reduction``;
+      each feature module's ``reduction``; on a ``features_only=True`` model the
+      ``i``-th declared entry is matched with the ``i``-th returned tensor
+      (``output[i]``), which avoids module names that the classification model
+      does not have (HRNet's ``stem``, an ``Identity`` ``final_conv``);
     - torchvision SSD: ``model.anchor_generator.steps`` gives the stride of each
       output of ``model.backbone`` (analyse the backbone, see `lint`).
     """
     out: list[Declared] = []
     info = getattr(model, "feature_info", None)
     if info is not None:
-        entries = getattr(info, "info", info)
+        # a features_only wrapper returns one tensor per selected entry: match by position, not by name
+        wrapper = hasattr(info, "get_dicts") and _is_timm_features(model)
+        entries = info.get_dicts() if wrapper else getattr(info, "info", info)
         for i, e in enumerate(entries):
             if isinstance(e, dict) and "reduction" in e and "module" in e:
-                out.append(Declared(f"feature_info[{i}]", str(e["module"]), Fraction(e["reduction"]), "timm feature_info"))
+                node = f"output[{i}]" if wrapper else str(e["module"])
+                out.append(Declared(f"feature_info[{i}] {e['module']}" if wrapper else f"feature_info[{i}]", node,
+                                    Fraction(e["reduction"]), "timm feature_info"))
     gen = getattr(model, "anchor_generator", None)
     steps = getattr(gen, "steps", None)
     if steps is not None and hasattr(model, "backbone"):
@@ -883,6 +890,12 @@ def declared_strides(model: nn.Module) -> list[Declared]:
             out.append(Declared(f"anchor_generator.steps[{i}]", f"backbone:output[{i}]", Fraction(s),
                                 "torchvision SSD steps"))
     return out
+
+
+def _is_timm_features(model: nn.Module) -> bool:
+    """timm's ``features_only`` wrappers (FeatureListNet, FeatureHookNet, HighResolutionNetFeatures, ...)."""
+    name = type(model).__name__
+    return name.startswith("Feature") or name.endswith("Features") or hasattr(model, "out_indices")
 
 
 def _output_nodes(analysis: Analysis) -> list[str]:
@@ -1327,7 +1340,8 @@ def _cmd_align(args) -> int:
 def _cmd_lint(args) -> int:
     from .models import default_input_shape, load_model
 
-    model = load_model(args.model)
+    extra = {"features_only": True} if args.features_only else {}
+    model = load_model(args.model, **extra)
     declared = declared_strides(model)
     if not declared:
         print(f"{args.model}: declares no strides (no timm feature_info, no SSD steps)", file=sys.stderr)
@@ -1402,6 +1416,8 @@ def add_cli(subparsers: Any) -> None:
 
     p = subparsers.add_parser("lint", help="compare declared feature strides (timm, SSD) with computed ones")
     _common(p)
+    p.add_argument("--features-only", action="store_true",
+                   help="timm: build with features_only=True and match declared entries to returned tensors")
     p.set_defaults(handler=_run(_cmd_lint))
 
     p = subparsers.add_parser("time", help="RF, stride, past and lookahead of a 1-D model in samples and ms")

@@ -363,6 +363,35 @@ def test_lint_timm_resnet():
     assert all(r.ok for r in rows) and len(rows) == 5
 
 
+def test_lint_timm_features_only():
+    """HRNet's feature_info names ``stem`` / ``stage1``, which the classification model lacks; with
+    ``features_only=True`` the i-th declared reduction (2, 4, 8, 16, 32) is matched with the i-th returned tensor."""
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model("hrnet_w18_small", features_only=True)
+    declared = declared_strides(model)
+    assert [d.node for d in declared] == [f"output[{i}]" for i in range(5)]
+    rows = lint(rfgraph.analyze(model, (1, 3, 224, 224)), declared)
+    assert [r.computed[0] for r in rows] == [2, 4, 8, 16, 32] and all(r.ok for r in rows)
+
+
+def test_lint_torchvision_ssd300(capsys):
+    """SSD300-VGG16 backbone outputs: conv4_3 after three k2 s2 pools: 8; fc7 after pool4 (k2 s2) and
+    pool5 (k3 s1): 16; extras 1, 2 end with k3 s2 convs: 32, 64; extras 3, 4 end with k3 s1 p0 convs: 64, 64.
+    ``anchor_generator.steps`` declares 8, 16, 32, 64, 100, 300: the last two are 300/3 and 300/1 (box
+    spacing over the image), not strides, so the lint reports two mismatches and exits 1."""
+    from rfgraph.cli import main
+
+    with torch.device("meta"):
+        model = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None)
+    rows = lint(rfgraph.analyze(model.backbone, (1, 3, 300, 300)), declared_strides(model))
+    assert [r.computed[0] for r in rows] == [8, 16, 32, 64, 64, 64]
+    assert [r.ok for r in rows] == [True] * 4 + [False] * 2
+    assert main(["lint", "torchvision:ssd300_vgg16"]) == 1
+    assert capsys.readouterr().out.count("MISMATCH") == 2
+
+
 # ---------------------------------------------------------------------------
 # time units
 # ---------------------------------------------------------------------------
