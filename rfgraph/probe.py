@@ -1,0 +1,1093 @@
+"""The numeric probe: receptive fields measured by back-propagation.
+
+The seed's method (DESIGN.md §4) sets weights to a positive constant and reads
+the non-zero extent of the input gradient of one output unit.  Done naively it
+fails on real models; this module measures on a *sanitized copy* of the model
+(the user's model is never touched), made robust as follows:
+
+* **Underflow, tiny multipliers.**  Every intermediate tensor gets a gradient
+  hook that keeps only the non-zero *pattern* of its gradient and multiplies
+  it by a fresh positive random factor: what is measured is reachability, not
+  magnitude, so a product of a hundred small factors (or a 1e-6 layer scale)
+  cannot underflow to zero.
+* **Cancellation.**  Weights are positive *random* (not constant), the seed is
+  positive random over all channels of the probed unit, and the renormalised
+  gradient is random: a LayerNorm backward (which removes the channel mean)
+  cannot cancel exactly.
+* **Saturation.**  Inputs are small and positive, and pointwise ops whose
+  gradient vanishes on part of their domain (ReLU6, hardtanh, hardsigmoid,
+  sigmoid, clamp, sign/floor/round, shrinkage) are replaced by the identity.
+  A pointwise op never changes which positions a value depends on.
+* **Max-pool routing.**  Max pooling becomes a sum over the same window (and
+  adaptive max pooling adaptive average pooling), so the backward reaches
+  every element of the window, not only the arg-max.
+* **Batch coupling.**  The copy runs in eval mode (batchnorm uses running
+  statistics, dropout is off; both are also replaced where called
+  functionally).
+* **Context paths.**  A tensor broadcast from size 1 along a dimension that
+  carries the measured input axis (squeeze-and-excitation scales, global
+  context) is detached at the broadcast, and the statistics of a
+  normalisation are detached when they span such a dimension (GroupNorm,
+  InstanceNorm): the probe measures the *local* receptive field, as the
+  symbolic pass reports it.  Which dimensions carry the measured axis is read
+  from *shapes only*: a dimension carries axis ``k`` when its size changes when
+  the input's size along ``k`` changes (two shape-only runs).  No symbolic
+  rule is consulted.
+* **Clipping.**  Each spatial axis is measured on its own *thin* input: the
+  measured axis long enough for the probed units' fields to lie strictly
+  inside (size chosen from the symbolic estimate when there is one: field plus
+  a margin; otherwise grown until the field stops touching a border), the
+  other axes as small as the model accepts.  A result says whether it is
+  exact (no measured unit touched a border) or clipped.
+
+For each axis the probe measures consecutive output units ``u0 .. u0 + T``
+(``T`` the period of the symbolic map, at least 1), i.e. two neighbours and
+one unit per phase, and derives ``rf``, ``stride`` and ``start`` exactly
+(integers and `Fraction`s).
+
+The module also provides `validate` (symbolic vs numeric, every disagreement
+listed) and `fallback`, the local probe of a single op without a rule, which
+fits periodic-affine window maps and feeds them back into the symbolic pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import operator
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from math import lcm
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from .algebra import PAMap
+from .errors import NodeNotFoundError, ProbeError, RFGraphError
+from .tracing import trace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results import Analysis, NodeRF
+    from .rules import OpCall
+
+__all__ = [
+    "probe",
+    "ProbeResult",
+    "AxisProbe",
+    "validate",
+    "validate_analysis",
+    "ValidationReport",
+    "Disagreement",
+    "fallback",
+    "sanitized_copy",
+]
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AxisProbe:
+    """What the probe measured along one input spatial axis."""
+
+    axis: int
+    rf: Optional[int]
+    stride: Optional[Fraction]
+    start: Optional[Fraction]
+    #: True when no measured unit's field touched a border of the probing input
+    exact: bool
+    #: True when the node depends on the whole input along this axis
+    is_global: bool
+    #: the probing input's shape (thin along the other axes)
+    input_shape: tuple[int, ...]
+    #: the output units measured (indices along the node's dim carrying this axis)
+    units: tuple[int, ...]
+    #: measured first / last input coordinate per unit (``None``: the unit reads nothing)
+    lo: tuple[Optional[int], ...]
+    hi: tuple[Optional[int], ...]
+    period: int = 1
+    lo_map: Optional[PAMap] = None
+    hi_map: Optional[PAMap] = None
+    note: str = ""
+
+    @property
+    def padding(self) -> Optional[Fraction]:
+        return None if self.start is None else -self.start
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Numeric receptive field of one node, one `AxisProbe` per input spatial axis."""
+
+    node: str
+    axes: tuple[AxisProbe, ...]
+    dtype: torch.dtype = torch.float64
+    seconds: float = 0.0
+
+    @property
+    def rf(self) -> tuple[Optional[int], ...]:
+        return tuple(a.rf for a in self.axes)
+
+    @property
+    def stride(self) -> tuple[Optional[Fraction], ...]:
+        return tuple(a.stride for a in self.axes)
+
+    @property
+    def start(self) -> tuple[Optional[Fraction], ...]:
+        return tuple(a.start for a in self.axes)
+
+    @property
+    def padding(self) -> tuple[Optional[Fraction], ...]:
+        return tuple(a.padding for a in self.axes)
+
+    @property
+    def exact(self) -> bool:
+        """True when every axis was measured without touching a border."""
+        return all(a.exact for a in self.axes)
+
+    @property
+    def clipped(self) -> bool:
+        return not self.exact
+
+    @property
+    def is_global(self) -> tuple[bool, ...]:
+        return tuple(a.is_global for a in self.axes)
+
+    def __str__(self) -> str:
+        parts = []
+        for a in self.axes:
+            if a.is_global:
+                parts.append(f"axis {a.axis}: global")
+                continue
+            state = "exact" if a.exact else "CLIPPED"
+            parts.append(
+                f"axis {a.axis}: rf {a.rf}, stride {_fmt(a.stride)}, start {_fmt(a.start)} "
+                f"({state}, input {a.input_shape}, units {a.units[0]}..{a.units[-1]})"
+            )
+        return f"probe {self.node!r}: " + "; ".join(parts)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, Fraction) and v.denominator == 1:
+        return str(v.numerator)
+    return str(v)
+
+
+# ---------------------------------------------------------------------------
+# the sanitized copy
+# ---------------------------------------------------------------------------
+
+
+class _WindowSum(nn.Module):
+    """Max pooling made linear: the sum (average) over the same window, so that backward reaches all of it."""
+
+    def __init__(self, nd: int, kernel, stride, padding, dilation, ceil_mode: bool, return_indices: bool = False):
+        super().__init__()
+        self.nd = nd
+        self.kernel = _tup(kernel, nd)
+        self.stride = _tup(stride if stride not in (None, (), []) else kernel, nd)
+        self.padding = _tup(padding, nd)
+        self.dilation = _tup(dilation, nd)
+        self.ceil_mode = bool(ceil_mode)
+        self.return_indices = bool(return_indices)
+
+    @classmethod
+    def of(cls, m: nn.Module, nd: int) -> _WindowSum:
+        return cls(nd, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices)
+
+    def forward(self, x: torch.Tensor):
+        out = _window_sum(x, self.nd, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+        if self.return_indices:
+            return out, torch.zeros(out.shape, dtype=torch.int64, device=out.device)
+        return out
+
+
+def _tup(v: Any, nd: int) -> tuple[int, ...]:
+    if isinstance(v, (list, tuple)):
+        if len(v) == 1:
+            return tuple(int(v[0]) for _ in range(nd))
+        return tuple(int(x) for x in v)
+    return (int(v),) * nd
+
+
+def _window_sum(x, nd, kernel, stride, padding, dilation, ceil_mode):
+    if all(d == 1 for d in dilation):
+        avg = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[nd - 1]
+        return avg(x, kernel, stride, padding, ceil_mode, True)
+    # Dilated: a depthwise convolution with a kernel of ones over the same taps,
+    # cropped / right-padded to the size max pooling gives.
+    maxp = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[nd - 1]
+    target = maxp(torch.empty(x.shape, device="meta"), kernel, stride, padding, dilation, ceil_mode).shape[2:]
+    pads: list[int] = []
+    for i in reversed(range(nd)):
+        n = x.shape[x.ndim - nd + i]
+        need = (target[i] - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1
+        pads += [padding[i], max(padding[i], need - n - padding[i])]
+    c = x.shape[1]
+    weight = torch.ones((c, 1) + tuple(kernel), dtype=x.dtype, device=x.device)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    out = conv(F.pad(x, pads), weight, None, stride, 0, dilation, c)
+    index = (slice(None), slice(None)) + tuple(slice(0, t) for t in target)
+    return out[index]
+
+
+_MAX_POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
+_ADAPTIVE_MAX = {nn.AdaptiveMaxPool1d: nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool2d: nn.AdaptiveAvgPool2d,
+                 nn.AdaptiveMaxPool3d: nn.AdaptiveAvgPool3d}
+
+#: Pointwise modules whose gradient can vanish (saturation, dead zones, zero
+#: derivative) or that only matter in training: replaced by the identity.  A
+#: pointwise op never changes which input positions a value depends on.
+_IDENTITY_MODULE_TYPES: tuple[type, ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Hardshrink, nn.Softshrink, nn.Sigmoid, nn.Tanh, nn.Softplus,
+    nn.Softsign, nn.Tanhshrink, nn.Threshold, nn.LogSigmoid,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+)
+
+
+def _replace_children(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, _IDENTITY_MODULE_TYPES):
+            setattr(module, name, nn.Identity())
+        elif type(child) in _MAX_POOLS:
+            setattr(module, name, _WindowSum.of(child, _MAX_POOLS[type(child)]))
+        elif type(child) in _ADAPTIVE_MAX:
+            if child.return_indices:
+                _replace_children(child)
+                continue
+            setattr(module, name, _ADAPTIVE_MAX[type(child)](child.output_size))
+        else:
+            _replace_children(child)
+
+
+_POOL = 1_000_003
+
+
+def _fill(t: torch.Tensor, pool: torch.Tensor, gen: torch.Generator) -> None:
+    n = t.numel()
+    if n == 0:
+        return
+    offset = int(torch.randint(0, pool.numel(), (1,), generator=gen))
+    reps = -(-(offset + n) // pool.numel())
+    src = pool.repeat(reps)[offset: offset + n] if reps > 1 else pool[offset: offset + n]
+    t.copy_(src.view(t.shape))
+
+
+def sanitized_copy(
+    module: nn.Module, dtype: torch.dtype = torch.float64, seed: int = 0
+) -> nn.Module:
+    """A copy of ``module`` ready for probing; ``module`` itself is not modified.
+
+    Parameters become positive random values (``U(0.5, 1.5) / fan_in``, so that
+    activations neither explode nor vanish), batchnorm statistics become
+    ``mean 0, var 1``, other buffers keep their values (positive random for a
+    model on the ``meta`` device, where there are none), saturating
+    activations and dropout become identities, max pooling a window sum; eval
+    mode, float ``dtype``, no parameter requires grad.
+    """
+    memo: dict[int, Any] = {}
+    for p in module.parameters():
+        kind = dtype if p.is_floating_point() else p.dtype
+        memo[id(p)] = nn.Parameter(torch.empty(p.shape, dtype=kind, device="meta"), requires_grad=False)
+    originals = dict(module.named_buffers())
+    for b in originals.values():
+        memo[id(b)] = torch.empty(b.shape, dtype=dtype if b.is_floating_point() else b.dtype, device="meta")
+    out = copy.deepcopy(module, memo)
+    out.to_empty(device="cpu")
+    gen = torch.Generator().manual_seed(seed)
+    # One pool of U(0.5, 1.5) values of prime length, read cyclically from a random offset per
+    # tensor: positive, random-looking, and much cheaper than drawing every weight.
+    pool = torch.rand(_POOL, generator=gen, dtype=torch.float64).add_(0.5)
+    stats = set()
+    for name, m in out.named_modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase):
+            for b in ("running_mean", "running_var", "num_batches_tracked"):
+                if getattr(m, b, None) is not None:
+                    stats.add(f"{name}.{b}" if name else b)
+    with torch.no_grad():
+        for name, b in out.named_buffers():
+            src = originals.get(name)
+            if name in stats:
+                b.fill_(1 if name.endswith("running_var") else 0)
+            elif src is not None and not src.is_meta:
+                b.copy_(src)
+            elif b.is_floating_point():
+                _fill(b, pool, gen)
+            else:
+                b.zero_()
+        for p in out.parameters():
+            if not p.is_floating_point():
+                p.zero_()
+                continue
+            fan = p.numel() // p.shape[0] if p.ndim >= 2 and p.shape[0] else 1
+            _fill(p, pool, gen)
+            if fan > 1:
+                p.div_(fan)
+    _replace_children(out)
+    out.eval()
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# functional replacements, chosen by op (never by a symbolic rule)
+# ---------------------------------------------------------------------------
+
+
+def _identity_first(*args, **kwargs):
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a
+    return kwargs.get("input", next(iter(kwargs.values())))
+
+
+_IDENTITY_FUNCTIONS = {
+    f for f in (
+        F.relu, F.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.elu, F.elu_, F.selu, F.celu, F.gelu, F.silu,
+        F.mish, F.hardswish, F.hardsigmoid, F.hardtanh, F.hardtanh_, F.sigmoid, F.tanh, F.softplus, F.softsign,
+        F.tanhshrink, F.threshold, getattr(F, "threshold_", None), F.logsigmoid, F.prelu, F.rrelu, F.hardshrink,
+        F.softshrink, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
+        torch.relu, torch.relu_, torch.sigmoid, torch.tanh, torch.clamp, torch.clip, torch.clamp_min,
+        torch.clamp_max, torch.sign, torch.floor, torch.ceil, torch.round, torch.trunc, torch.dropout,
+        torch.hardshrink, torch.threshold, torch.selu, torch.celu, torch.prelu, torch.rrelu,
+    ) if f is not None
+}
+_IDENTITY_METHODS = {
+    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "clip_", "clamp_min",
+    "clamp_min_", "clamp_max", "clamp_max_", "sign", "sign_", "floor", "floor_", "ceil", "ceil_", "round", "round_",
+    "trunc", "trunc_", "hardshrink",
+}
+
+
+def _max_pool_function(nd: int, indices: bool = False) -> Callable:
+    names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    defaults = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": indices}
+
+    def replacement(*args, **kwargs):
+        a = dict(defaults)
+        a.update(zip(names, args))
+        a.update(kwargs)
+        out = _window_sum(a["input"], nd, _tup(a["kernel_size"], nd),
+                          _tup(a["stride"] if a["stride"] not in (None, (), []) else a["kernel_size"], nd),
+                          _tup(a["padding"], nd), _tup(a["dilation"], nd), a["ceil_mode"])
+        if a["return_indices"]:
+            return out, torch.zeros(out.shape, dtype=torch.int64)
+        return out
+
+    return replacement
+
+
+def _adaptive_max_function(nd: int, indices: bool = False) -> Callable:
+    avg = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[nd - 1]
+
+    def replacement(x, output_size, return_indices=indices):
+        out = avg(x, output_size)
+        if return_indices:
+            return out, torch.zeros(out.shape, dtype=torch.int64)
+        return out
+
+    return replacement
+
+
+_FUNCTION_REPLACEMENTS: dict[Any, Callable] = {}
+for _nd in (1, 2, 3):
+    for _f in (getattr(F, f"max_pool{_nd}d"), getattr(torch, f"max_pool{_nd}d", None)):
+        if _f is not None:
+            _FUNCTION_REPLACEMENTS[_f] = _max_pool_function(_nd)
+    if hasattr(F, f"max_pool{_nd}d_with_indices"):
+        _FUNCTION_REPLACEMENTS[getattr(F, f"max_pool{_nd}d_with_indices")] = _max_pool_function(_nd, True)
+    _FUNCTION_REPLACEMENTS[getattr(F, f"adaptive_max_pool{_nd}d")] = _adaptive_max_function(_nd)
+    if hasattr(F, f"adaptive_max_pool{_nd}d_with_indices"):
+        _FUNCTION_REPLACEMENTS[getattr(F, f"adaptive_max_pool{_nd}d_with_indices")] = _adaptive_max_function(_nd, True)
+for _f in _IDENTITY_FUNCTIONS:
+    _FUNCTION_REPLACEMENTS[_f] = _identity_first
+
+#: Elementwise ops with broadcasting: an operand broadcast along a dimension
+#: that carries the measured axis is a context path (detached).
+_BROADCAST_FUNCTIONS = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub, operator.imul,
+    operator.itruediv, operator.pow, torch.add, torch.sub, torch.mul, torch.div, torch.true_divide, torch.where,
+    torch.maximum, torch.minimum, torch.addcmul, torch.addcdiv, torch.lerp, torch.pow, torch.subtract,
+    torch.multiply, torch.divide,
+}
+_BROADCAST_METHODS = {
+    "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "pow", "maximum", "minimum", "lerp", "addcmul",
+    "addcdiv", "where", "__add__", "__radd__", "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__",
+    "__rtruediv__",
+}
+#: Ops that broadcast their single operand to a larger shape.
+_EXPAND_METHODS = {"expand", "expand_as", "broadcast_to", "repeat"}
+_EXPAND_FUNCTIONS = {torch.broadcast_to}
+
+
+def _norm(x, dims, weight, bias, eps, detach, rms=False):
+    if rms:
+        scale = x.pow(2).mean(dims, keepdim=True)
+        if detach:
+            scale = scale.detach()
+        y = x * torch.rsqrt(scale + (eps if eps is not None else torch.finfo(x.dtype).eps))
+    else:
+        mean = x.mean(dims, keepdim=True)
+        var = x.var(dims, unbiased=False, keepdim=True)
+        if detach:
+            mean, var = mean.detach(), var.detach()
+        y = (x - mean) / torch.sqrt(var + eps)
+    return y, weight, bias
+
+
+def _affine(y, weight, bias, channel_dim: Optional[int]):
+    if channel_dim is not None:
+        shape = [1] * y.ndim
+        shape[channel_dim] = -1
+        weight = None if weight is None else weight.reshape(shape)
+        bias = None if bias is None else bias.reshape(shape)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+# ---------------------------------------------------------------------------
+# running the truncated graph
+# ---------------------------------------------------------------------------
+
+
+def _ancestors(target: fx.Node) -> set[fx.Node]:
+    seen = {target}
+    stack = [target]
+    while stack:
+        n = stack.pop()
+        for a in n.all_input_nodes:
+            if a not in seen:
+                seen.add(a)
+                stack.append(a)
+    return seen
+
+
+def _shape(v: Any) -> Optional[tuple[int, ...]]:
+    return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+
+class _Runner:
+    """Runs the graph up to ``target`` on the sanitized copy.
+
+    With ``alt_shapes`` (the node shapes of a shape-only run at another size of
+    the measured axis) it also cuts context paths and registers the gradient
+    renormalisation hooks.
+    """
+
+    def __init__(self, gm: fx.GraphModule, target: fx.Node, seed: int = 0):
+        self.gm = gm
+        self.target = target
+        needed = _ancestors(target)
+        self.nodes = [n for n in gm.graph.nodes if n in needed]
+        self.modules = dict(gm.named_modules())
+        self.gen = torch.Generator().manual_seed(seed + 1)
+        self._pool: Optional[torch.Tensor] = None
+        self._meta_ok = True
+        self._state_cache: Optional[dict[str, torch.Tensor]] = None
+
+    # -- shape-only runs -------------------------------------------------------
+
+    def shapes(self, input_shape: Sequence[int], dtype: torch.dtype) -> dict[fx.Node, Any]:
+        """Node output shapes for an input of ``input_shape``: on the meta device (a real run as a last resort)."""
+        from torch.nn.utils.stateless import _reparametrize_module
+
+        if self._meta_ok:
+            tensors = {k: torch.empty_like(v, device="meta") for k, v in self._state().items()}
+            try:
+                with _reparametrize_module(self.gm, tensors):
+                    _, shapes = self.run(torch.empty(tuple(input_shape), dtype=dtype, device="meta"), None, True)
+                return shapes
+            except RFGraphError:
+                raise
+            except Exception:
+                pass
+        with torch.no_grad():
+            _, shapes = self.run(torch.rand(tuple(input_shape), dtype=dtype), None, True)
+        return shapes
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        if self._state_cache is None:
+            state = dict(self.gm.named_parameters(remove_duplicate=False))
+            state.update(self.gm.named_buffers(remove_duplicate=False))
+            self._state_cache = state
+        return self._state_cache
+
+    # -- the run -------------------------------------------------------------------
+
+    def run(self, x: torch.Tensor, alt: Optional[dict[fx.Node, Any]], shape_only: bool = False):
+        env: dict[fx.Node, Any] = {}
+        shapes: dict[fx.Node, Any] = {}
+        first = True
+        self.cut = 0
+        for n in self.nodes:
+            if n.op == "placeholder":
+                if first:
+                    value = x
+                    first = False
+                elif n.args:
+                    value = n.args[0]
+                else:
+                    raise ProbeError(
+                        f"the model takes several inputs ({n.name!r} has no default); the probe feeds one tensor. "
+                        "Hint: wrap the model so that it takes a single image tensor."
+                    )
+            elif n.op == "get_attr":
+                value = self._fetch(n.target)
+            elif n.op == "output":
+                continue
+            else:
+                args = fx.node.map_arg(n.args, lambda a: env[a])
+                kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a])
+                if shape_only and n.op == "call_module" and isinstance(self.modules[n.target], _SHAPE_KEEPING):
+                    value = args[0]
+                else:
+                    value = self._call(n, args, kwargs, env, shapes, alt)
+            if alt is not None:
+                value = _rescale(value)
+                self._hook(value)
+            env[n] = value
+            shapes[n] = _shapes_of(value)
+        return env[self.target], shapes
+
+    def _fetch(self, target: str) -> Any:
+        obj: Any = self.gm
+        for part in target.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def _hook(self, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.requires_grad and value.is_floating_point():
+                value.register_hook(self._renormalise)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                self._hook(v)
+
+    def _renormalise(self, g: torch.Tensor) -> torch.Tensor:
+        """Keep the gradient's non-zero pattern; give it fresh positive random magnitudes.
+
+        The magnitudes are a random slice of a pool of ``U(0.5, 1.5)`` values
+        (drawing a new tensor for every node would dominate the backward's cost).
+        """
+        numel = g.numel()
+        pool = self._pool
+        if pool is None or pool.numel() < 2 * numel or pool.dtype != g.dtype:
+            pool = self._pool = torch.rand(max(2 * numel, 1 << 16), generator=self.gen, dtype=g.dtype).add_(0.5)
+        offset = int(torch.randint(0, pool.numel() - numel + 1, (1,), generator=self.gen))
+        return pool[offset: offset + numel].view(g.shape) * (g != 0)
+
+    # -- per-op behaviour ------------------------------------------------------------
+
+    def _varies(self, node_or_value: Any, shapes, alt) -> set[int]:
+        """Dims (of a node's output) whose size differs between this run and the shape-only run."""
+        if not isinstance(node_or_value, fx.Node):
+            return set()
+        a, b = shapes.get(node_or_value), alt.get(node_or_value)
+        if not isinstance(a, tuple) or not isinstance(b, tuple) or len(a) != len(b):
+            return set()
+        if a and isinstance(a[0], tuple):
+            return set()
+        return {d for d, (x, y) in enumerate(zip(a, b)) if x != y}
+
+    def _call(self, n: fx.Node, args, kwargs, env, shapes, alt):
+        if n.op == "call_module":
+            m = self.modules[n.target]
+            if alt is not None and isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm))\
+                    or alt is not None and hasattr(nn, "RMSNorm") and isinstance(m, nn.RMSNorm):
+                out = self._norm_module(n, m, args, kwargs, shapes, alt)
+                if out is not None:
+                    return out
+            return m(*args, **kwargs)
+        if n.op == "call_method":
+            name = n.target
+            if name in _IDENTITY_METHODS:
+                return args[0]
+            if alt is not None and name in _BROADCAST_METHODS:
+                return self._broadcast(n, lambda *a: getattr(a[0], name)(*a[1:], **kwargs), args, shapes, alt)
+            out = getattr(args[0], name)(*args[1:], **kwargs)
+            if alt is not None and name in _EXPAND_METHODS:
+                out = self._detach_if_expanded(n, n.args[0], out, shapes, alt)
+            return out
+        fn = n.target
+        replacement = _FUNCTION_REPLACEMENTS.get(fn) if _hashable(fn) else None
+        if replacement is not None:
+            return replacement(*args, **kwargs)
+        if alt is not None and _hashable(fn):
+            if fn in _BROADCAST_FUNCTIONS:
+                return self._broadcast(n, lambda *a: fn(*a, **kwargs), args, shapes, alt)
+            if fn in (F.layer_norm, F.group_norm, F.instance_norm) or fn is getattr(F, "rms_norm", None):
+                return self._norm_function(n, fn, args, kwargs, shapes, alt)
+            out = fn(*args, **kwargs)
+            if fn in _EXPAND_FUNCTIONS:
+                out = self._detach_if_expanded(n, n.args[0], out, shapes, alt)
+            return out
+        return fn(*args, **kwargs)
+
+    def _broadcast(self, n: fx.Node, fn: Callable, args, shapes, alt):
+        """Elementwise op: detach operands broadcast from size 1 along a dim that carries the measured axis."""
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if len(tensors) < 2 and not (tensors and any(isinstance(a, (int, float)) for a in args)):
+            return fn(*args)
+        if len(tensors) < 2:
+            return fn(*args)
+        out_shape = tuple(torch.broadcast_shapes(*[t.shape for t in tensors]))
+        alt_out = alt.get(n)
+        if not isinstance(alt_out, tuple) or len(alt_out) != len(out_shape) or (alt_out and isinstance(alt_out[0], tuple)):
+            return fn(*args)
+        varying = {d for d, (x, y) in enumerate(zip(out_shape, alt_out)) if x != y}
+        if not varying:
+            return fn(*args)
+        new_args = list(args)
+        for i, (a, src) in enumerate(zip(args, n.args)):
+            if not isinstance(a, torch.Tensor) or not a.requires_grad:
+                continue
+            lead = len(out_shape) - a.ndim
+            if any(d < lead or a.shape[d - lead] == 1 for d in varying):
+                new_args[i] = a.detach()
+                self.cut += 1
+        return fn(*new_args)
+
+    def _detach_if_expanded(self, n: fx.Node, src: Any, out: Any, shapes, alt):
+        if not isinstance(out, torch.Tensor) or not isinstance(src, fx.Node):
+            return out
+        varying = self._varies(n, {n: tuple(out.shape)}, alt)
+        a = shapes.get(src)
+        if not varying or not isinstance(a, tuple):
+            return out
+        lead = out.ndim - len(a)
+        if any(d < lead or a[d - lead] == 1 for d in varying):
+            self.cut += 1
+            return out.detach()
+        return out
+
+    def _stat_dims_vary(self, src: Any, dims: Iterable[int], shapes, alt) -> bool:
+        varying = self._varies(src, shapes, alt)
+        return any(d in varying for d in dims)
+
+    def _norm_module(self, n, m, args, kwargs, shapes, alt):
+        x = args[0] if args else kwargs.get("input")
+        if not isinstance(x, torch.Tensor) or len(args) > 1:
+            return None
+        src = n.args[0] if n.args else n.kwargs.get("input")
+        if isinstance(m, nn.GroupNorm):
+            dims = range(2, x.ndim)
+            if not self._stat_dims_vary(src, dims, shapes, alt):
+                return None
+            xs = x.reshape(x.shape[0], m.num_groups, -1)
+            y, _, _ = _norm(xs, (2,), None, None, m.eps, True)
+            return _affine(y.reshape(x.shape), m.weight, m.bias, 1)
+        if isinstance(m, nn.modules.instancenorm._InstanceNorm):
+            if m.track_running_stats and not m.training:
+                return None
+            dims = tuple(range(2, x.ndim))
+            if not self._stat_dims_vary(src, dims, shapes, alt):
+                return None
+            y, _, _ = _norm(x, dims, None, None, m.eps, True)
+            return _affine(y, m.weight, m.bias, 1)
+        k = len(tuple(m.normalized_shape))
+        dims = tuple(range(x.ndim - k, x.ndim))
+        if not self._stat_dims_vary(src, dims, shapes, alt):
+            return None
+        rms = not isinstance(m, nn.LayerNorm)
+        y, _, _ = _norm(x, dims, None, None, m.eps, True, rms=rms)
+        return _affine(y, m.weight, getattr(m, "bias", None), None)
+
+    def _norm_function(self, n, fn, args, kwargs, shapes, alt):
+        x = args[0]
+        src = n.args[0]
+        if fn is F.group_norm:
+            names = ("input", "num_groups", "weight", "bias", "eps")
+            a = {"weight": None, "bias": None, "eps": 1e-5, **dict(zip(names, args)), **kwargs}
+            if not self._stat_dims_vary(src, range(2, x.ndim), shapes, alt):
+                return fn(*args, **kwargs)
+            y, _, _ = _norm(x.reshape(x.shape[0], a["num_groups"], -1), (2,), None, None, a["eps"], True)
+            return _affine(y.reshape(x.shape), a["weight"], a["bias"], 1)
+        if fn is F.instance_norm:
+            names = ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats", "momentum", "eps")
+            a = {"running_mean": None, "running_var": None, "weight": None, "bias": None, "use_input_stats": True,
+                 "momentum": 0.1, "eps": 1e-5, **dict(zip(names, args)), **kwargs}
+            dims = tuple(range(2, x.ndim))
+            if not a["use_input_stats"] or not self._stat_dims_vary(src, dims, shapes, alt):
+                return fn(*args, **kwargs)
+            y, _, _ = _norm(x, dims, None, None, a["eps"], True)
+            return _affine(y, a["weight"], a["bias"], 1)
+        rms = fn is not F.layer_norm
+        names = ("input", "normalized_shape", "weight", "eps") if rms else \
+            ("input", "normalized_shape", "weight", "bias", "eps")
+        a = {"weight": None, "bias": None, "eps": None if rms else 1e-5, **dict(zip(names, args)), **kwargs}
+        shape = a["normalized_shape"]
+        k = 1 if isinstance(shape, int) else len(tuple(shape))
+        dims = tuple(range(x.ndim - k, x.ndim))
+        if not self._stat_dims_vary(src, dims, shapes, alt):
+            return fn(*args, **kwargs)
+        y, _, _ = _norm(x, dims, None, None, a["eps"], True, rms=rms)
+        return _affine(y, a["weight"], a.get("bias"), None)
+
+
+#: Modules whose output has their input's shape: skipped by shape-only runs (meta batchnorm is slow).
+_SHAPE_KEEPING: tuple[type, ...] = (
+    nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.Identity, nn.modules.instancenorm._InstanceNorm,
+) + _IDENTITY_MODULE_TYPES
+
+
+def _rescale(value: Any) -> Any:
+    """Divide a tensor whose magnitude drifts far from 1 by a detached scalar.
+
+    Multiplicative gates (x * f(x)) square magnitudes block after block, which
+    overflows even float64; dividing by a constant changes no dependence.
+    """
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.requires_grad and value.numel():
+        m = float(value.detach().abs().amax())
+        if m > 1e6 or 0 < m < 1e-6:
+            return value / m
+    return value
+
+
+def _hashable(v: Any) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
+def _shapes_of(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+        return tuple(_shapes_of(v) if isinstance(v, torch.Tensor) else None for v in value)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# the probe
+# ---------------------------------------------------------------------------
+
+_MAX_SIZE = 8192
+
+
+class _Prober:
+    """Probe state shared by the axes of one node: the sanitized truncated graph and the runner."""
+
+    def __init__(self, gm: fx.GraphModule, fx_name: str, dtype: torch.dtype, seed: int):
+        nodes = {n.name: n for n in gm.graph.nodes}
+        target = nodes[fx_name]
+        # Truncate before copying: only the modules the node needs are copied.
+        graph = fx.Graph()
+        env: dict[fx.Node, fx.Node] = {}
+        needed = _ancestors(target)
+        for n in gm.graph.nodes:
+            if n in needed:
+                env[n] = graph.node_copy(n, lambda a: env[a])
+        graph.output(env[target])
+        small = fx.GraphModule(gm, graph)
+        self.gm = sanitized_copy(small, dtype, seed)
+        self.target = next(n for n in self.gm.graph.nodes if n.name == env[target].name)
+        self.runner = _Runner(self.gm, self.target, seed)
+        self.dtype = dtype
+        self.gen = torch.Generator().manual_seed(seed + 2)
+
+    def input_tensor(self, shape: Sequence[int]) -> torch.Tensor:
+        # small positive values
+        return (torch.rand(tuple(shape), generator=self.gen, dtype=self.dtype) + 0.5) * 0.1
+
+    def try_shapes(self, shape: Sequence[int]) -> Optional[dict]:
+        try:
+            return self.runner.shapes(shape, self.dtype)
+        except RFGraphError:
+            raise
+        except Exception:
+            return None
+
+    def measure(self, shape: tuple[int, ...], axis: int, alt: dict, units_of: Callable):
+        """Run at ``shape``; measure the units chosen by ``units_of(n_out)`` along ``axis``.
+
+        ``alt`` holds the node shapes of a shape-only run at another length
+        along ``axis``.  Returns ``(units, lo, hi, n_out, out_dim, cuts)``.
+        """
+        x = self.input_tensor(shape).requires_grad_(True)
+        out, shapes = self.runner.run(x.clone(), alt)
+        if isinstance(out, (list, tuple)):
+            tensors = [o for o in out if isinstance(o, torch.Tensor)]
+            if len(tensors) != 1:
+                raise ProbeError(f"node {self.target.name!r} gives {len(tensors)} tensors; probe one of them")
+            out = tensors[0]
+        if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+            raise ProbeError(f"node {self.target.name!r} is not a floating-point tensor ({type(out).__name__})")
+        if not out.requires_grad:
+            raise ProbeError(
+                f"node {self.target.name!r} does not depend on the input through differentiable ops "
+                "(detached, integer or constant); it cannot be probed"
+            )
+        alt_out = alt[self.target]
+        if isinstance(alt_out, tuple) and alt_out and isinstance(alt_out[0], tuple):
+            alt_out = next(s for s in alt_out if s is not None)
+        varying = [d for d, (a, b) in enumerate(zip(out.shape, alt_out)) if a != b] if alt_out else []
+        out_dim = varying[0] if varying else None
+        n_out = out.shape[out_dim] if out_dim is not None else 1
+        units = units_of(n_out)
+        los: list[Optional[int]] = []
+        his: list[Optional[int]] = []
+        in_dim = 2 + axis
+        other = [d for d in range(x.ndim) if d != in_dim]
+        for u in units:
+            seed = torch.zeros_like(out)
+            if out_dim is None:
+                seed = torch.rand(out.shape, generator=self.gen, dtype=out.dtype) + 0.5
+            else:
+                sl = seed.select(out_dim, u)
+                sl.copy_(torch.rand(sl.shape, generator=self.gen, dtype=out.dtype) + 0.5)
+            (g,) = torch.autograd.grad(out, x, seed, retain_graph=True, allow_unused=True)
+            if g is None:
+                los.append(None)
+                his.append(None)
+                continue
+            hit = (g != 0).any(dim=other) if other else (g != 0)
+            idx = torch.nonzero(hit).flatten()
+            if idx.numel() == 0:
+                los.append(None)
+                his.append(None)
+            else:
+                los.append(int(idx[0]))
+                his.append(int(idx[-1]))
+        return tuple(units), tuple(los), tuple(his), n_out, out_dim, self.runner.cut
+
+    def minimal_thin(self, base: list[int], axis: int, n: int, upper: Sequence[int]):
+        """The smallest sizes (powers of two, capped by ``upper``) of the other axes the model accepts.
+
+        Tried with length ``n`` along ``axis``; returns ``(sizes, node shapes)`` or ``None``.
+        """
+        nd = len(base) - 2
+        t = 1
+        while True:
+            shape = list(base)
+            for j in range(nd):
+                shape[2 + j] = n if j == axis else min(t, upper[j])
+            shapes = self.try_shapes(shape)
+            if shapes is not None:
+                return [shape[2 + j] for j in range(nd)], shapes
+            if all(t >= upper[j] for j in range(nd) if j != axis):
+                return None
+            t *= 2
+
+
+def _axis_from_measure(axis, shape, units, los, his, period, n_in, note) -> AxisProbe:
+    """Turn measured windows of consecutive units ``units`` into rf / stride / start."""
+    touching = any(lo is not None and (lo <= 0 or hi >= n_in - 1) for lo, hi in zip(los, his))
+    whole = all(lo == 0 and hi == n_in - 1 for lo, hi in zip(los, his))
+    widths = [hi - lo + 1 for lo, hi in zip(los, his) if lo is not None]
+    rf = max(widths) if widths else 0
+    stride = start = lo_map = hi_map = None
+    T = period
+    if len(units) >= T + 1 and los[0] is not None and los[T] is not None:
+        advance = los[T] - los[0]
+        stride = Fraction(advance, T)
+        if all(lo is not None for lo in los[:T]) and his[T] is not None:
+            lo_table = [0] * T
+            hi_table = [0] * T
+            for u, lo, hi in zip(units[:T], los[:T], his[:T]):
+                q, r = divmod(u, T)
+                lo_table[r] = lo - q * advance
+                hi_table[r] = hi - q * (his[T] - his[0])
+            lo_map = PAMap(T, advance, lo_table)
+            hi_map = PAMap(T, his[T] - his[0], hi_table)
+            start = Fraction(lo_map(0))
+        else:
+            note = (note + "; " if note else "") + "some phase reads no input: start not measured"
+    elif len(units) == 1 and los[0] is not None:  # a node with no dim along this axis: a fixed window
+        stride, start = Fraction(0), Fraction(los[0])
+    return AxisProbe(
+        axis=axis, rf=None if whole and touching else rf, stride=None if whole and touching else stride,
+        start=None if whole and touching else start, exact=not touching, is_global=whole and touching,
+        input_shape=tuple(shape), units=tuple(units), lo=tuple(los), hi=tuple(his), period=T,
+        lo_map=lo_map, hi_map=hi_map, note=note,
+    )
+
+
+def _probe_axis(pr: _Prober, axis: int, base: list[int], est: Optional["NodeRF"], max_size: int) -> AxisProbe:
+    nd = len(base) - 2
+    upper = [base[2 + j] for j in range(nd)]
+    lo_est = hi_est = None
+    if est is not None and est.source in ("symbolic", "probed") and axis < len(est.lo):
+        lo_est, hi_est = est.lo[axis], est.hi[axis]
+    if lo_est is not None:
+        T = lcm(lo_est.period, hi_est.period)
+        stride = lo_est.slope
+        margin = 2 * math.ceil(stride) + 4 if stride > 0 else 4
+    else:
+        T, margin = 1, 4
+    global_est = est is not None and axis < len(est.is_global) and est.is_global[axis]
+    n = None
+    attempts = 0
+    note = ""
+    last: Optional[AxisProbe] = None
+    whole_count = 0
+    while attempts < 6:
+        attempts += 1
+        if lo_est is not None and lo_est.slope > 0:
+            u0 = 0
+            while lo_est(u0) < margin:
+                u0 += 1
+            need = max(hi_est(u) for u in range(u0, u0 + T + 1)) + 1 + margin
+            n = max(n or 0, need)
+        elif n is None:
+            n = max(base[2 + axis], 16)
+        found = pr.minimal_thin(base, axis, 2 * n, [max(u, 1) for u in upper])
+        if found is None:
+            raise ProbeError(
+                f"the model rejects every input of length {2 * n} along axis {axis} (other axes up to {upper})"
+            )
+        thin, alt = found
+        shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
+        k = T + 1 if lo_est is not None else 5
+
+        def units_of(n_out, k=k):
+            if lo_est is not None and lo_est.slope > 0:
+                start = u0
+            else:
+                start = max(0, n_out // 2 - k // 2)
+            return [u for u in range(start, start + k) if u < n_out] or [0]
+
+        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, units_of)
+        if out_dim is None:
+            units = (0,)
+            los, his = los[:1], his[:1]
+        if len(units) < min(k, 2) and out_dim is not None:
+            n = n + max(int(math.ceil(lo_est.slope)) if lo_est is not None else 1, 1) * (k + 2)
+            continue
+        period = T if len(units) > T else 1
+        if lo_est is None and len(units) > 2:
+            period = _smallest_period(los, his)
+        last = _axis_from_measure(axis, shape, units, los, his, period, n, note)
+        if cut:
+            last = _with_note(last, f"{cut} context operand(s) detached")
+        if last.exact:
+            return last
+        if last.is_global:
+            whole_count += 1
+            if global_est or whole_count >= 2 or 2 * n > max_size:
+                return last
+        if 2 * n > max_size:
+            break
+        n *= 2
+        margin *= 2
+    assert last is not None
+    return last
+
+
+def _with_note(a: AxisProbe, note: str) -> AxisProbe:
+    from dataclasses import replace
+
+    return replace(a, note=(a.note + "; " if a.note else "") + note)
+
+
+def _smallest_period(los, his) -> int:
+    k = len(los)
+    for T in range(1, k):
+        if any(v is None for v in los) or any(v is None for v in his):
+            break
+        if all(los[u + T] - los[u] == los[T] - los[0] and his[u + T] - his[u] == his[T] - his[0]
+               for u in range(k - T)):
+            return T
+    return 1
+
+
+def _resolve(gm: fx.GraphModule, names: dict[fx.Node, str], node: str) -> fx.Node:
+    by_name = {q: n for n, q in names.items() if n.op not in ("placeholder", "output", "get_attr")}
+    if node in by_name:
+        return by_name[node]
+    fx_nodes = {n.name: n for n in gm.graph.nodes}
+    if node in fx_nodes:
+        return fx_nodes[node]
+    found = None
+    for q, n in by_name.items():
+        if q == node or q.startswith(node + "."):
+            found = n
+    if found is None:
+        raise NodeNotFoundError(node, list(by_name))
+    return found
+
+
+def _infer_input_shape(gm: fx.GraphModule) -> tuple[int, ...]:
+    for n in gm.graph.nodes:
+        if n.op == "call_module":
+            m = gm.get_submodule(n.target)
+            weight = getattr(m, "weight", None)
+            if hasattr(m, "in_channels") and isinstance(weight, torch.Tensor) and weight.ndim >= 3:
+                return (1, int(m.in_channels)) + (32,) * (weight.ndim - 2)
+    raise ProbeError("cannot tell the model's input channels and rank; pass input_shape=(1, C, H, W)")
+
+
+def probe(
+    model: nn.Module,
+    node: str,
+    input_shape: Optional[Sequence[int]] = None,
+    *,
+    analysis: Optional["Analysis"] = None,
+    dtype: torch.dtype = torch.float64,
+    leaf_modules: Sequence[type] = (),
+    autowrap_functions: Sequence[Callable] = (),
+    axes: Optional[Sequence[int]] = None,
+    use_estimate: bool = True,
+    max_size: int = _MAX_SIZE,
+    seed: int = 0,
+) -> ProbeResult:
+    """Measure the receptive field of ``node`` numerically.
+
+    ``node`` is a node name, fx node name or module name, as in `Analysis`.
+    ``input_shape`` gives the channels and rank (and, without a symbolic
+    estimate, the starting size); the measured sizes are chosen by the probe.
+    When ``analysis`` is given (or ``input_shape`` is, and ``use_estimate``),
+    the symbolic result is used *only* to choose the input sizes and the
+    units measured.  ``model`` is never modified; a model on the ``meta``
+    device works (its copy is materialised with random positive weights).
+
+    >>> import torch.nn as nn
+    >>> net = nn.Sequential(nn.Conv1d(1, 1, 3), nn.Conv1d(1, 1, 3, stride=2), nn.Conv1d(1, 1, 3))
+    >>> r = probe(net, "2", (1, 1, 32))
+    >>> r.rf, r.stride, r.start, r.exact
+    ((9,), (Fraction(2, 1),), (Fraction(0, 1),), True)
+    """
+    t0 = time.perf_counter()
+    if analysis is None and input_shape is not None and use_estimate:
+        from .passes import analyze
+
+        try:
+            analysis = analyze(model, input_shape, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
+        except RFGraphError:
+            analysis = None
+    est = None
+    if analysis is not None and analysis.graph_module is not None:
+        gm = analysis.graph_module
+        name = analysis.resolve(node)
+        rec = analysis[name]
+        fx_name = rec.fx_name or name
+        est = rec if use_estimate else None
+        base = list(input_shape) if input_shape is not None else list(analysis.input_shape)
+    else:
+        traced = trace(model, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
+        gm = traced.graph_module
+        target = _resolve(gm, traced.names, node)
+        name = traced.name(target)
+        fx_name = target.name
+        base = list(input_shape) if input_shape is not None else list(_infer_input_shape(gm))
+    base[0] = 1
+    nd = len(base) - 2
+    pr = _Prober(gm, fx_name, dtype, seed)
+    results = []
+    for axis in (range(nd) if axes is None else axes):
+        results.append(_probe_axis(pr, axis, base, est, max_size))
+    return ProbeResult(name, tuple(results), dtype, time.perf_counter() - t0)
