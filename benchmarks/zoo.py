@@ -107,7 +107,7 @@ def disagreement_lines(rows: list[dict]) -> list[str]:
     for r in bad:
         lines.append(
             f"| {r['model']} | `{r['node']}` | {ax(r['rf'], r['global'])} / {ax(r['stride'], r['global'])} / "
-            f"{ax(r['start'], r['global'])} | {ax(r['probe_rf'])} / {ax(r['probe_stride'])} / {ax(r['probe_start'])} "
+            f"{ax(r['start'], r['global'])} | {zoo._probe_cells(r)} "
             f"| {r['probe'] if r['probe'] != 'DISAGREE' else ''} {zoo._md_escape(r['probe_note'])[:200]} |"
         )
     return lines

@@ -330,6 +330,15 @@ def _peak_rss_mb() -> Optional[float]:
         return None
 
 
+def _stage_like(r) -> bool:
+    """A feature map: spatial, not the input or output node, and every local axis on a dim of its own
+    (a flattened map is the same field as the map before the flatten)."""
+    if not r.is_spatial or r.op in ("placeholder", "output"):
+        return False
+    dims = [d for d, rf in zip(r.dims, r.rf) if rf is not None]
+    return None not in dims and len(set(dims)) == len(dims)
+
+
 def trunk_stages(analysis) -> list:
     """Stage nodes on the trunk: the last node at each effective stride among the nodes that every path
     from the input to the last spatial node (and to each map a multi-output backbone returns) goes
@@ -343,7 +352,7 @@ def trunk_stages(analysis) -> list:
     import networkx as nx
 
     records = analysis.records
-    spatial_ends = [r for r in records if r.is_spatial and r.op not in ("output", "placeholder")]
+    spatial_ends = [r for r in records if _stage_like(r)]
     if not spatial_ends:
         return []
     last = spatial_ends[-1]
@@ -371,7 +380,7 @@ def trunk_stages(analysis) -> list:
         while node in idom and node is not root and node not in trunk:
             trunk.add(node)
             node = idom[node]
-    spatial = [r for r in records if r.name in trunk and r.is_spatial and r.op not in ("placeholder", "output")]
+    spatial = [r for r in records if r.name in trunk and _stage_like(r)]
     picked = [r for r, nxt in zip(spatial, spatial[1:] + [None]) if nxt is None or nxt.stride != r.stride]
     chosen = {r.name for r in picked} | set(targets)
     return [r for r in records if r.name in chosen]
@@ -417,18 +426,58 @@ def _node_fields(rec) -> dict[str, Any]:
     )
 
 
+#: Models with more parameters than this are not probed (the probe materialises a float64 copy).
+VALIDATE_MAX_PARAMS = 200_000_000
+
+
 def _validate(analysis, names: list[str]) -> dict[str, dict[str, Any]]:
     """Probe verdict per node name: ``probe``, ``probe_rf``, ``probe_stride``, ``probe_start``, ``probe_note``."""
+    n_params = sum(p.numel() for p in analysis.model.parameters()) if analysis.model is not None else 0
+    if n_params > VALIDATE_MAX_PARAMS:
+        note = f"not probed: {n_params / 1e6:.0f}M parameters (limit {VALIDATE_MAX_PARAMS / 1e6:.0f}M)"
+        return {n: {"probe": "", "probe_note": note} for n in names}
     validate = getattr(analysis, "validate", None)
     if validate is None:
-        note = "probe not available: rfgraph.probe (Analysis.validate) is not installed"
-        return {n: {"probe": "", "probe_note": note} for n in names}
+        return _validate_each(analysis, names)
     try:
         report = validate(nodes=names)
     except Exception as exc:
         note = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         return {n: {"probe": "error", "probe_note": note} for n in names}
     return _read_probe_report(report, names)
+
+
+def _validate_each(analysis, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Probe each node with `rfgraph.probe.probe` and compare rf, stride, start (global: both global)."""
+    try:
+        from .probe import probe
+    except ImportError:
+        note = "probe not available: rfgraph.probe is not installed"
+        return {n: {"probe": "", "probe_note": note} for n in names}
+    out = {}
+    for n in names:
+        rec = analysis[n]
+        try:
+            got = probe(analysis.model, n, analysis=analysis)
+        except Exception as exc:
+            out[n] = {"probe": "error", "probe_note": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+            continue
+        agree = True
+        for i in range(rec.ndim):
+            if rec.rf[i] is None and not rec.is_global[i]:
+                continue  # unknown symbolically: nothing to compare
+            if rec.is_global[i] or got.is_global[i]:
+                agree &= rec.is_global[i] == got.is_global[i]
+            else:
+                agree &= (rec.rf[i], rec.stride[i], rec.start[i]) == (got.rf[i], got.stride[i], got.start[i])
+        out[n] = {
+            "probe": "agree" if agree else "DISAGREE",
+            "probe_rf": list(got.rf),
+            "probe_stride": [_num(v) for v in got.stride],
+            "probe_start": [_num(v) for v in got.start],
+            "probe_note": "" if got.exact else "clipped: a measured unit touched the border of the probing input",
+        }
+    return out
 
 
 def _get(obj: Any, *keys: str, default: Any = None) -> Any:
@@ -826,7 +875,7 @@ def to_markdown(
         seconds = (r["build_s"] or 0) + (r["analysis_s"] or 0)
         probe = r["probe"] or ""
         if probe == "DISAGREE":
-            probe = f"DISAGREE: probe rf {_axes(r['probe_rf'])} stride {_axes(r['probe_stride'])} start {_axes(r['probe_start'])}"
+            probe = f"DISAGREE: probe {_probe_cells(r)}"
         elif probe == "error":
             probe = f"error: {r['probe_note']}"
         cells = {
@@ -845,6 +894,12 @@ def to_markdown(
         cells.update({title: fn(r) for title, fn in extra_columns.items()})
         lines.append("| " + " | ".join(_md_escape(cells[c]) for c in columns) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _probe_cells(r: dict[str, Any]) -> str:
+    """The probe's rf / stride / start as cells (an axis the probe found global shows ``global``)."""
+    glob = [v is None for v in r["probe_rf"] or []]
+    return " / ".join(_axes(r[k], glob) for k in ("probe_rf", "probe_stride", "probe_start"))
 
 
 def _summary_lines(s: dict[str, Any]) -> list[str]:
