@@ -811,7 +811,7 @@ def plot_erf(
     title: Optional[str] = None,
     dpi: int = 100,
     log_range: float = 1e-8,
-    cols: int = 4,
+    cols: Optional[int] = None,
 ) -> Any:
     """Heatmaps of ERF maps (one panel per result) with the theoretical RF box drawn on top.
 
@@ -834,7 +834,7 @@ def plot_erf(
     if ax is not None and len(results) != 1:
         raise ERFError("ax= can only be used with a single result")
     n = len(results)
-    cols = max(1, min(n, cols))
+    cols = max(1, min(n, cols if cols else (n if n <= 3 else math.ceil(math.sqrt(n)))))
     rows = math.ceil(n / cols)
     if ax is None:
         fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows), squeeze=False)
@@ -919,7 +919,7 @@ def _size(text: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(v) for v in text.lower().replace("x", ",").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 224 or 224x224, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected sizes like 224, 224x224 or 1,3,224,224, got {text!r}") from None
     if any(v < 1 for v in vals):
         raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return vals
@@ -941,16 +941,20 @@ def add_cli(subparsers: Any) -> None:
     src.add_argument("--noise", metavar="N", type=int, help="number of standard-normal inputs (default 16)")
     p.add_argument("--size", type=_size, help="spatial input size, e.g. 512 or 384x512 (default: the smallest "
                    "size at which the theoretical RF of the centre unit fits)")
+    p.add_argument("--input-shape", type=_size, metavar="N,C,...",
+                   help="input template, e.g. 1,1,16000 for a 1-D model: channels and rank, and the smallest "
+                   "automatic size (default: the model's usual input, 1,3,224,224 for images)")
     p.add_argument("--channel", type=int, help="seed one output channel instead of the sum over channels")
     p.add_argument("--mean", type=_float_list, help="per-channel mean for --images (default ImageNet for RGB)")
     p.add_argument("--std", type=_float_list, help="per-channel std for --images (default ImageNet for RGB)")
     p.add_argument("--plot", metavar="PNG", help="write a heatmap with the theoretical RF box")
     p.add_argument("--scale", choices=("log", "linear"), default="log", help="colour scale of --plot")
+    p.add_argument("--dpi", type=int, default=100, help="resolution of --plot (default 100)")
     p.add_argument("--npy", metavar="FILE", help="save the map as .npy (one file per node: FILE_<node>.npy)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--float64", action="store_true", help="run a float64 copy of the model")
     p.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-init weights and of the noise inputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=_run_cli)
 
@@ -961,8 +965,11 @@ def _run_cli(args: argparse.Namespace) -> int:
 
     from .models import default_input_shape, load_model
 
+    torch.manual_seed(args.seed)  # random-init weights: the same seed gives the same model and numbers
     model = load_model(args.model, device="cpu")
-    template = default_input_shape(args.model, model)
+    template = tuple(args.input_shape) if args.input_shape else default_input_shape(args.model, model)
+    if len(template) < 3:
+        raise ERFError(f"--input-shape needs (N, C, *spatial), got {template}")
     channels, ndim = template[1], len(template) - 2
     traced = trace(model)
     nodes: list[str]
@@ -1004,7 +1011,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"saved {target}")
     if args.plot:
-        plot_erf(res_list, args.plot, scale=args.scale, title=f"ERF of {args.model} ({res_list[0].n_samples} "
+        plot_erf(res_list, args.plot, scale=args.scale, dpi=args.dpi, title=f"ERF of {args.model} ({res_list[0].n_samples} "
                  f"{'images' if args.images else 'noise inputs'}, input {'x'.join(map(str, res_list[0].input_shape[2:]))})")
         if not args.json:
             print(f"saved {args.plot}")

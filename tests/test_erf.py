@@ -295,6 +295,33 @@ def test_cli_writes_plot_npy_and_table(tmp_path, capsys):
     assert code == 1 and err.count("\n") == 1 and "layer9" in err
 
 
+def test_cli_json_on_a_model_file(tmp_path, capsys):
+    """Two 3x3 unit boxes in 2-D on a 5x5 input: map outer([1,2,3,2,1], same), total 81.
+    Centred squares: 1 pixel holds 9 (11 %), 3x3 holds 7^2 = 49 (60 %), 5x5 holds 81.
+    So 20 %, 30 %, 50 % need 9 of the 25 RF pixels (0.36), 99 % needs 25 (1.0)."""
+    import json
+
+    from rfgraph.cli import main
+
+    src = tmp_path / "boxes.py"
+    src.write_text(
+        "import torch, torch.nn as nn\n"
+        "def build():\n"
+        "    net = nn.Sequential(nn.Conv2d(1, 1, 3, bias=False), nn.Conv2d(1, 1, 3, bias=False))\n"
+        "    with torch.no_grad():\n"
+        "        [c.weight.fill_(1.0) for c in net]\n"
+        "    return net\n"
+    )
+    code = main(["erf", f"{src}:build", "--node", "1", "--input-shape", "1,1,5,5", "--noise", "3", "--float64",
+                 "--json", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    (rec,) = json.loads(out)
+    assert rec["input_shape"] == [3, 1, 5, 5] and rec["box"] == [[0, 4], [0, 4]] and rec["rf"] == [5, 5]
+    assert rec["area_ratios"] == {"20%": 0.36, "30%": 0.36, "50%": 0.36, "99%": 1.0}
+    assert rec["support"] == [[0, 4], [0, 4]] and rec["nan_count"] == 0
+
+
 def test_plots_1d_2d_3d(tmp_path):
     import matplotlib
 
