@@ -18,6 +18,7 @@ from .errors import (
     TraceError,
 )
 from .passes import analyze
+from .probe import ProbeResult, ValidationReport, probe, validate
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet
 
@@ -25,6 +26,10 @@ __all__ = [
     "analyze",
     "erf",
     "ERFResult",
+    "probe",
+    "validate",
+    "ProbeResult",
+    "ValidationReport",
     "Analysis",
     "NodeRF",
     "PAMap",

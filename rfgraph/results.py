@@ -268,6 +268,13 @@ class Analysis:
 
         return report.from_yaml(text)
 
+    def validate(self, nodes: Optional[Sequence[str]] = None, **kwargs: Any):
+        """Probe ``nodes`` numerically (default: a handful over the depth plus the last spatial node)
+        and compare with these symbolic results; returns a `rfgraph.probe.ValidationReport`."""
+        from .probe import validate_analysis
+
+        return validate_analysis(self, nodes, **kwargs)
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.counts().items() if v)
         return f"<Analysis {self.model_name or 'model'} input={self.input_shape} nodes={len(self)} ({counts})>"
