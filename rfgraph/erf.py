@@ -389,6 +389,8 @@ class _Source:
             )
 
     def _check_fixed(self, spatial: tuple[int, ...], what: str) -> None:
+        if self.fixed is not None and len(self.fixed) == 1 and len(spatial) > 1:
+            self.fixed = self.fixed * len(spatial)  # an int size given before the rank was known
         if self.fixed is not None and tuple(self.fixed) != spatial:
             raise ERFError(f"size={self.fixed} was asked but {what} has spatial size {spatial}")
         self.fixed = spatial
@@ -496,8 +498,9 @@ def fitting_input_size(
 
     Reads the RFs from an analysis at size ``probe`` (default 32 per axis),
     starts from the largest theoretical RF among ``nodes`` (and at least
-    ``minimum``) and grows each axis by its deficit until the centre unit's RF box of every
-    node lies inside the input.  Returns the spatial size and its analysis.
+    ``minimum``) and grows each axis by its deficit until the centre unit's
+    RF box of every node lies inside the input.  Returns the spatial size and
+    its analysis.
     """
     names = [nodes] if isinstance(nodes, str) else list(nodes)
     traced = traced or trace(model)

@@ -241,6 +241,16 @@ def test_images_folder_and_save_npy(tmp_path):
     assert np.array_equal(np.load(out), r.map)
 
 
+def test_iterable_of_batches_matches_one_tensor():
+    """A DataLoader-like iterable of (images, labels) gives the same map as the concatenated tensor."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3))
+    batches = [torch.randn(2, 3, 9, 9, dtype=F64) for _ in range(3)]
+    r_iter = erf(net, "2", iter([(b, 0) for b in batches]), size=9, dtype=F64, progress=False)
+    r_tensor = erf(net, "2", torch.cat(batches), batch_size=2, dtype=F64, progress=False)
+    assert r_iter.n_samples == 6 and np.array_equal(r_iter.map, r_tensor.map)
+
+
 # -- real models: the support never leaves the theoretical box ---------------------------------
 
 
