@@ -1387,9 +1387,11 @@ def _cmd_target(args) -> int:
     if not plan.solutions:
         print("no verified change set reaches the target")
         return 1
-    for changes, got in plan.solutions:
+    for changes, got in plan.solutions[: args.show]:
         text = "; ".join(f"{c.layer}: {c.what} {c.old} -> {c.new}" for c in changes)
         print(f"  {len(changes)} change(s): {text}  => RF {got}")
+    if len(plan.solutions) > args.show:
+        print(f"  ... {len(plan.solutions) - args.show} more verified alternatives (--show N)")
     print(f"assumes: {plan.assumptions}")
     return 0
 
@@ -1430,4 +1432,5 @@ def add_cli(subparsers: Any) -> None:
     _common(p)
     p.add_argument("--node", required=True)
     p.add_argument("--rf", type=int, required=True, help="target RF (input pixels, axis 0)")
+    p.add_argument("--show", type=int, default=4, help="how many verified alternatives to print")
     p.set_defaults(handler=_run(_cmd_target))

@@ -207,6 +207,14 @@ def test_coverage_resnet50_layer4(resnet50):
     assert (c.some_unit, c.every_unit) == (406, 214)
 
 
+def test_first_covering_resnet50(resnet50):
+    """Each layer3 block's 3x3 conv adds 2*16 = 32 to the RF: layer3.5 (published 267) -> layer3.4.conv2 235,
+    layer3.3.conv2 203 < 224.  layer3.4.conv2: lo(u) = 16u - 117, hi(u) = 16u + 117; u = 7 has lo <= 0 and
+    hi = 229 >= 223: it is the first node some unit of which sees the whole 224 input."""
+    assert resnet50["layer3.4.conv2"].rf == (235, 235)
+    assert first_covering(resnet50) == "layer3.4.conv2"
+
+
 # ---------------------------------------------------------------------------
 # alignment
 # ---------------------------------------------------------------------------
