@@ -810,6 +810,10 @@ def _aligned_sizes(analysis: Analysis, names: list[str], rs: Resizer, periods: i
     m = _period(analysis)
     n0 = analysis.input_shape[2]
     start = max(1, n0 - n0 % m)
+    if not rs.valid(start):
+        start = n0
+    if analysis.meta.get("trace", "fx") != "fx":
+        periods = 1  # every size is traced again (torch.export): keep the search short
     passed: dict[str, list[int]] = {name: [] for name in names}
     for n in range(start, start + periods * m):
         try:
