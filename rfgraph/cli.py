@@ -107,8 +107,11 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--overlay",
         metavar="IMAGE",
-        help="draw the RF box of one unit on IMAGE (or 'blank' for an input-sized canvas); "
-        "node: the first of --nodes, else the last spatial node",
+        help="draw the RF box of one unit on IMAGE (or 'blank' for an input-sized canvas)",
+    )
+    p.add_argument(
+        "--node", metavar="NAME", help="node or module for --overlay (default: the first of --nodes, else the last "
+        "spatial node)"
     )
     p.add_argument("--unit", metavar="I,J", help="output unit for --overlay, one index per axis (default: the centre)")
     p.add_argument(
@@ -289,8 +292,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         if not os.path.exists(args.overlay):
             raise CLIError(f"--overlay image {args.overlay!r} does not exist", EXIT_USAGE)
         overlay_image = args.overlay
-    if args.unit and not args.overlay:
-        raise CLIError("--unit is only used with --overlay", EXIT_USAGE)
+    if (args.unit or args.node or args.overlay_output) and not args.overlay:
+        raise CLIError("--unit, --node and --overlay-output are only used with --overlay", EXIT_USAGE)
 
     with progress.step(f"building {spec}"):
         import torch  # noqa: F401  (the bulk of the start-up time)
@@ -314,6 +317,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         from .passes import analyze
 
         analysis = analyze(model, shape)
+        analysis.model_name = spec
     selected = _selected(args, analysis)
 
     fmt = _output_format(args)
@@ -352,10 +356,12 @@ def run_analyze(args: argparse.Namespace) -> int:
 def _overlay(args, analysis, selected, image, spec: str, progress: _Progress) -> None:
     from .plots import plot_overlay
 
-    if args.nodes:
+    if args.node:
+        record = analysis[args.node]
+    elif args.nodes:
         record = selected[0]
         if len(selected) > 1 and not args.quiet:
-            _warn(f"--overlay draws one node: {record.name}")
+            _warn(f"--overlay draws one node: {record.name} (choose it with --node)")
     else:
         record = analysis.last_spatial()
         if record is None:

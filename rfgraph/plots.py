@@ -96,10 +96,10 @@ def plot_depth(
         path_min = [r.rf_path_min[i] if r.is_spatial else None for r in records]
         stride = [float(r.stride[i]) if r.is_spatial and r.stride[i] is not None else None for r in records]
         c = colors[i % len(colors)]
-        ax_rf.plot(xs, _nan(rf), color=c, lw=1.8, label=f"RF size{suffix}")
+        ax_rf.plot(xs, _nan(rf), color=c, lw=1.8, drawstyle="steps-mid", label=f"RF size{suffix}")
         if any(a != b for a, b in zip(rf, path_min)):
-            ax_rf.plot(xs, _nan(path_min), color=c, lw=1.0, ls=":", label=f"smallest single-path RF{suffix}")
-        ax_st.plot(xs, _nan(stride), color=c, lw=1.8, drawstyle="steps-post", label=f"stride{suffix}")
+            ax_rf.plot(xs, _nan(path_min), color=c, lw=1.0, ls=":", drawstyle="steps-mid", label=f"smallest single-path RF{suffix}")
+        ax_st.plot(xs, _nan(stride), color=c, lw=1.8, drawstyle="steps-mid", label=f"stride{suffix}")
 
     for ax, name in ((ax_rf, "receptive field (input pixels)"), (ax_st, "effective stride")):
         ax.set_yscale("log", base=2)

@@ -51,6 +51,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
@@ -326,9 +327,25 @@ def from_dict(data: Any) -> Analysis:
     return Analysis(records, shape, model_name=data.get("model") or "", meta=data.get("meta") or {})
 
 
+_SCALAR_ARRAY = re.compile(r"\[[^\[\]{}]*\]")
+
+
+def _compact_arrays(text: str) -> str:
+    """Put each array of scalars on one line (``[1, 3, 224, 224]``) in indented JSON."""
+
+    def one_line(m: re.Match) -> str:
+        try:
+            return json.dumps(json.loads(m.group(0)))
+        except ValueError:  # a bracket inside a string: leave it alone
+            return m.group(0)
+
+    return _SCALAR_ARRAY.sub(one_line, text)
+
+
 def to_json(analysis: Analysis, nodes: NodeSelection = None, indent: Optional[int] = 2) -> str:
-    """JSON text of `to_dict`."""
-    return json.dumps(to_dict(analysis, nodes), indent=indent) + "\n"
+    """JSON text of `to_dict` (arrays of numbers or names on one line)."""
+    text = json.dumps(to_dict(analysis, nodes), indent=indent)
+    return (_compact_arrays(text) if indent else text) + "\n"
 
 
 def from_json(text: str) -> Analysis:

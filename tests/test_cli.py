@@ -137,7 +137,7 @@ def test_help_lists_commands(capsys):
         (["resnet50"], 2, "Did you mean: torchvision:resnet50"),
         (["torchvision:resnet18", "--format", "xml"], 2, "invalid choice: 'xml'"),
         (["torchvision:resnet18", "--nodes", "a", "--stages"], 2, "not allowed with"),
-        (["torchvision:resnet18", "--unit", "1,2"], 2, "--unit is only used with --overlay"),
+        (["torchvision:resnet18", "--unit", "1,2"], 2, "are only used with --overlay"),
         (["torchvision:resnet18", "--overlay", "missing.png"], 2, "does not exist"),
         (["torchvision:resnet18", "--input-size", "0"], 2, "non-positive"),
         (["torchvision:resnet18", "--input-shape", "1,3,x"], 2, "--input-shape must be comma-separated integers"),
