@@ -150,6 +150,7 @@ def test_minimal_size_alexnet_vgg():
     assert minimal_input_size(v, axis=1) == 32
 
 
+@pytest.mark.slow
 def test_size_classes_resnet():
     """ResNet-18/50 share the stride layout: every stride-2 op (conv1 k7 p3, maxpool k3 p1, conv k3 p1,
     downsample k1 p0) gives ceil(n/2) units with unit centres 2u.
