@@ -754,7 +754,7 @@ def run(
         raise ValueError(f"cannot write {str(out)!r}: use a .md, .csv, .json or .jsonl file")
     log_file = Path(log) if log is not None else (log_path(out) if out is not None else None)
     if resume and log_file is None:
-        raise ValueError("resume needs an output file (out= or log=) whose log holds the earlier rows")
+        raise ValueError("resume needs an output file (-o FILE, or out=) whose .jsonl log holds the earlier rows")
     kept: dict[str, list[dict[str, Any]]] = {}
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
