@@ -89,6 +89,7 @@ ROW_KEYS = (
     "peak_rss_mb",  # peak resident memory while building + analysing (+ probing)
     "nodes",  # number of tensor nodes in the analysis
     "unknown_nodes",
+    "probe_s",  # seconds spent probing the model's stage nodes
     "probe",  # "agree" / "DISAGREE" / "error" / "" (not validated)
     "probe_rf",
     "probe_stride",
@@ -578,9 +579,11 @@ def run_task(task: ZooModel, validate: bool = False, nodes: Optional[Sequence[st
             rows.append(dict(base, error=f"no spatial node: the model has no stage to report{why}"))
         if validate:
             names = [r["node"] for r in rows if r["node"]]
+            t3 = time.perf_counter()
             verdicts = _validate(analysis, names)
+            probe_s = round(time.perf_counter() - t3, 2)
             for r in rows:
-                r.update(verdicts.get(r["node"], {}))
+                r.update(verdicts.get(r["node"], {}), probe_s=probe_s)
     except (Exception, RecursionError, MemoryError) as exc:
         row = _error_row(task, exc)
         row["input"] = base.get("input")
