@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import torch
@@ -58,7 +59,9 @@ def last(analysis: Analysis) -> NodeRF:
 
 
 def _positive(model: nn.Module) -> nn.Module:
+    """``model`` (a copy: the caller's is left alone) in float64 with positive random weights."""
     model = model.double().eval()
+    model._rfcheck_positive = True
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -75,7 +78,8 @@ def numeric_window(
     other spatial axes, summed over channels.  ``None`` when no position does.
     Weights are set to positive random values (float64) so that nothing cancels.
     """
-    model = _positive(model)
+    if not getattr(model, "_rfcheck_positive", False):
+        model = _positive(copy.deepcopy(model))
     g = torch.Generator().manual_seed(1)
     x = (torch.rand(input_shape, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
     out = model(x)
@@ -91,22 +95,30 @@ def numeric_window(
 
 
 def assert_windows_match(
-    model: nn.Module, input_shape: tuple[int, ...], record: NodeRF, axis: int, interior_only: bool = False
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    record: NodeRF,
+    axis: int,
+    interior_only: bool = False,
+    margin: int = 0,
 ) -> int:
     """Symbolic window of every output unit along ``axis`` (clipped to the input) equals the numeric one.
 
     ``interior_only`` restricts the check to units whose window lies inside the
     input (for border modes such as reflect padding, where the unclipped window
-    clipped to the input is not what the border units read).  Returns how many
-    units were compared.
+    clipped to the input is not what the border units read).  ``margin`` keeps
+    only units whose window stays that far from both borders (needed when an
+    intermediate tensor is shifted or cropped: its own border then cuts the
+    unclipped window inside the input).  Returns how many units were compared.
     """
+    model = _positive(copy.deepcopy(model))
     n_in = input_shape[2 + axis]
     n_out = record.shape[record.dims[axis]]
     lo, hi = record.lo[axis], record.hi[axis]
     compared = 0
     for u in range(n_out):
         a, b = lo(u), hi(u)
-        if interior_only and (a < 0 or b >= n_in):
+        if (interior_only or margin) and (a < margin or b >= n_in - margin):
             continue
         expected = (max(a, 0), min(b, n_in - 1))
         if expected[0] > expected[1]:

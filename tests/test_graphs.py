@@ -530,3 +530,54 @@ def test_unit_box():
     r = last(check(nn.Conv2d(1, 1, 3, 2, 1), (1, 1, 9, 9)))
     assert r.box((2, 3)) == ((3, 5), (5, 7))
     assert r.padding == (1, 1)
+
+
+@st.composite
+def branches(draw):
+    """A branch: 1-2 "same"-padded convs (random k, d), optionally shifted by an asymmetric pad / crop."""
+    layers = [(draw(st.integers(1, 5)), draw(st.integers(1, 3))) for _ in range(draw(st.integers(1, 2)))]
+    shift = draw(st.integers(-2, 2))
+    return layers, shift
+
+
+class Branch(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        layers, self.shift = spec
+        self.convs = nn.Sequential(*[nn.Conv1d(1, 1, k, padding="same", dilation=d) for k, d in layers])
+
+    def forward(self, x):
+        x = self.convs(x)
+        if self.shift:  # move the content by `shift` positions, keeping the length
+            x = F.pad(x, (self.shift, -self.shift))
+        return x
+
+
+class Merge(nn.Module):
+    def __init__(self, a, b, s):
+        super().__init__()
+        self.a, self.b = Branch(a), Branch(b)
+        self.tail = nn.Conv1d(1, 1, 3, stride=s, padding=1)
+
+    def forward(self, x):
+        return self.tail(self.a(x) + self.b(x))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(branches(), branches(), st.integers(1, 2))
+def test_random_two_branch_merges_match_backprop(a, b, s):
+    """Random two-branch merges (even kernels, dilation, shifts: centers differ) followed by a conv k=3
+    of stride s: every unit's window (first and last input read) agrees with back-propagation, away from
+    the borders (an intermediate shift by F.pad moves that tensor's own border inside the input);
+    3 <= rf_path_min <= rf (the tail conv alone reads 3), and "aligned" means "no center shift"."""
+    model = Merge(a, b, s)
+    reach = max(sum(d * (k - 1) for k, d in spec[0]) + abs(spec[1]) for spec in (a, b)) + 2 * s + 1
+    n = 4 * reach + 4
+    analysis = check(model, (1, 1, n))
+    r = last(analysis)
+    assert r.source == "symbolic"
+    assert r.stride == (s,)
+    assert 3 <= r.rf_path_min[0] <= r.rf[0]
+    add = analysis["add"]
+    assert add.aligned == (add.max_center_shift == 0)
+    assert_windows_match(model, (1, 1, n), r, 0, margin=reach)

@@ -850,7 +850,7 @@ def test_unknown_op_is_reported_not_guessed():
 # symbolic vs numeric on random configurations
 # ---------------------------------------------------------------------------
 
-_NUMERIC = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_NUMERIC = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_NUMERIC

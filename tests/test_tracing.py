@@ -171,8 +171,9 @@ def test_trace_without_input_shape_says_export_was_not_tried():
 
 
 def test_leaf_modules_make_untraceable_code_opaque():
-    """The hint works: with DataDependent as a leaf the model traces; the leaf has no rule, so its node
-    (and what depends on it) is unknown with the module named, never guessed."""
+    """The hint works: with the data-dependent module as a leaf the model traces; the leaf has no rule, so
+    its node is either measured by the probe fallback (rf 1: both branches are pointwise) or unknown with
+    the module named, never guessed."""
 
     class Sign(nn.Module):
         def forward(self, x):
@@ -190,11 +191,14 @@ def test_leaf_modules_make_untraceable_code_opaque():
             return self.conv(self.inner(x))
 
     a = rfgraph.analyze(Outer(), (1, 1, 10, 10), leaf_modules=[Sign])
-    assert a["inner"].source == "unknown"
-    assert "Sign" in a["inner"].reason
     assert a["inner"].shape == (1, 1, 10, 10)
-    assert a["conv"].source == "unknown" and a["conv"].rf == (None, None)
     assert a["conv"].shape == (1, 1, 8, 8)
+    if a["inner"].source == "unknown":  # no fallback could measure it
+        assert "Sign" in a["inner"].reason
+        assert a["conv"].source == "unknown" and a["conv"].rf == (None, None)
+    else:  # measured by the numeric probe: both branches are position by position
+        assert a["inner"].source == "probed" and a["inner"].rf == (1, 1)
+        assert a["conv"].rf == (3, 3)
 
 
 def test_not_a_module():
