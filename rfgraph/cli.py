@@ -395,14 +395,11 @@ def _validate(analysis: Any, selected: Optional[list[Any]], progress: _Progress)
     nodes = None if selected is None else [r.name for r in selected]
     with progress.step("probing (numeric cross-check)"):
         result = validate(nodes=nodes)
-    from rich.console import Console
-
-    Console(highlight=False).print(result)
-    disagreements = getattr(result, "disagreements", None)
-    if disagreements is None:
-        ok = getattr(result, "ok", True)
-        return EXIT_OK if ok else EXIT_FAILED
-    return EXIT_FAILED if disagreements else EXIT_OK
+    sys.stdout.write(str(result).rstrip("\n") + "\n")
+    failed = bool(getattr(result, "disagreements", None)) or bool(getattr(result, "errors", None))
+    if not failed and hasattr(result, "ok") and not hasattr(result, "disagreements"):
+        failed = not result.ok
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # -- entry point ---------------------------------------------------------------------------------------

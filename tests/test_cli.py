@@ -62,7 +62,7 @@ def test_json_file_plot_and_overlay(tmp_path):
     assert depth.stat().st_size > 20_000 and box.stat().st_size > 10_000
 
 
-def test_user_file_model_and_csv(tmp_path):
+def test_user_file_model_csv_and_validate(tmp_path):
     """Conv1d k3 -> ReLU -> Conv1d k3 s2 -> Conv1d k3: RF 3, 3, 5, then 5 + 2*2 = 9; stride 1, 1, 2, 2."""
     (tmp_path / "net.py").write_text(
         textwrap.dedent(
@@ -74,10 +74,12 @@ def test_user_file_model_and_csv(tmp_path):
             """
         )
     )
-    proc = run("net.py:build", "--input-shape", "1,1,32", "--format", "csv", cwd=tmp_path)
+    proc = run("net.py:build", "--input-shape", "1,1,32", "-o", "r.csv", "--validate", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    rows = {line.split(",")[0]: line.split(",") for line in proc.stdout.splitlines()[1:]}
-    header = proc.stdout.splitlines()[0].split(",")
+    assert "all probed nodes agree" in proc.stdout  # the numeric probe's verdict
+    text = (tmp_path / "r.csv").read_text()
+    rows = {line.split(",")[0]: line.split(",") for line in text.splitlines()[1:]}
+    header = text.splitlines()[0].split(",")
     rf, stride = header.index("rf_l"), header.index("stride_l")
     assert [(rows[n][rf], rows[n][stride]) for n in ("0", "1", "2", "3")] == [
         ("3", "1"), ("3", "1"), ("5", "2"), ("9", "2"),
