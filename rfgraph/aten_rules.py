@@ -50,7 +50,10 @@ def _hand_over(call, x: SymTensor, reason: str, shape=None) -> Any:
     """No exact rule for this call: the analysis' fallback decides (probe or unknown), never a guess."""
     interp = call.interp
     if interp is not None and getattr(interp, "fallback", None) != getattr(interp, "unknown_fallback", None):
-        return interp.fallback(call)
+        out = interp.fallback(call)
+        if isinstance(out, SymTensor) and out.unknown and reason not in out.unknown:
+            out.unknown = f"{call.describe()}: {reason}; {out.unknown}"
+        return out
     if interp is not None:
         what = call.describe()
         interp.unknown_ops[what] = interp.unknown_ops.get(what, 0) + 1

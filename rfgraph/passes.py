@@ -13,7 +13,7 @@ named.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.fx as fx
@@ -350,10 +350,14 @@ def analyze(
     leaf_modules=(),
     autowrap_functions=(),
     dtype: torch.dtype = torch.float32,
-    fallback: Optional[Callable[[OpCall], Any]] = None,
+    fallback: Union[Callable[[OpCall], Any], str, None] = None,
     traced: Optional[Traced] = None,
 ) -> Analysis:
     """Receptive field of every tensor node of ``model`` for inputs of ``input_shape``.
+
+    Ops with no rule go to ``fallback``: by default `rfgraph.probe.fallback`,
+    which probes the op alone and fits its window maps (nodes marked
+    ``source="probed"``); ``fallback="unknown"`` marks them unknown instead.
 
     >>> import torch.nn as nn
     >>> net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3, stride=2), nn.Conv2d(1, 1, 3))
@@ -366,6 +370,12 @@ def analyze(
             f"analyze() needs a torch.nn.Module, got {type(model).__name__}"
             + (" (a class: instantiate it first)" if isinstance(model, type) else "")
         )
+    if fallback is None:  # ops without a rule: probe them alone (rfgraph.probe.fallback)
+        from .probe import fallback
+    elif isinstance(fallback, str):
+        if fallback != "unknown":
+            raise ValueError(f"fallback must be a callable, None (probe) or 'unknown', got {fallback!r}")
+        fallback = None
     if isinstance(input_shape, dict):  # several inputs: one analysis per input (rfgraph.inputs)
         from .inputs import analyze_inputs
 

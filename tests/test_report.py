@@ -25,7 +25,7 @@ from rfgraph.results import Analysis, NodeRF
 
 
 class NoRule(nn.Module):
-    """A leaf module no rule knows: its node and everything after it are unknown."""
+    """A leaf module no rule knows: its node and everything after it are unknown (``fallback="unknown"``)."""
 
     def forward(self, x):
         return x * 2
@@ -55,7 +55,7 @@ class Mixed(nn.Module):
 
 @pytest.fixture(scope="module")
 def mixed() -> Analysis:
-    return rfgraph.analyze(Mixed(), (1, 1, 12, 10), leaf_modules=[NoRule])
+    return rfgraph.analyze(Mixed(), (1, 1, 12, 10), leaf_modules=[NoRule], fallback="unknown")
 
 
 @pytest.fixture(scope="module")

@@ -171,8 +171,9 @@ def test_without_an_input_shape_export_is_not_tried():
 
 
 def test_leaf_module_hint_works():
-    """Following the hint: `gate` becomes an opaque leaf with no rule, so what follows it is unknown."""
-    a = rfgraph.analyze(GatedNet(), (1, 1, 16, 16), leaf_modules=[ValueGate])
+    """Following the hint: `gate` becomes an opaque leaf with no rule, so, without the probe fallback
+    (``fallback="unknown"``), what follows it is unknown."""
+    a = rfgraph.analyze(GatedNet(), (1, 1, 16, 16), leaf_modules=[ValueGate], fallback="unknown")
     assert a.meta["trace"] == "fx"
     assert a["conv"].rf == (3, 3)
     assert a["gate"].source == "unknown" and "ValueGate" in a["gate"].reason
