@@ -921,3 +921,44 @@ def test_interpolate_windows_match_backprop(mode, n, how, data):
     m = Lambda(lambda x: F.interpolate(x, mode=mode, align_corners=align, **kwargs))
     r = last(check(m, (1, 1, n)))
     assert_windows_match(m, (1, 1, n), r, 0)
+
+
+# ---------------------------------------------------------------------------
+# torchvision.ops building blocks, contractions
+# ---------------------------------------------------------------------------
+
+
+def test_torchvision_conv_norm_activation_is_traced_through():
+    """Conv2dNormActivation(k=3, s=2) with FrozenBatchNorm2d: padding (3-1)//2 = 1: rf 3, stride 2, start -1.
+    Conv2dNormActivation(k=5, dilation=2): padding (5-1)//2 * 2 = 4: rf 1 + 2*4 = 9, start -4, same length.
+    The frozen norm is arithmetic on constant buffers: pointwise."""
+    from torchvision.ops import Conv2dNormActivation, FrozenBatchNorm2d
+
+    a = check(nn.Sequential(Conv2dNormActivation(1, 4, 3, stride=2, norm_layer=FrozenBatchNorm2d)), (1, 1, 8, 8))
+    assert "0.0" in a.nodes  # the inner Conv2d is a node of its own
+    assert summary(last(a), 0) == (3, 3, 2, -1)
+    r = last(check(nn.Sequential(Conv2dNormActivation(1, 4, 5, dilation=2)), (1, 1, 12, 12)))
+    assert summary(r, 1) == (9, 9, 1, -4)
+    assert r.shape == (1, 4, 12, 12)
+
+
+def test_torchvision_permute_and_mlp_are_pointwise():
+    """ops.Permute to channels-last, ops.MLP over the last (channel) dim, and back: rf 1, dims (2, 3)."""
+    from torchvision.ops import MLP, Permute
+
+    r = last(check(nn.Sequential(Permute([0, 2, 3, 1]), MLP(1, [4, 3]), Permute([0, 3, 1, 2])), (1, 1, 5, 5)))
+    assert r.rf == (1, 1) and r.dims == (2, 3)
+    assert r.shape == (1, 3, 5, 5)
+
+
+def test_contractions():
+    """x.flatten(2) @ W (16 x 5) contracts the token dim: global on both axes.
+    tokens (N, HW, C) @ (C, 3) contracts channels: positions kept (rf 1, a flattened dim).
+    einsum("bchw,wv->bchv") contracts W only: W global, H rf 1."""
+    w_tokens, w_chan, w_w = torch.rand(16, 5), torch.rand(2, 3), torch.rand(4, 3)
+    r = last(check(Lambda(lambda x: torch.matmul(x.flatten(2), w_tokens)), (1, 2, 4, 4)))
+    assert r.is_global == (True, True)
+    r = last(check(Lambda(lambda x: x.flatten(2).transpose(1, 2) @ w_chan), (1, 2, 4, 4)))
+    assert r.rf == (1, 1) and not any(r.is_global)
+    r = last(check(Lambda(lambda x: torch.einsum("bchw,wv->bchv", x, w_w)), (1, 2, 4, 4)))
+    assert r.is_global == (False, True) and r.rf[0] == 1
