@@ -420,9 +420,19 @@ def conv_function_rule(nd: int) -> Rule:
 
 def conv_transpose_module_rule(call: OpCall) -> SymTensor:
     m = call.module
-    if len(call.args) > 1 or "output_size" in call.kwargs:
-        raise RuleError(f"{call.describe()} at node {call.name!r}: explicit output_size is not supported")
-    return _conv_transpose(call, _sym(call), m.kernel_size, m.stride, m.padding, m.dilation, m.output_padding, m.out_channels)
+    x = _sym(call)
+    output_padding = m.output_padding
+    output_size = call.arg(1, "output_size", None)
+    if output_size is not None:
+        # torch turns output_size into the output_padding that reaches it; the windows do not change
+        nd = len(m.kernel_size)
+        sizes = [int(v) for v in list(output_size)[-nd:]]
+        output_padding = tuple(
+            sizes[i] - ((x.shape[x.ndim - nd + i] - 1) * m.stride[i] - 2 * m.padding[i]
+                        + m.dilation[i] * (m.kernel_size[i] - 1) + 1)
+            for i in range(nd)
+        )
+    return _conv_transpose(call, x, m.kernel_size, m.stride, m.padding, m.dilation, output_padding, m.out_channels)
 
 
 def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, out_channels):

@@ -962,3 +962,23 @@ def test_contractions():
     assert r.rf == (1, 1) and not any(r.is_global)
     r = last(check(Lambda(lambda x: torch.einsum("bchw,wv->bchv", x, w_w)), (1, 2, 4, 4)))
     assert r.is_global == (False, True) and r.rf[0] == 1
+
+
+def test_conv_transpose_output_size():
+    """Regression: ConvTranspose2d(k=3, s=2, p=1)(y, output_size=x.size()) (the U-Net idiom) picks the
+    output_padding that reaches x's size: 4 -> (4-1)*2 - 2 + 2 + 1 = 7 by default, 8 with output_padding 1.
+    Windows on y as for k=3, s=2, p=1: u=2m reads y[m], u=2m+1 reads y[m..m+1]; y[v] = x[2v], so in x:
+    u=2m reads [2m, 2m], u=2m+1 reads [2m, 2m+2]: rf 3, rf_min 1, stride 2 * 1/2 = 1, start 0."""
+
+    class Up(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = nn.ConvTranspose2d(1, 1, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.up(x[:, :, ::2, ::2], output_size=x.size())
+
+    for n in (7, 8):
+        r = last(check(Up(), (1, 1, n, n)))
+        assert r.shape == (1, 1, n, n)
+        assert summary(r, 0) == (3, 1, 1, 0)
