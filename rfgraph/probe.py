@@ -880,10 +880,24 @@ class _Prober:
                 shape[2 + j] = n if j == axis else min(t, upper[j])
             shapes = self.try_shapes(shape)
             if shapes is not None:
-                return [shape[2 + j] for j in range(nd)], shapes
+                break
             if all(t >= upper[j] for j in range(nd) if j != axis):
                 return None
             t *= 2
+        # Between t / 2 (rejected) and t (accepted): bisect to within 1/8 (thin inputs are the cost).
+        low, high = t // 2, t
+        while low and high - low > max(1, high // 8):
+            mid = (low + high) // 2
+            trial = list(shape)
+            for j in range(nd):
+                if j != axis:
+                    trial[2 + j] = min(mid, upper[j])
+            found = self.try_shapes(trial)
+            if found is None:
+                low = mid
+            else:
+                high, shape, shapes = mid, trial, found
+        return [shape[2 + j] for j in range(nd)], shapes
 
 
 def _axis_from_measure(axis, shape, units, los, his, period, n_in, note) -> AxisProbe:

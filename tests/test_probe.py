@@ -1,0 +1,401 @@
+"""The numeric probe (rfgraph.probe): hardened gradient measurement, validation, local fallback.
+
+Expected values are published numbers (Distill 2019, DESIGN.md §6), hand-derived
+small cases (derivation in each docstring), or the symbolic pass's result (the
+probe is an independent measurement: agreement is the test).
+"""
+
+from __future__ import annotations
+
+import copy
+from fractions import Fraction
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+import rfgraph
+from rfgraph.probe import ProbeResult, fallback, probe, sanitized_copy, validate_analysis
+
+
+def agree(result: ProbeResult, record) -> None:
+    """Probe == symbolic exactly (rf, stride, start), measured unclipped."""
+    assert result.exact, result
+    assert result.rf == record.rf, (result, record.rf)
+    assert result.stride == record.stride, (result, record.stride)
+    assert result.start == record.start, (result, record.start)
+
+
+def probe_agrees(model, node, shape, **kw) -> ProbeResult:
+    analysis = rfgraph.analyze(model, shape)
+    result = probe(model, node, analysis=analysis, **kw)
+    agree(result, analysis[node])
+    return result
+
+
+# ---------------------------------------------------------------------------
+# small hand-derived cases
+# ---------------------------------------------------------------------------
+
+
+def test_conv_chain_hand_derived():
+    """conv 3, conv 3 stride 2, conv 3 (no padding): RF 1 + 2 + 2 + 2*2 = 9, stride 2, start 0."""
+    net = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Conv1d(2, 2, 3, stride=2), nn.Conv1d(2, 1, 3))
+    r = probe(net, "2", (1, 1, 40))
+    assert r.rf == (9,) and r.stride == (Fraction(2),) and r.start == (Fraction(0),) and r.exact
+    assert len(r.axes[0].units) >= 2  # two neighbours: the stride is measured, not assumed
+
+
+def test_without_estimate_the_input_grows_until_exact():
+    """Same chain, no symbolic estimate, started on a 6-long input (smaller than the RF 9): the probe
+    grows the input until the field no longer touches a border; same values."""
+    net = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Conv1d(2, 2, 3, stride=2), nn.Conv1d(2, 1, 3))
+    r = probe(net, "2", (1, 1, 8), use_estimate=False)
+    assert r.rf == (9,) and r.stride == (Fraction(2),) and r.start == (Fraction(0),) and r.exact
+    assert r.axes[0].input_shape[2] > 8
+
+
+def test_user_model_untouched_and_meta_models_work():
+    """The probe works on a sanitized copy: the user's weights, module types (ReLU6, MaxPool) and
+    training flags are unchanged; the same model built on the meta device gives the same result."""
+    def build():
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU6(), nn.MaxPool2d(2),
+                             nn.Dropout(0.5), nn.Conv2d(4, 4, 3))
+
+    net = build().train()
+    before = copy.deepcopy(net.state_dict())
+    r = probe_agrees(net, "5", (1, 3, 32, 32))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert isinstance(net[2], nn.ReLU6) and isinstance(net[3], nn.MaxPool2d) and net.training
+    assert all(p.requires_grad for p in net.parameters())
+    with torch.device("meta"):
+        meta = build()
+    m = probe(meta, "5", (1, 3, 32, 32))
+    assert (m.rf, m.stride, m.start) == (r.rf, r.stride, r.start)
+    assert next(meta.parameters()).is_meta
+
+
+def test_sanitized_copy_is_positive_and_linearised():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Hardsigmoid(), nn.MaxPool2d(2), nn.LayerNorm(4))
+    c = sanitized_copy(net)
+    assert all((p > 0).all() for p in c.parameters())
+    assert isinstance(c[1], nn.Identity) and not isinstance(c[2], nn.MaxPool2d)
+    assert not c.training and next(c.parameters()).dtype == torch.float64
+
+
+def test_deep_chain_does_not_underflow():
+    """80 convs k=3 (RF 1 + 80 * 2 = 161) with the default init: the gradient at the RF's edge is a
+    product of 80 factors < 1; renormalised at every node it stays non-zero, in float32 too."""
+    net = nn.Sequential(*[nn.Conv1d(4, 4, 3) for _ in range(80)])
+    for dtype in (torch.float32, torch.float64):
+        r = probe(net, "79", (1, 4, 200), dtype=dtype)
+        assert r.rf == (161,) and r.start == (Fraction(0),) and r.exact
+
+
+class LayerScaleBlock(nn.Module):
+    """ConvNeXt-like: x + gamma * pw(LN(dw(x))), gamma initialised to 1e-6, LayerNorm over channels."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.pw = nn.Linear(c, c)
+        self.gamma = nn.Parameter(torch.full((c, 1, 1), 1e-6))
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw(self.norm(y)).permute(0, 3, 1, 2)
+        return x + self.gamma * y
+
+
+def test_layer_norm_and_tiny_layer_scale():
+    """Six such blocks: RF 1 + 6 * 6 = 37, start -18.  Through LayerNorm (whose backward removes the
+    channel mean: cancellation) and 1e-6 multipliers; probe == symbolic."""
+    net = nn.Sequential(*[LayerScaleBlock() for _ in range(6)])
+    r = probe_agrees(net, "5", (1, 8, 48, 48))
+    assert r.rf == (37, 37) and r.start == (Fraction(-18), Fraction(-18))
+
+
+class Concat(nn.Module):
+    """Channel 0.. from a 1x1 conv (RF 1), the rest from five 3x3 convs (RF 11): the node's RF is the
+    union over channels, 11 (a probe seeding channel 0 only would say 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.early = nn.Conv2d(1, 1, 1)
+        self.late = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(5)])
+
+    def forward(self, x):
+        return torch.cat([self.early(x), self.late(x)], 1)
+
+
+def test_channel_concat_seeds_every_channel():
+    r = probe_agrees(Concat(), "cat", (1, 1, 32, 32))
+    assert r.rf == (11, 11) and r.start == (Fraction(-5), Fraction(-5))
+
+
+class SE(nn.Module):
+    def __init__(self, c=4):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, c, 3, padding=1)
+        self.fc1 = nn.Conv2d(c, 2, 1)
+        self.fc2 = nn.Conv2d(2, c, 1)
+        self.conv2 = nn.Conv2d(c, 1, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(y, 1)))))
+        return self.conv2(y * s)
+
+
+def test_squeeze_excitation_context_is_cut():
+    """conv 3 -> SE scale -> conv 3: the local RF is 5 (start -2); the SE path, a (N, C, 1, 1) tensor
+    broadcast over H, W, is a context path (flagged global_context by the symbolic pass)."""
+    a = rfgraph.analyze(SE(), (1, 1, 32, 32))
+    assert a["conv2"].global_context
+    r = probe(SE(), "conv2", analysis=a)
+    agree(r, a["conv2"])
+    assert r.rf == (5, 5)
+    assert "context" in r.axes[0].note
+
+
+def test_group_norm_statistics_are_context():
+    """conv 3 -> GroupNorm -> conv 3: statistics over H, W are a context path; local RF 5."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.Conv2d(4, 1, 3, padding=1))
+    r = probe_agrees(net, "2", (1, 1, 32, 32))
+    assert r.rf == (5, 5)
+
+
+def test_saturating_activations_and_max_pool():
+    """conv 3 -> hardtanh -> max pool 2 -> relu6 -> hardsigmoid -> conv 3 (no padding): RF 3 + 1 + 2*2 = 8,
+    stride 2, start 0; max pool routes to one arg-max and the activations saturate in a naive probe."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Hardtanh(), nn.MaxPool2d(2), nn.ReLU6(), nn.Hardsigmoid(),
+                        nn.Conv2d(4, 1, 3))
+    r = probe_agrees(net, "5", (1, 1, 40, 40))
+    assert r.rf == (8, 8) and r.stride == (Fraction(2), Fraction(2)) and r.start == (Fraction(0), Fraction(0))
+
+
+def test_global_node():
+    """adaptive average pool to 1 -> flatten -> linear: the node reads the whole input on both axes."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    r = probe(net, "3", (1, 1, 16, 16))
+    assert r.is_global == (True, True) and r.rf == (None, None)
+
+
+# ---------------------------------------------------------------------------
+# periodic maps: transposed conv and upsampling, every phase measured
+# ---------------------------------------------------------------------------
+
+PERIODIC = {
+    "convT": lambda: nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                                   nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1),
+                                   nn.Conv2d(4, 1, 3, padding=1)),
+    "convT_k2": lambda: nn.Sequential(nn.Conv2d(1, 4, 5, stride=4, padding=2), nn.ConvTranspose2d(4, 4, 2, stride=2),
+                                      nn.Conv2d(4, 2, 3)),
+    "nearest": lambda: nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.Upsample(scale_factor=2), nn.Conv2d(4, 1, 3)),
+    "bilinear": lambda: nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1),
+                                      nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(4, 1, 3, padding=1)),
+    "bilinear_x3": lambda: nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1),
+                                         nn.Upsample(scale_factor=3, mode="bilinear"), nn.Conv2d(4, 1, 3, padding=1)),
+}
+
+
+@pytest.mark.parametrize("name", list(PERIODIC))
+def test_periodic_maps_every_phase(name):
+    """The probe measures one unit per phase (plus one: the stride) and recovers the symbolic periodic
+    maps L(u), H(u) themselves, not only rf / stride / start."""
+    net = PERIODIC[name]()
+    a = rfgraph.analyze(net, (1, 1, 64, 64))
+    node = a.nodes[-2]
+    r = probe(net, node, analysis=a)
+    agree(r, a[node])
+    for axis in r.axes:
+        period = a[node].lo[axis.axis].period
+        assert len(axis.units) == max(period, 1) + 1
+        assert axis.lo_map == a[node].lo[axis.axis] and axis.hi_map == a[node].hi[axis.axis]
+
+
+def test_nearest_upsample_hand_derived():
+    """conv 3 stride 2 -> nearest x2 -> conv 3: lo(u) = 2 * floor(u / 2) ... period 2, stride 1."""
+    net = PERIODIC["nearest"]()
+    r = probe(net, "2", (1, 1, 64, 64))
+    a = r.axes[0]
+    # conv 3 after x2 reads upsampled u..u+2 = original floor(u/2)..floor((u+2)/2); then conv stride 2 k 3:
+    # lo = 2 floor(u/2), hi = 2 floor((u+2)/2) + 2: phases u even: [u, u+4], u odd: [u-1, u+3]; rf 5.
+    assert a.lo_map(10) == 10 and a.hi_map(10) == 14 and a.lo_map(11) == 10 and a.hi_map(11) == 14
+    assert a.rf == 5 and a.stride == 1 and a.period == 2
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+
+
+def test_validate_agrees_and_prints_a_table():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 1, 3))
+    report = rfgraph.validate(net, (1, 1, 32, 32))
+    assert report.ok and not report.disagreements and len(report) >= 2
+    text = str(report)
+    assert "rf sym" in text and "all probed nodes agree" in text
+    assert report.to_dict()["ok"] is True
+
+
+class Box3(nn.Module):
+    """A 3-wide box filter along both axes (padding 1), written with avg_pool so the tracer can be told
+    to keep it opaque."""
+
+    def forward(self, x):
+        return F.avg_pool2d(x, 3, 1, 1)
+
+
+def test_validate_reports_a_wrong_symbolic_rule():
+    """A user rule claiming Box3 is pointwise is wrong: symbolic RF 1, the probe measures 3.  The
+    report lists the disagreement with both values; the probe is not tuned to agree."""
+    net = nn.Sequential(Box3(), nn.Conv2d(1, 1, 1))
+    rules = rfgraph.DEFAULT_RULES.override(modules={Box3: lambda call: call.args[0]})
+    a = rfgraph.analyze(net, (1, 1, 16, 16), rules=rules, leaf_modules=[Box3])
+    report = a.validate(["1"])
+    assert not report.ok
+    found = {(d.quantity, d.symbolic, d.numeric) for d in report.disagreements}
+    assert ("rf", 1, 3) in found and ("start", Fraction(0), Fraction(-1)) in found
+    assert "DISAGREE" in str(report) and "symbolic 1 != numeric 3" in str(report)
+
+
+# ---------------------------------------------------------------------------
+# local fallback
+# ---------------------------------------------------------------------------
+
+
+class BoxFilter(nn.Module):
+    """A strided box filter written with unfold: kernel k, stride s, padding p along H and W."""
+
+    def __init__(self, k=3, s=2, p=1):
+        super().__init__()
+        self.k, self.s, self.p = k, s, p
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        cols = F.unfold(x, self.k, padding=self.p, stride=self.s)
+        ho = (h + 2 * self.p - self.k) // self.s + 1
+        wo = (w + 2 * self.p - self.k) // self.s + 1
+        return cols.view(n, c, self.k * self.k, ho * wo).mean(2).view(n, c, ho, wo)
+
+
+def box_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), BoxFilter(), nn.Conv2d(8, 8, 3, padding=1),
+                         BoxFilter(5, 2, 2), nn.Conv2d(8, 4, 3))
+
+
+def test_fallback_fits_opaque_box_filter():
+    """Hand derivation: conv 3 pad 1 -> [u-1, u+1]; box 3 s 2 p 1 reads [2u-1, 2u+1] -> [2u-2, 2u+2] (rf 5,
+    stride 2, start -2); conv 3 pad 1 -> [2u-4, 2u+4] (9); box 5 s 2 p 2 reads [2u-2, 2u+2] -> [4u-8, 4u+8]
+    (17, stride 4); conv 3 no pad reads [u, u+2] -> [4u-8, 4u+16]: rf 25, stride 4, start -8.  Without the
+    fallback the leaf is unknown; with it (the default) the nodes are 'probed' and equal a whole-model probe."""
+    net = box_net()
+    a = rfgraph.analyze(net, (1, 3, 64, 64), leaf_modules=[BoxFilter])
+    expected = {"2": (5, 2, -2), "3": (9, 2, -4), "4": (17, 4, -8), "5": (25, 4, -8)}
+    for node, (rf, stride, start) in expected.items():
+        r = a[node]
+        assert r.source == "probed"
+        assert r.rf == (rf, rf) and r.stride == (stride, stride) and r.start == (start, start)
+    assert a["0"].source == "symbolic"
+    whole = probe(net, "5", (1, 3, 64, 64), leaf_modules=[BoxFilter])
+    agree(whole, a["5"])
+    off = rfgraph.analyze(net, (1, 3, 64, 64), leaf_modules=[BoxFilter], fallback="unknown")
+    assert off["2"].source == "unknown" and "BoxFilter" in off["2"].reason
+    explicit = rfgraph.analyze(net, (1, 3, 64, 64), leaf_modules=[BoxFilter], fallback=fallback)
+    assert explicit["5"].rf == (25, 25)
+
+
+class Reverse(nn.Module):
+    """Flips W: L(u) = H(u) = n - 1 - u, decreasing: no periodic-affine (monotone) map fits."""
+
+    def forward(self, x):
+        return x.flip(-1) * 1.0
+
+
+class RowMean(nn.Module):
+    """Every output of a row reads the whole row (global along W), and only its own row along H."""
+
+    def forward(self, x):
+        return x.mean(-1, keepdim=True).expand_as(x) + 0.0
+
+
+def test_fallback_never_guesses():
+    net = nn.Sequential(nn.Conv2d(1, 1, 3), Reverse(), nn.Conv2d(1, 1, 3))
+    a = rfgraph.analyze(net, (1, 1, 20, 20), leaf_modules=[Reverse])
+    assert a["1"].source == "unknown" and "Reverse" in a["1"].reason and "window" in a["1"].reason
+    g = rfgraph.analyze(nn.Sequential(nn.Conv2d(1, 1, 3), RowMean()), (1, 1, 20, 20), leaf_modules=[RowMean])
+    r = g["1"]
+    assert r.source == "probed" and r.is_global == (False, True) and r.rf[0] == 3
+
+
+# ---------------------------------------------------------------------------
+# torchvision models (weights=None, built on the meta device): probe == symbolic
+# ---------------------------------------------------------------------------
+
+
+def meta_model(name: str) -> nn.Module:
+    with torch.device("meta"):
+        if name == "inception_v3":
+            return torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+        return getattr(torchvision.models, name)(weights=None)
+
+
+@pytest.fixture(scope="module")
+def resnet50_analysis():
+    return rfgraph.analyze(meta_model("resnet50"), (1, 3, 224, 224))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("node,rf,stride,start", [
+    ("layer1", 35, 4, -17), ("layer2", 91, 8, -45), ("layer3", 267, 16, -133), ("layer4", 427, 32, -213),
+])
+def test_resnet50_layers(resnet50_analysis, node, rf, stride, start):
+    """Community-published torchvision ResNet-50 values (DESIGN.md §6), measured and symbolic."""
+    a = resnet50_analysis
+    r = probe(a.model, node, analysis=a, dtype=torch.float32)
+    agree(r, a[node])
+    assert r.rf == (rf, rf) and r.stride == (stride, stride) and r.start == (start, start)
+
+
+@pytest.mark.slow
+def test_vgg16_distill_values():
+    """Distill 2019: VGG-16 pool1..pool4 RF 6 / 16 / 44 / 100, stride 2 / 4 / 8 / 16, padding 2 / 6 / 18 / 42."""
+    a = rfgraph.analyze(meta_model("vgg16"), (1, 3, 224, 224))
+    for node, rf, stride, pad in (("features.4", 6, 2, 2), ("features.9", 16, 4, 6), ("features.16", 44, 8, 18),
+                                  ("features.23", 100, 16, 42)):
+        r = probe(a.model, node, analysis=a, dtype=torch.float32)
+        agree(r, a[node])
+        assert r.rf == (rf, rf) and r.stride == (stride, stride) and r.padding == (pad, pad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,node,size", [
+    ("inception_v3", "Mixed_6e", 299),
+    ("inception_v3", "Mixed_7c", 299),
+    ("densenet121", "features", 224),
+    ("convnext_tiny", "features", 224),
+    ("efficientnet_b0", "features", 224),
+    ("mobilenet_v3_large", "features", 224),
+])
+def test_zoo_probe_equals_symbolic(name, node, size):
+    """Probe == symbolic exactly; inception's values are also Distill's (927 / 16 and 1311 / 32)."""
+    a = rfgraph.analyze(meta_model(name), (1, 3, size, size))
+    r = probe(a.model, node, analysis=a, dtype=torch.float32)
+    agree(r, a[node])
+    published = {"Mixed_6e": (927, 16), "Mixed_7c": (1311, 32)}
+    if node in published:
+        rf, stride = published[node]
+        assert r.rf == (rf, rf) and r.stride == (stride, stride)
+
+
+def test_validate_analysis_default_nodes_resnet18():
+    """Default validation of ResNet-18 (a handful of nodes over the depth plus the last spatial node,
+    whose published RF is 435): every probed node agrees."""
+    a = rfgraph.analyze(meta_model("resnet18"), (1, 3, 224, 224))
+    report = validate_analysis(a, dtype=torch.float32)
+    assert report.ok, str(report)
+    assert report.rows[-1].numeric.rf == (435, 435)
