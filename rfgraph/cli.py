@@ -274,7 +274,10 @@ def _output_format(args: argparse.Namespace) -> str:
     if args.format:
         return args.format
     if args.output:
-        return _SUFFIX_FORMATS.get(os.path.splitext(args.output)[1].lower(), "table")
+        suffix = os.path.splitext(args.output)[1].lower()
+        if suffix in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
+            raise CLIError(f"-o writes a report, not a picture: use --plot {args.output} (or --overlay-output)", EXIT_USAGE)
+        return _SUFFIX_FORMATS.get(suffix, "table")
     return "table"
 
 
@@ -295,6 +298,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     if (args.unit or args.node or args.overlay_output) and not args.overlay:
         raise CLIError("--unit, --node and --overlay-output are only used with --overlay", EXIT_USAGE)
 
+    fmt = _output_format(args)
     with progress.step(f"building {spec}"):
         import torch  # noqa: F401  (the bulk of the start-up time)
 
@@ -320,7 +324,6 @@ def run_analyze(args: argparse.Namespace) -> int:
         analysis.model_name = spec
     selected = _selected(args, analysis)
 
-    fmt = _output_format(args)
     from .report import render
 
     if args.output:

@@ -62,6 +62,7 @@ def test_json_file_plot_and_overlay(tmp_path):
     assert depth.stat().st_size > 20_000 and box.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_user_file_model_csv_and_validate(tmp_path):
     """Conv1d k3 -> ReLU -> Conv1d k3 s2 -> Conv1d k3: RF 3, 3, 5, then 5 + 2*2 = 9; stride 1, 1, 2, 2."""
     (tmp_path / "net.py").write_text(
@@ -90,6 +91,7 @@ def test_error_unknown_model():
     assert_one_line_error(run("torchvision:resnet5"), 1, "unknown torchvision model 'resnet5'", "resnet50")
 
 
+@pytest.mark.slow
 def test_error_untraceable_model(tmp_path):
     (tmp_path / "odd.py").write_text(
         textwrap.dedent(
@@ -142,6 +144,7 @@ def test_help_lists_commands(capsys):
         (["torchvision:resnet18", "--unit", "1,2"], 2, "are only used with --overlay"),
         (["torchvision:resnet18", "--overlay", "missing.png"], 2, "does not exist"),
         (["torchvision:resnet18", "--input-size", "0"], 2, "non-positive"),
+        (["torchvision:resnet18", "-o", "rf.png"], 2, "use --plot rf.png"),
         (["torchvision:resnet18", "--input-shape", "1,3,x"], 2, "--input-shape must be comma-separated integers"),
         (["torchvision:resnet18", "--input-shape", "1,3,224"], 2, "takes 4-D inputs"),
         (["torchvision:resnet18", "--nodes", "layer5", "-q"], 1, "node 'layer5' is not present"),
