@@ -432,105 +432,42 @@ VALIDATE_MAX_PARAMS = 200_000_000
 
 
 def _validate(analysis, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Probe verdict per node name: ``probe``, ``probe_rf``, ``probe_stride``, ``probe_start``, ``probe_note``."""
+    """Probe verdict per node name (`Analysis.validate`): ``probe``, ``probe_rf``, ``probe_stride``,
+    ``probe_start``, ``probe_note``.  ``probe`` is ``agree``, ``DISAGREE``, ``error`` or ``""`` (not probed)."""
     n_params = sum(p.numel() for p in analysis.model.parameters()) if analysis.model is not None else 0
     if n_params > VALIDATE_MAX_PARAMS:
         note = f"not probed: {n_params / 1e6:.0f}M parameters (limit {VALIDATE_MAX_PARAMS / 1e6:.0f}M)"
         return {n: {"probe": "", "probe_note": note} for n in names}
     validate = getattr(analysis, "validate", None)
-    if validate is None:
-        return _validate_each(analysis, names)
     try:
+        if validate is None:
+            raise ImportError
         report = validate(nodes=names)
+    except ImportError:
+        return {n: {"probe": "", "probe_note": "probe not available (rfgraph.probe)"} for n in names}
     except Exception as exc:
         note = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         return {n: {"probe": "error", "probe_note": note} for n in names}
-    return _read_probe_report(report, names)
-
-
-def _validate_each(analysis, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Probe each node with `rfgraph.probe.probe` and compare rf, stride, start (global: both global)."""
-    try:
-        from .probe import probe
-    except ImportError:
-        note = "probe not available: rfgraph.probe is not installed"
-        return {n: {"probe": "", "probe_note": note} for n in names}
-    out = {}
-    for n in names:
-        rec = analysis[n]
-        try:
-            got = probe(analysis.model, n, analysis=analysis)
-        except Exception as exc:
-            out[n] = {"probe": "error", "probe_note": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
-            continue
-        agree = True
-        for i in range(rec.ndim):
-            if rec.rf[i] is None and not rec.is_global[i]:
-                continue  # unknown symbolically: nothing to compare
-            if rec.is_global[i] or got.is_global[i]:
-                agree &= rec.is_global[i] == got.is_global[i]
-            else:
-                agree &= (rec.rf[i], rec.stride[i], rec.start[i]) == (got.rf[i], got.stride[i], got.start[i])
-        out[n] = {
-            "probe": "agree" if agree else "DISAGREE",
-            "probe_rf": list(got.rf),
-            "probe_stride": [_num(v) for v in got.stride],
-            "probe_start": [_num(v) for v in got.start],
-            "probe_note": "" if got.exact else "clipped: a measured unit touched the border of the probing input",
-        }
-    return out
-
-
-def _get(obj: Any, *keys: str, default: Any = None) -> Any:
-    for k in keys:
-        if isinstance(obj, dict) and k in obj:
-            return obj[k]
-        if hasattr(obj, k):
-            return getattr(obj, k)
-    return default
-
-
-def _read_probe_report(report: Any, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Per-node verdicts from whatever `Analysis.validate` returns (a mapping or a sequence of entries)."""
-    entries: dict[str, Any] = {}
-    items = report.items() if isinstance(report, dict) else None
-    if items is None:
-        seq = _get(report, "entries", "results", "nodes", "rows", default=report)
-        if isinstance(seq, dict):
-            items = seq.items()
+    out: dict[str, dict[str, Any]] = {}
+    for row in report.rows:
+        num = row.numeric
+        verdict = {"ok": "agree", "clipped": "agree", "DISAGREE": "DISAGREE"}.get(row.status, "error")
+        if row.error:
+            note = row.error
+        elif row.disagreements:
+            note = "; ".join(str(d) for d in row.disagreements)
+        elif row.status == "clipped":
+            note = "clipped: a measured unit touched the border of the probing input"
         else:
-            items = ((_get(e, "name", "node"), e) for e in seq)
-    for name, entry in items:
-        entries[name] = entry
-    out = {}
-    for n in names:
-        e = entries.get(n)
-        if e is None:
-            out[n] = {"probe": "", "probe_note": "not probed"}
-            continue
-        measured = _get(e, "probe", "probed", "measured", default=e)
-        agree = _get(e, "agree", "agrees", "ok", "passed")
-        note = _get(e, "note", "message", "reason", "detail", default="") or ""
-        error = _get(e, "error", default=None)
-        if callable(agree):
-            agree = agree()
-        verdict = "error" if error else ("agree" if agree else "DISAGREE")
-        out[n] = {
+            note = ""
+        out[row.node] = {
             "probe": verdict,
-            "probe_rf": _listify(_get(measured, "rf")),
-            "probe_stride": _listify(_get(measured, "stride"), _num),
-            "probe_start": _listify(_get(measured, "start"), _num),
-            "probe_note": " ".join(str(error or note).split()),
+            "probe_rf": None if num is None else list(num.rf),
+            "probe_stride": None if num is None else [_num(v) for v in num.stride],
+            "probe_start": None if num is None else [_num(v) for v in num.start],
+            "probe_note": " ".join(note.split()),
         }
     return out
-
-
-def _listify(v: Any, conv=lambda x: x) -> Any:
-    if v is None:
-        return None
-    if isinstance(v, (list, tuple)):
-        return [None if x is None else conv(x) for x in v]
-    return [conv(v)]
 
 
 def run_task(task: ZooModel, validate: bool = False, nodes: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
