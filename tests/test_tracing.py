@@ -204,3 +204,36 @@ def test_leaf_modules_make_untraceable_code_opaque():
 def test_not_a_module():
     with pytest.raises((TraceError, TypeError)):
         rfgraph.analyze(lambda x: x, (1, 1, 4, 4))
+
+
+def _export_cases():
+    from test_graphs import CausalTCN, SEBlock, TinyViT, UpSkip
+
+    return {
+        "resnet18": (lambda: torchvision.models.resnet18(weights=None), (1, 3, 64, 64)),
+        "se_block": (SEBlock, (1, 1, 8, 8)),
+        "causal_tcn": (CausalTCN, (1, 2, 20)),
+        "tiny_vit": (TinyViT, (2, 3, 16, 16)),
+        "bilinear_skip": (lambda: UpSkip(nn.Upsample(scale_factor=2, mode="linear")), (1, 1, 8)),
+    }
+
+
+@pytest.mark.parametrize("case", ["resnet18", "se_block", "causal_tcn", "tiny_vit", "bilinear_skip"])
+def test_export_graph_gives_the_same_fields(case):
+    """The torch.export graph (aten ops, names rebuilt from nn_module_stack) and the fx graph of the same
+    model give the same rf / stride / start / global flags on every node name they share, and at the output."""
+    from rfgraph.tracing import export_trace
+
+    build, shape = _export_cases()[case]
+    model = build().eval()
+    fx_analysis = rfgraph.analyze(model, shape)
+    ex_analysis = rfgraph.analyze(model, shape, traced=export_trace(model, (torch.zeros(shape),)))
+    assert ex_analysis.meta["trace"] == "export"
+
+    def key(r):
+        return r.rf, r.rf_min, r.stride, r.start, r.is_global, r.global_context, r.source
+
+    shared = [n for n in fx_analysis.nodes if n in set(ex_analysis.nodes)]
+    assert len(shared) >= len(fx_analysis.nodes) // 2
+    assert [n for n in shared if key(fx_analysis[n]) != key(ex_analysis[n])] == []
+    assert key(fx_analysis["output"]) == key(ex_analysis["output"])
