@@ -847,6 +847,9 @@ class Declared:
     node: str
     stride: Fraction
     source: str
+    #: the declaring module's name, tried when ``node`` cannot be resolved (e.g. timm's FeatureHookNet
+    #: collects its outputs with forward hooks, which a traced graph does not see)
+    module: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -886,7 +889,7 @@ def declared_strides(model: nn.Module) -> list[Declared]:
             if isinstance(e, dict) and "reduction" in e and "module" in e:
                 node = f"output[{i}]" if wrapper else str(e["module"])
                 out.append(Declared(f"feature_info[{i}] {e['module']}" if wrapper else f"feature_info[{i}]", node,
-                                    Fraction(e["reduction"]), "timm feature_info"))
+                                    Fraction(e["reduction"]), "timm feature_info", str(e["module"])))
     gen = getattr(model, "anchor_generator", None)
     steps = getattr(gen, "steps", None)
     if steps is not None and hasattr(model, "backbone"):
@@ -936,15 +939,27 @@ def lint(analysis: Analysis, declared: Optional[Sequence[Declared]] = None) -> l
     outputs: Optional[list[str]] = None
     for d in declared:
         node = d.node.split(":", 1)[1] if d.node.startswith("backbone:") else d.node
-        try:
-            if node.startswith("output["):
-                if outputs is None:
-                    outputs = _output_nodes(analysis)
-                idx = int(node[len("output["):-1])
-                node = outputs[idx]
-            r = analysis[node]
-        except (NodeNotFoundError, IndexError, ValueError) as exc:
-            rows.append(LintRow(d.label, d.node, d.stride, (), d.source, f"cannot resolve node: {exc}"))
+        if node.startswith("output["):
+            if outputs is None:
+                outputs = _output_nodes(analysis)
+            idx = int(node[len("output["):-1])
+            candidates = [outputs[idx]] if idx < len(outputs) else []
+        else:
+            candidates = [node]
+        if d.module:
+            # timm's feature wrappers flatten the first level: "blocks.12" becomes "blocks_12"
+            candidates += [d.module, d.module.replace(".", "_", 1)]
+        r = None
+        for cand in candidates:
+            try:
+                r = analysis[cand]
+                break
+            except NodeNotFoundError:
+                continue
+        if r is None:
+            why = f"none of {', '.join(map(repr, dict.fromkeys(candidates)))} is a node" if candidates else (
+                f"the traced model returns {len(outputs or [])} tensors")
+            rows.append(LintRow(d.label, d.node, d.stride, (), d.source, f"cannot resolve node: {why}"))
             continue
         if r.source not in ("symbolic", "probed") or any(s is None for s in r.stride):
             rows.append(LintRow(d.label, r.name, d.stride, r.stride, d.source,
