@@ -437,3 +437,30 @@ def test_core_doctests(name):
 def test_shift_matches_evaluation(f, delta):
     g = f.shift(delta)
     assert all(g(u) == f(u) + delta for u in POINTS)
+
+
+@st.composite
+def monotone_windows(draw):
+    """Non-decreasing ``L <= H`` of one common slope (a window op: every output reads something)."""
+    low = draw(pamaps(max_period=4, monotone=True))
+    extra = draw(st.lists(st.integers(0, 3), min_size=low.period, max_size=low.period))
+    # H = L + a non-negative periodic width (plain L when that is not non-decreasing)
+    table = [low(u) + extra[u] for u in range(low.period)]
+    high = PAMap(low.period, low.advance, table)
+    if not high.is_monotone():
+        high = low
+    return low, high
+
+
+@settings(max_examples=60)
+@given(monotone_windows(), monotone_windows())
+def test_through_is_the_hull_of_the_union(field_maps, window):
+    """For a field [lo(v), hi(v)] (non-decreasing, lo <= hi) read through windows [L(u), H(u)]:
+    the union over v in [L(u), H(u)] of [lo(v), hi(v)] has hull [lo(L(u)), hi(H(u))] (brute force)."""
+    lo, hi = field_maps
+    low, high = window
+    f = Field(lo, hi).through(low, high)
+    for u in range(-10, 11):
+        vs = range(low(u), high(u) + 1)
+        assert f.lo(u) == min(lo(v) for v in vs)
+        assert f.hi(u) == max(hi(v) for v in vs)
