@@ -867,6 +867,13 @@ class LintRow:
     def ok(self) -> bool:
         return self.error is None and all(c == self.declared for c in self.computed)
 
+    @property
+    def status(self) -> str:
+        """``ok``, ``mismatch`` (both strides known and different) or ``unchecked`` (no computed stride)."""
+        if self.error is not None:
+            return "unchecked"
+        return "ok" if self.ok else "mismatch"
+
 
 def declared_strides(model: nn.Module) -> list[Declared]:
     """Strides declared by the model's library.
@@ -1371,13 +1378,15 @@ def _cmd_lint(args) -> int:
         size = getattr(getattr(model, "transform", None), "min_size", (shape[-1],))[0]
         shape = (1, 3, size, size)
     rows = lint(analyze(target, shape), declared)
-    bad = [r for r in rows if not r.ok]
-    print(f"{args.model} at {shape}: {len(rows)} declared strides, {len(bad)} mismatches")
+    bad = [r for r in rows if r.status == "mismatch"]
+    unchecked = [r for r in rows if r.status == "unchecked"]
+    print(f"{args.model} at {shape}: {len(rows)} declared strides, {len(bad)} mismatches"
+          + (f", {len(unchecked)} unchecked" if unchecked else ""))
     for r in rows:
-        mark = "ok" if r.ok else "MISMATCH"
+        mark = r.status.upper() if r.status != "ok" else "ok"
         extra = f"  ({r.error})" if r.error else ""
-        print(f"  {mark:8} {r.label:28} {r.node:30} declared {_fmt(r.declared):>4}  computed {_fmt(r.computed):>4}{extra}")
-    return 1 if bad else 0
+        print(f"  {mark:9} {r.label:28} {r.node:30} declared {_fmt(r.declared):>4}  computed {_fmt(r.computed):>4}{extra}")
+    return 1 if bad or unchecked else 0
 
 
 def _cmd_time(args) -> int:

@@ -347,8 +347,9 @@ def test_lint_catches_wrong_declaration():
     assert [(r.node, r.declared, r.computed, r.ok) for r in rows] == [
         ("conv1", 2, (2, 2), True), ("conv2", 8, (4, 4), False)
     ]
+    assert [r.status for r in rows] == ["ok", "mismatch"]
     bad = lint(a, [Declared("x", "nope", Fraction(2), "test")])
-    assert not bad[0].ok and "cannot resolve" in bad[0].error
+    assert bad[0].status == "unchecked" and "cannot resolve" in bad[0].error
 
 
 def test_lint_cli_exit_codes(capsys):
