@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import gc
 import importlib
 import os
 import re
@@ -411,6 +412,10 @@ def _validate(analysis: Any, selected: Optional[list[Any]], progress: _Progress)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # By now torch may be imported (the package imports it): move its millions of
+    # objects out of the collector's reach, or each full collection of this
+    # short-lived process costs a tenth of a second or more.
+    gc.freeze()
     try:
         return _main(argv)
     except KeyboardInterrupt:
