@@ -46,12 +46,15 @@ def main() -> int:
     rss_model = proc.memory_info().rss
 
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     res = rfgraph.erf(
         model, args.node, args.inputs, size=args.size, batch_size=args.batch_size,
         dtype=torch.float64 if args.float64 else torch.float32, progress=True,
     )
     elapsed = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    peak = usage.ru_maxrss * 1024  # Linux: KiB
     load_after = os.getloadavg()
 
     gib = 1024**3
@@ -63,7 +66,7 @@ def main() -> int:
     print(f"sigma            {tuple(round(s, 2) for s in res.sigma)}, ERF/RF {tuple(round(r, 3) for r in res.rf_ratio)}")
     print(f"NaN / inf        {res.nan_count} / {res.inf_count}")
     print(f"model build      {build:.2f} s")
-    print(f"ERF time         {elapsed:.1f} s ({elapsed / args.inputs:.2f} s per input)")
+    print(f"ERF time         {elapsed:.1f} s wall ({elapsed / args.inputs:.2f} s per input), {cpu:.1f} s CPU")
     print(f"peak RSS         {peak / gib:.2f} GiB (model built: {rss_model / gib:.2f} GiB, "
           f"increase {(peak - rss_model) / gib:.2f} GiB)")
     print(f"load average     before {load_before[0]:.2f}, after {load_after[0]:.2f} (2 cores shared: inflated "
