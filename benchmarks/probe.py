@@ -2,7 +2,8 @@
 
 Usage: ``.venv/bin/python benchmarks/probe.py [--dtype float64|float32] [--repeat N]``
 
-Each case runs in a fresh subprocess, so that its peak resident memory (``ru_maxrss``) is its own;
+Each case runs in a fresh subprocess, so that its peak resident memory (``ru_maxrss``) is its own
+("of which probe": the peak above what importing torch / torchvision / rfgraph already takes);
 the symbolic analysis (used only to choose the probing input sizes) is timed separately.  Models are
 built on the meta device (``weights=None``): the probe materialises its own sanitized copy.
 Target: under 2 s for ResNet-50 ``layer4`` on a quiet 2-core machine.
@@ -60,7 +61,8 @@ def main() -> int:
         print(json.dumps(run_case(name, node, int(size), args.dtype, args.repeat)))
         return 0
     print(f"numeric probe benchmark (dtype {args.dtype}; each case in its own process)")
-    print(f"{'model':14} {'node':18} {'probe s':>8} {'symbolic s':>10} {'peak RSS MB':>11}  rf / stride / start")
+    print(f"{'model':14} {'node':18} {'probe s':>8} {'symbolic s':>10} {'peak RSS MB':>11} {'of which probe':>14}"
+          "  rf / stride / start")
     status = 0
     for name, node, size in CASES:
         out = subprocess.run(
@@ -75,6 +77,7 @@ def main() -> int:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         flag = "" if r["agrees"] else "  DISAGREES WITH SYMBOLIC"
         print(f"{r['model']:14} {r['node']:18} {r['probe_s']:8.2f} {r['symbolic_s']:10.2f} {r['peak_rss_mb']:11.0f}"
+              f" {r['peak_rss_over_import_mb']:14.0f}"
               f"  {r['rf'][0]} / {r['stride'][0]} / {r['start'][0]}  (inputs {r['inputs']}, "
               f"{r['threads']} threads){flag}")
         status |= not r["agrees"]

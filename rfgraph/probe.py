@@ -272,14 +272,14 @@ def _replace_children(module: nn.Module) -> None:
             _replace_children(child)
 
 
-_POOL = 1_000_003
+_POOL = 4_194_301  # prime
 
 
 def _fill(t: torch.Tensor, pool: torch.Tensor, gen: torch.Generator) -> None:
     n = t.numel()
     if n == 0:
         return
-    offset = int(torch.randint(0, pool.numel(), (1,), generator=gen))
+    offset = int(torch.randint(0, max(pool.numel() - n, 0) + 1, (1,), generator=gen)) % pool.numel()
     reps = -(-(offset + n) // pool.numel())
     src = pool.repeat(reps)[offset: offset + n] if reps > 1 else pool[offset: offset + n]
     t.copy_(src.view(t.shape))
@@ -415,6 +415,41 @@ for _nd in (1, 2, 3):
 for _f in _IDENTITY_FUNCTIONS:
     _FUNCTION_REPLACEMENTS[_f] = _identity_first
 
+# Graphs exported by torch.export (rfgraph.tracing's fallback) call aten ops: the same replacements.
+_aten = torch.ops.aten
+
+
+def _aten_overloads(name: str) -> list:
+    packet = getattr(_aten, name, None)
+    if packet is None:
+        return []
+    return [getattr(packet, ov) for ov in packet.overloads() if ov in ("default", "Tensor", "Scalar")]
+
+
+for _name in ("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "hardsigmoid", "hardsigmoid_", "hardswish",
+              "hardswish_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clamp_min", "clamp_max",
+              "gelu", "gelu_", "silu", "silu_", "mish", "mish_", "leaky_relu", "leaky_relu_", "elu", "elu_",
+              "dropout", "feature_dropout", "sign", "floor", "ceil", "round", "trunc", "hardshrink", "softshrink",
+              "threshold", "softplus", "log_sigmoid"):
+    for _op in _aten_overloads(_name):
+        _FUNCTION_REPLACEMENTS[_op] = _identity_first
+for _nd in (1, 2, 3):
+    for _op in _aten_overloads(f"max_pool{_nd}d"):
+        _FUNCTION_REPLACEMENTS[_op] = _max_pool_function(_nd)
+    for _op in _aten_overloads(f"max_pool{_nd}d_with_indices"):
+        _FUNCTION_REPLACEMENTS[_op] = _max_pool_function(_nd, True)
+    for _op in _aten_overloads(f"adaptive_max_pool{_nd}d"):
+        _FUNCTION_REPLACEMENTS[_op] = _adaptive_max_function(_nd, True)
+
+#: aten normalisations with the argument order of their F counterparts.
+_NORM_ALIASES: dict[Any, Any] = {}
+for _op in _aten_overloads("layer_norm"):
+    _NORM_ALIASES[_op] = F.layer_norm
+for _op in _aten_overloads("group_norm"):
+    _NORM_ALIASES[_op] = F.group_norm
+for _op in _aten_overloads("instance_norm"):
+    _NORM_ALIASES[_op] = F.instance_norm
+
 #: Elementwise ops with broadcasting: an operand broadcast along a dimension
 #: that carries the measured axis is a context path (detached).
 _BROADCAST_FUNCTIONS = {
@@ -422,7 +457,8 @@ _BROADCAST_FUNCTIONS = {
     operator.itruediv, operator.pow, torch.add, torch.sub, torch.mul, torch.div, torch.true_divide, torch.where,
     torch.maximum, torch.minimum, torch.addcmul, torch.addcdiv, torch.lerp, torch.pow, torch.subtract,
     torch.multiply, torch.divide,
-}
+} | {op for name in ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "where", "maximum", "minimum",
+                     "addcmul", "lerp") for op in _aten_overloads(name)}
 _BROADCAST_METHODS = {
     "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "pow", "maximum", "minimum", "lerp", "addcmul",
     "addcdiv", "where", "__add__", "__radd__", "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__",
@@ -430,7 +466,8 @@ _BROADCAST_METHODS = {
 }
 #: Ops that broadcast their single operand to a larger shape.
 _EXPAND_METHODS = {"expand", "expand_as", "broadcast_to", "repeat"}
-_EXPAND_FUNCTIONS = {torch.broadcast_to}
+_EXPAND_FUNCTIONS = {torch.broadcast_to} | {op for name in ("expand", "expand_as", "broadcast_to", "repeat")
+                                            for op in _aten_overloads(name)}
 
 
 def _norm(x, dims, weight, bias, eps, detach, rms=False):
@@ -490,16 +527,21 @@ class _Runner:
     renormalisation hooks.
     """
 
-    def __init__(self, gm: fx.GraphModule, target: fx.Node, seed: int = 0):
-        self.gm = gm
+    def __init__(self, gm: fx.GraphModule, holder: nn.Module, keys: dict[str, str], raw: dict[str, Any],
+                 target: fx.Node, seed: int = 0):
+        self.gm = holder
+        self.keys = keys
+        self.raw = raw
         self.target = target
         needed = _ancestors(target)
         self.nodes = [n for n in gm.graph.nodes if n in needed]
-        self.modules = dict(gm.named_modules())
         self.gen = torch.Generator().manual_seed(seed + 1)
         self._pool: Optional[torch.Tensor] = None
         self._meta_ok = True
         self._state_cache: Optional[dict[str, torch.Tensor]] = None
+
+    def module(self, target: str) -> nn.Module:
+        return getattr(self.gm, self.keys[target])
 
     # -- shape-only runs -------------------------------------------------------
 
@@ -554,7 +596,7 @@ class _Runner:
             else:
                 args = fx.node.map_arg(n.args, lambda a: env[a])
                 kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a])
-                if shape_only and n.op == "call_module" and isinstance(self.modules[n.target], _SHAPE_KEEPING):
+                if shape_only and n.op == "call_module" and isinstance(self.module(n.target), _SHAPE_KEEPING):
                     value = args[0]
                 else:
                     value = self._call(n, args, kwargs, env, shapes, alt)
@@ -566,10 +608,9 @@ class _Runner:
         return env[self.target], shapes
 
     def _fetch(self, target: str) -> Any:
-        obj: Any = self.gm
-        for part in target.split("."):
-            obj = getattr(obj, part)
-        return obj
+        if target in self.raw:
+            return self.raw[target]
+        return getattr(self.gm, self.keys[target])
 
     def _hook(self, value: Any) -> None:
         if isinstance(value, torch.Tensor):
@@ -607,7 +648,7 @@ class _Runner:
 
     def _call(self, n: fx.Node, args, kwargs, env, shapes, alt):
         if n.op == "call_module":
-            m = self.modules[n.target]
+            m = self.module(n.target)
             if alt is not None and isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm))\
                     or alt is not None and hasattr(nn, "RMSNorm") and isinstance(m, nn.RMSNorm):
                 out = self._norm_module(n, m, args, kwargs, shapes, alt)
@@ -633,6 +674,8 @@ class _Runner:
                 return self._broadcast(n, lambda *a: fn(*a, **kwargs), args, shapes, alt)
             if fn in (F.layer_norm, F.group_norm, F.instance_norm) or fn is getattr(F, "rms_norm", None):
                 return self._norm_function(n, fn, args, kwargs, shapes, alt)
+            if fn in _NORM_ALIASES:
+                return self._norm_function(n, _NORM_ALIASES[fn], args, kwargs, shapes, alt, call=fn)
             out = fn(*args, **kwargs)
             if fn in _EXPAND_FUNCTIONS:
                 out = self._detach_if_expanded(n, n.args[0], out, shapes, alt)
@@ -707,14 +750,22 @@ class _Runner:
         y, _, _ = _norm(x, dims, None, None, m.eps, True, rms=rms)
         return _affine(y, m.weight, getattr(m, "bias", None), None)
 
-    def _norm_function(self, n, fn, args, kwargs, shapes, alt):
+    def _norm_function(self, n, fn, args, kwargs, shapes, alt, call=None):
+        """``fn`` (an F normalisation) says how to read the arguments; ``call`` is what the graph calls."""
         x = args[0]
         src = n.args[0]
+        if call is not None:
+            original = call
+
+            def fn_call(*a, **k):
+                return original(*a, **k)
+        else:
+            fn_call = fn
         if fn is F.group_norm:
             names = ("input", "num_groups", "weight", "bias", "eps")
             a = {"weight": None, "bias": None, "eps": 1e-5, **dict(zip(names, args)), **kwargs}
             if not self._stat_dims_vary(src, range(2, x.ndim), shapes, alt):
-                return fn(*args, **kwargs)
+                return fn_call(*args, **kwargs)
             y, _, _ = _norm(x.reshape(x.shape[0], a["num_groups"], -1), (2,), None, None, a["eps"], True)
             return _affine(y.reshape(x.shape), a["weight"], a["bias"], 1)
         if fn is F.instance_norm:
@@ -723,7 +774,7 @@ class _Runner:
                  "momentum": 0.1, "eps": 1e-5, **dict(zip(names, args)), **kwargs}
             dims = tuple(range(2, x.ndim))
             if not a["use_input_stats"] or not self._stat_dims_vary(src, dims, shapes, alt):
-                return fn(*args, **kwargs)
+                return fn_call(*args, **kwargs)
             y, _, _ = _norm(x, dims, None, None, a["eps"], True)
             return _affine(y, a["weight"], a["bias"], 1)
         rms = fn is not F.layer_norm
@@ -734,7 +785,7 @@ class _Runner:
         k = 1 if isinstance(shape, int) else len(tuple(shape))
         dims = tuple(range(x.ndim - k, x.ndim))
         if not self._stat_dims_vary(src, dims, shapes, alt):
-            return fn(*args, **kwargs)
+            return fn_call(*args, **kwargs)
         y, _, _ = _norm(x, dims, None, None, a["eps"], True, rms=rms)
         return _affine(y, a["weight"], a.get("bias"), None)
 
@@ -756,6 +807,12 @@ def _rescale(value: Any) -> Any:
         if m > 1e6 or 0 < m < 1e-6:
             return value / m
     return value
+
+
+def _getattr_path(obj: Any, target: str) -> Any:
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _hashable(v: Any) -> bool:
@@ -787,18 +844,30 @@ class _Prober:
     def __init__(self, gm: fx.GraphModule, fx_name: str, dtype: torch.dtype, seed: int):
         nodes = {n.name: n for n in gm.graph.nodes}
         target = nodes[fx_name]
-        # Truncate before copying: only the modules the node needs are copied.
-        graph = fx.Graph()
-        env: dict[fx.Node, fx.Node] = {}
+        # Only what the node needs is copied: the modules and attributes of its ancestors, gathered
+        # under flat names in one holder (the graph itself is read, never copied or modified).
         needed = _ancestors(target)
+        holder = nn.Module()
+        keys: dict[str, str] = {}
+        raw: dict[str, Any] = {}
         for n in gm.graph.nodes:
-            if n in needed:
-                env[n] = graph.node_copy(n, lambda a: env[a])
-        graph.output(env[target])
-        small = fx.GraphModule(gm, graph)
-        self.gm = sanitized_copy(small, dtype, seed)
-        self.target = next(n for n in self.gm.graph.nodes if n.name == env[target].name)
-        self.runner = _Runner(self.gm, self.target, seed)
+            if n not in needed or n.op not in ("call_module", "get_attr") or n.target in keys or n.target in raw:
+                continue
+            obj = gm.get_submodule(n.target) if n.op == "call_module" else _getattr_path(gm, n.target)
+            key = f"k{len(keys)}"
+            if isinstance(obj, nn.Module):
+                holder.add_module(key, obj)
+            elif isinstance(obj, nn.Parameter):
+                holder.register_parameter(key, obj)
+            elif isinstance(obj, torch.Tensor):
+                holder.register_buffer(key, obj)
+            else:
+                raw[n.target] = obj
+                continue
+            keys[n.target] = key
+        self.holder = sanitized_copy(holder, dtype, seed)
+        self.target = target
+        self.runner = _Runner(gm, self.holder, keys, raw, target, seed)
         self.dtype = dtype
         self.gen = torch.Generator().manual_seed(seed + 2)
 
@@ -1106,6 +1175,8 @@ def probe(
     target = next((n for n in gm.graph.nodes if n.name == fx_name), None)
     if target is not None and target.op == "output":
         inner = target.args[0]
+        while isinstance(inner, (list, tuple)) and len(inner) == 1:
+            inner = inner[0]
         if not isinstance(inner, fx.Node):
             raise ProbeError(f"node {name!r} (the model output) holds several tensors; probe one of them")
         fx_name = inner.name

@@ -399,3 +399,32 @@ def test_validate_analysis_default_nodes_resnet18():
     report = validate_analysis(a, dtype=torch.float32)
     assert report.ok, str(report)
     assert report.rows[-1].numeric.rf == (435, 435)
+
+
+class Exported(nn.Module):
+    """Control flow on a shape defeats torch.fx, so rfgraph traces it with torch.export (aten ops):
+    relu6, max pool, a squeeze-excitation scale and GroupNorm are sanitized there too."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc1 = nn.Conv2d(8, 4, 1)
+        self.fc2 = nn.Conv2d(4, 8, 1)
+        self.norm = nn.GroupNorm(2, 8)
+
+    def forward(self, x):
+        if x.shape[-1] > 4:
+            x = x * 1
+        y = F.max_pool2d(F.relu6(self.c1(x)), 3, 2, 1)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(y.mean((2, 3), keepdim=True)))))
+        return self.c2(self.norm(y * s))
+
+
+def test_exported_graph_aten_ops():
+    """conv 3 p1 (3, start -1) -> max pool 3 s2 p1 (5, stride 2, start -2) -> conv 3 p1 (9, start -4)."""
+    a = rfgraph.analyze(Exported(), (1, 3, 32, 32))
+    assert a.meta["trace"] == "export"
+    report = a.validate()
+    assert report.ok, str(report)
+    assert report.rows[-1].numeric.rf == (9, 9) and report.rows[-1].numeric.start == (-4, -4)
