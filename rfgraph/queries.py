@@ -158,6 +158,12 @@ def _local(record: NodeRF, axis: int) -> bool:
     return record.source in ("symbolic", "probed") and record.lo and record.lo[axis] is not None
 
 
+def _positional(record: NodeRF, axis: int) -> bool:
+    """Local along ``axis`` and held by a tensor dim of its own (not flattened together with another axis)."""
+    dim = record.dims[axis] if record.dims else None
+    return bool(_local(record, axis)) and dim is not None and record.dims.count(dim) == 1
+
+
 def _require_local(record: NodeRF) -> None:
     for axis in range(record.ndim):
         if not _local(record, axis):
@@ -390,7 +396,7 @@ def _size_failures(a: Analysis, kind: str) -> dict[str, int]:
     bad: dict[str, int] = {}
     for r in a.records:
         for axis in range(r.ndim):
-            if not _local(r, axis) or r.dims[axis] is None:
+            if not _positional(r, axis):
                 continue
             n_out = _length(r, axis)
             if kind == "centered":
@@ -400,7 +406,7 @@ def _size_failures(a: Analysis, kind: str) -> dict[str, int]:
                 continue
             for name in r.inputs:
                 src = records.get(name)
-                if src is None or not _local(src, axis) or src.dims[axis] is None:
+                if src is None or not _positional(src, axis):
                     continue
                 s = r.stride[axis] / src.stride[axis]
                 if s != 1 and _length(src, axis) != s * n_out:
@@ -460,7 +466,7 @@ def _covers(a: Analysis, node: str, every: bool) -> bool:
     for axis in range(r.ndim):
         if r.is_global[axis]:
             continue
-        if not _local(r, axis):
+        if not _positional(r, axis):
             return False
         n, lo, hi, count = a.input_shape[2 + axis], r.lo[axis], r.hi[axis], _length(r, axis)
         if every:
@@ -738,7 +744,7 @@ def _merges(analysis: Analysis) -> list[tuple[NodeRF, list[NodeRF]]]:
             src = records.get(name)
             if src is None or not src.is_spatial:
                 continue
-            if any(_local(src, k) and _local(r, k) and src.dims[k] is not None
+            if any(_positional(src, k) and _positional(r, k)
                    and _length(src, k) == _length(r, k) and src.stride[k] == r.stride[k]
                    for k in range(r.ndim)) or not r.aligned:
                 ins.append(src)

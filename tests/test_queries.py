@@ -146,6 +146,13 @@ def test_minimal_size_alexnet_vgg():
     """
     a = rfgraph.analyze(_meta(torchvision.models.alexnet), (1, 3, 224, 224))
     assert minimal_input_size(a) == (63, 63)
+    # Centred grids: conv1 centres 4u + 3 over c1 units, 3 + 4(c1-1) + 3 = n - 1 iff c1 = (n-3)/4 (n ≡ 3 mod 4);
+    # each k3 s2 p0 pool (centres 2u + 1) is centred iff its input length is odd: c1, p1 = (c1-1)/2 and
+    # p2 = (p1-1)/2 odd, i.e. c1 ≡ 7 (mod 8), n ≡ 31 (mod 32) (223: c1 55, p1 27, p2 13).  Divisible never
+    # holds: a k3 s2 p0 pool gives floor((m-3)/2) + 1 != m/2 units.  The flatten/linear head is not a grid.
+    cen = size_classes(a, "centered")
+    assert (cen.modulus, cen.residues) == (32, (31,))
+    assert size_classes(a, "divisible").residues == ()
     v = rfgraph.analyze(_meta(torchvision.models.vgg16), (1, 3, 224, 224))
     assert minimal_input_size(v, axis=1) == 32
 
