@@ -175,15 +175,44 @@ def test_resume_retries_rows_of_dead_workers(factories, tmp_path):
     assert [r["node"] for r in result] == ["1", "2"] and result.resumed == 0
 
 
-def test_validate_plumbing(factories):
-    """With validate, every stage row carries the probe's columns (empty with a note if no probe)."""
+def test_validate_agrees_on_a_small_model(factories):
+    """The probe measures the hand-derived values of `test_tiny_model_rows` on both stage nodes."""
     result = zoo.run([factories("tiny")], validate=True, progress=False)
-    for r in result:
-        assert r["probe"] in ("agree", "DISAGREE", "error", "")
-        if r["probe"] == "":
-            assert r["probe_note"]
-    if any(r["probe"] for r in result):
-        assert all(r["probe"] == "agree" for r in result), result.rows
+    assert [(r["probe"], r["probe_rf"], r["probe_stride"], r["probe_start"]) for r in result] == [
+        ("agree", [3, 3], [1, 1], [0, 0]),
+        ("agree", [5, 5], [2, 2], [0, 0]),
+    ]
+    assert all(r["probe_s"] is not None for r in result)
+
+
+def test_validate_reports_both_values_of_a_disagreement(factories, monkeypatch):
+    """A disagreement row carries the probe's values and names the quantity (report faked here)."""
+    from fractions import Fraction
+
+    from rfgraph.probe import AxisProbe, ProbeResult, ValidationReport, ValidationRow, compare
+    from rfgraph.results import Analysis
+
+    def fake_validate(self, nodes=None, **kwargs):
+        rows = []
+        for name in nodes:
+            sym = self[name]
+            axes = tuple(
+                AxisProbe(i, sym.rf[i] + 2, sym.stride[i], sym.start[i] - 1, True, False, (1, 3, 64, 1), (0,),
+                                (0,), (0,))
+                for i in range(sym.ndim)
+            )
+            num = ProbeResult(name, axes)
+            rows.append(ValidationRow(name, sym, num, compare(name, sym, num)))
+        return ValidationReport(rows)
+
+    monkeypatch.setattr(Analysis, "validate", fake_validate)
+    result = zoo.run([factories("tiny")], validate=True, progress=False)
+    last = result.rows[-1]
+    assert (last["probe"], last["probe_rf"], last["probe_start"]) == ("DISAGREE", [7, 7], [-1, -1])
+    assert "rf symbolic 5 != numeric 7" in last["probe_note"]
+    assert "DISAGREE: probe 7 / 2 / -1" in result.to_markdown()
+    assert len(result.disagreements()) == 2
+    assert Fraction(last["probe_stride"][0]) == 2
 
 
 @pytest.mark.slow
