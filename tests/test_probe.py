@@ -428,3 +428,16 @@ def test_exported_graph_aten_ops():
     report = a.validate()
     assert report.ok, str(report)
     assert report.rows[-1].numeric.rf == (9, 9) and report.rows[-1].numeric.start == (-4, -4)
+
+
+def test_cli_probe_subcommand(capsys):
+    """`rfgraph probe MODEL --nodes ...` prints the symbolic-vs-numeric table; exit 0 when all agree,
+    1 with one line on stderr for a node that does not exist."""
+    from rfgraph.cli import main
+
+    assert main(["probe", "torchvision:resnet18", "--nodes", "layer1", "--float32"]) == 0
+    out = capsys.readouterr().out
+    assert "layer1.1.relu_1" in out and "43" in out and "all probed nodes agree" in out
+    assert main(["probe", "torchvision:resnet18", "--nodes", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert "nope" in err and "Traceback" not in err
