@@ -34,5 +34,11 @@ bench: $(STAMP)
 zoo: $(STAMP)
 	$(PY) benchmarks/zoo.py $(ARGS)
 
+## 10 000 random networks, symbolic vs numeric (stops at the first disagreement and shrinks it).
+## benchmarks/fuzz_long.py runs the same check without stopping, over several processes.
+fuzz-long: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py -k test_symbolic_equals_measured \
+		--hypothesis-profile=long --hypothesis-show-statistics
+
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache

@@ -210,19 +210,27 @@ def transposed_window(
 
     Output ``u`` receives input ``i`` through tap ``j`` when ``u = i*s - p + j*d``.
     The map has period ``s`` (``u -> u + s`` is ``i -> i + 1``).  An output
-    reached by no tap reads nothing; we give it ``L = H + 1``.
+    reached by no tap reads nothing; it gets ``L`` of the next output that
+    reads something and ``H`` of the previous one, so that any later window
+    covering it composes to the exact hull (with ``d = 1`` this is ``L = H + 1``,
+    an empty window; with a dilation the taps' windows overlap and a gap gets
+    the overlap of its neighbours').
     """
     n_out = (n - 1) * s - 2 * p + d * (k - 1) + output_padding + 1
+
+    def hits(u: int) -> list[int]:
+        return [(u + p - j * d) // s for j in range(k) if (u + p - j * d) % s == 0]
+
     lows, highs = [], []
     for u in range(s):
-        hits = [(u + p - j * d) // s for j in range(k) if (u + p - j * d) % s == 0]
-        if hits:
-            lows.append(min(hits))
-            highs.append(max(hits))
-        else:
-            h = (u + p) // s
-            lows.append(h + 1)
-            highs.append(h)
+        here = hits(u)
+        if here:
+            lows.append(min(here))
+            highs.append(max(here))
+            continue
+        # every window of s consecutive outputs holds one reached by tap 0
+        lows.append(min(next(h for h in (hits(t) for t in range(u + 1, u + s + 1)) if h)))
+        highs.append(max(next(h for h in (hits(t) for t in range(u - 1, u - s - 1, -1)) if h)))
     return PAMap(s, 1, lows), PAMap(s, 1, highs), n_out
 
 

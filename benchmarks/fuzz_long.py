@@ -1,0 +1,88 @@
+"""Long fuzzing run: N random networks, symbolic pass vs numeric measurement.
+
+    .venv/bin/python benchmarks/fuzz_long.py --examples 10000 [--seed 0] [--jobs 2] [--out fuzz.jsonl]
+
+Generates networks with the hypothesis strategy of tests/strategies.py and,
+unlike the pytest run (``make fuzz-long``), does not stop at the first
+disagreement: every disagreeing network is written to ``--out`` (one JSON line
+with the spec and the disagreements) and counted, so one run gives the exact
+number of networks checked, the time, and every failure.  ``--jobs`` splits
+the examples over processes with different seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+
+def _run(seed: int, examples: int, out: str) -> dict:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as hseed
+    from strategies import check, net_specs
+
+    stats = {"networks": 0, "failures": 0, "nodes_checked": 0, "nodes_full_period": 0, "units": 0,
+             "nodes_unknown": 0, "axes_too_big": 0, "by_nd": {1: 0, 2: 0, 3: 0}}
+
+    @hseed(seed)
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(net_specs())
+    def one(spec):
+        report = check(spec)
+        stats["networks"] += 1
+        stats["by_nd"][spec.nd] += 1
+        stats["nodes_checked"] += report.nodes_checked
+        stats["nodes_full_period"] += report.nodes_full_period
+        stats["units"] += report.checked_units
+        stats["nodes_unknown"] += report.nodes_unknown
+        stats["axes_too_big"] += report.too_big
+        if report.disagreements:
+            stats["failures"] += 1
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"spec": str(spec), "disagreements": [str(d) for d in report.disagreements[:20]]})
+                         + "\n")
+        if stats["networks"] % 250 == 0:
+            print(f"[seed {seed}] {stats['networks']} networks, {stats['failures']} failing", flush=True)
+
+    one()
+    return stats
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", default="fuzz_failures.jsonl")
+    args = parser.parse_args()
+    t0 = time.time()
+    per_job = [args.examples // args.jobs + (1 if i < args.examples % args.jobs else 0) for i in range(args.jobs)]
+    if args.jobs == 1:
+        results = [_run(args.seed, per_job[0], args.out)]
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(_run, args.seed + i, n, args.out) for i, n in enumerate(per_job)]
+            results = [f.result() for f in futures]
+    total: dict = {}
+    for r in results:
+        for k, v in r.items():
+            if isinstance(v, dict):
+                total.setdefault(k, {})
+                for kk, vv in v.items():
+                    total[k][kk] = total[k].get(kk, 0) + vv
+            else:
+                total[k] = total.get(k, 0) + v
+    total["seconds"] = round(time.time() - t0, 1)
+    print(json.dumps(total, indent=1))
+    return 1 if total["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Fuzzing: random small networks, symbolic pass vs numeric measurement (issue 7).
+
+``make test`` runs the default profile (a few dozen networks).  ``make
+fuzz-long`` runs ``--hypothesis-profile=long`` (10 000 networks; see
+tests/conftest.py).  The generator, the reference network and the measurement
+are in tests/strategies.py; a failure prints the shrunk `NetSpec`, which goes
+below as a regular test once the bug is fixed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from strategies import NetSpec, Op, check, net_specs
+
+_COUNT_FILE = os.environ.get("RFGRAPH_FUZZ_COUNT")
+#: a few dozen networks for `make test`; the `long` profile's 10 000 under --hypothesis-profile=long
+_EXAMPLES = 30 if settings.default.max_examples < 1000 else settings.default.max_examples
+
+
+def _assert_agrees(spec: NetSpec) -> None:
+    report = check(spec)
+    assert not report.disagreements, f"{spec}\n" + "\n".join(map(str, report.disagreements))
+    return report
+
+
+@pytest.mark.slow
+@settings(max_examples=_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net_specs())
+def test_symbolic_equals_measured(spec):
+    report = _assert_agrees(spec)
+    event(f"nd={spec.nd}")
+    event(f"nodes checked over a full period: {report.nodes_full_period > 0}")
+    if report.nodes_unknown:
+        event("some node unknown (e.g. a merge of branches of different strides)")
+    if _COUNT_FILE:
+        with open(_COUNT_FILE, "a") as fh:
+            fh.write(f"{spec.nd} {len(spec.ops)} {report.nodes_checked} {report.nodes_full_period} "
+                     f"{report.checked_units} {report.nodes_unknown} {report.nodes_skipped}\n")
+
+
+# ---------------------------------------------------------------------------
+# hand-picked and shrunk examples
+# ---------------------------------------------------------------------------
+
+EXAMPLES = [
+    # conv s2 p1, max pool k3 s2 p1 ceil_mode, bilinear x3, add of branches of different strides (unknown)
+    NetSpec(2, 1, 24, (Op("conv", (0,), (3, 2, 1, 1, False)), Op("maxpool", (1,), (3, 2, 1, 1, True)),
+                       Op("up", (2,), ("linear", 3)), Op("add", (3, 2), ("center",)))),
+    # transposed conv with gaps (stride 3, kernel 1), then a conv reading across the gaps
+    NetSpec(1, 1, 40, (Op("convT", (0,), (1, 3, 1, 0, 0)), Op("conv", (1,), (2, 1, 1, 0, False)))),
+    # adaptive pooling to 3/5 of the length, then nearest x2 and a crop with step 2
+    NetSpec(1, 2, 40, (Op("adapt", (0,), ("max", 3, 5)), Op("up", (1,), ("nearest", 2)),
+                       Op("crop", (2,), ((1,), (2,), 2)))),
+    # 3-D: dilated grouped conv, asymmetric pad, channel concat with the input
+    NetSpec(3, 2, 16, (Op("conv", (0,), (3, 1, 2, 1, True)), Op("pad", (1,), (1, 0, 2, 1, 0, 3)),
+                       Op("cat", (2, 0), ("left",)))),
+]
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])
+def test_examples(spec):
+    report = _assert_agrees(spec)
+    assert report.nodes_checked > 0
+
+
+def test_transposed_conv_gap_under_a_later_window():
+    """Shrunk by hypothesis: ConvTranspose1d(k=2, s=2, d=2) then Conv1d(k=2).
+
+    Input i feeds outputs 2i and 2i + 2 (taps 0 and 1, dilation 2): output 2m
+    reads {m - 1, m}, output 2m + 1 reads nothing.  The conv reads w(v), w(v+1):
+    v = 2m sees {m - 1, m}; v = 2m + 1 sees w(2m + 2) = {m, m + 1}.  So
+    lo = (-1, 0) + (v // 2), hi = (0, 1) + (v // 2): rf 2, stride 1/2, start -1.
+    (The gap used to get L = H + 1 = m + 1, which made lo(2m + 1) = m + 1.)
+    """
+    from fractions import Fraction
+
+    import torch.nn as nn
+
+    import rfgraph
+    from rfgraph.algebra import PAMap
+
+    net = nn.Sequential(nn.ConvTranspose1d(1, 1, 2, stride=2, dilation=2), nn.Conv1d(1, 1, 2))
+    r = rfgraph.analyze(net, (1, 1, 20))["1"]
+    assert r.lo[0] == PAMap(2, 1, (-1, 0)) and r.hi[0] == PAMap(2, 1, (0, 1))
+    assert (r.rf, r.stride, r.start) == ((2,), (Fraction(1, 2),), (-1,))
+    _assert_agrees(NetSpec(1, 1, 40, (Op("convT", (0,), (2, 2, 2, 0, 0)), Op("conv", (1,), (2, 1, 1, 0, False)))))
