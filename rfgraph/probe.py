@@ -842,12 +842,13 @@ _MAX_SIZE = 8192
 class _Prober:
     """Probe state shared by the axes of one node: the sanitized truncated graph and the runner."""
 
-    def __init__(self, gm: fx.GraphModule, fx_name: str, dtype: torch.dtype, seed: int):
+    def __init__(self, gm: fx.GraphModule, fx_names: Sequence[str], dtype: torch.dtype, seed: int):
         nodes = {n.name: n for n in gm.graph.nodes}
-        target = nodes[fx_name]
-        # Only what the node needs is copied: the modules and attributes of its ancestors, gathered
+        # Only what the nodes need is copied: the modules and attributes of their ancestors, gathered
         # under flat names in one holder (the graph itself is read, never copied or modified).
-        needed = _ancestors(target)
+        needed: set[fx.Node] = set()
+        for name in fx_names:
+            needed |= _ancestors(nodes[name])
         holder = nn.Module()
         keys: dict[str, str] = {}
         raw: dict[str, Any] = {}
@@ -866,11 +867,23 @@ class _Prober:
                 raw[n.target] = obj
                 continue
             keys[n.target] = key
+        self.graph_module = gm
+        self.nodes = nodes
+        self.needed = needed
+        self.keys, self.raw = keys, raw
         self.holder = sanitized_copy(holder, dtype, seed)
-        self.target = target
-        self.runner = _Runner(gm, self.holder, keys, raw, target, seed)
         self.dtype = dtype
+        self.seed = seed
         self.gen = torch.Generator().manual_seed(seed + 2)
+        self.select(fx_names[0])
+
+    def has(self, fx_name: str) -> bool:
+        return fx_name in self.nodes and self.nodes[fx_name] in self.needed
+
+    def select(self, fx_name: str) -> None:
+        """Probe ``fx_name`` next (one of the nodes this copy was made for)."""
+        self.target = self.nodes[fx_name]
+        self.runner = _Runner(self.graph_module, self.holder, self.keys, self.raw, self.target, self.seed)
 
     def input_tensor(self, shape: Sequence[int]) -> torch.Tensor:
         # small positive values
@@ -891,7 +904,15 @@ class _Prober:
         along ``axis``.  Returns ``(units, lo, hi, n_out, out_dim, cuts)``.
         """
         x = self.input_tensor(shape).requires_grad_(True)
-        out, shapes = self.runner.run(x.clone(), alt)
+        try:
+            out, shapes = self.runner.run(x.clone(), alt)
+        except RFGraphError:
+            raise
+        except Exception as exc:
+            raise ProbeError(
+                f"probing node {self.target.name!r}: the sanitized model failed on an input of shape {shape}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if isinstance(out, (list, tuple)):
             tensors = [o for o in out if isinstance(o, torch.Tensor)]
             if len(tensors) != 1:
@@ -1092,6 +1113,19 @@ def _smallest_period(los, his) -> int:
     return 1
 
 
+def _tensor_node(gm: fx.GraphModule, fx_name: str, name: str) -> str:
+    """The fx node holding the tensor of ``fx_name`` (the output node stands for its single argument)."""
+    target = next((n for n in gm.graph.nodes if n.name == fx_name), None)
+    if target is not None and target.op == "output":
+        inner = target.args[0]
+        while isinstance(inner, (list, tuple)) and len(inner) == 1:
+            inner = inner[0]
+        if not isinstance(inner, fx.Node):
+            raise ProbeError(f"node {name!r} (the model output) holds several tensors; probe one of them")
+        return inner.name
+    return fx_name
+
+
 def _resolve(gm: fx.GraphModule, names: dict[fx.Node, str], node: str) -> fx.Node:
     by_name = {q: n for n, q in names.items() if n.op not in ("placeholder", "output", "get_attr")}
     if node in by_name:
@@ -1131,6 +1165,7 @@ def probe(
     use_estimate: bool = True,
     max_size: int = _MAX_SIZE,
     seed: int = 0,
+    _prober: Optional["_Prober"] = None,
 ) -> ProbeResult:
     """Measure the receptive field of ``node`` numerically.
 
@@ -1173,15 +1208,12 @@ def probe(
         base = list(input_shape) if input_shape is not None else list(_infer_input_shape(gm))
     base[0] = 1
     nd = len(base) - 2
-    target = next((n for n in gm.graph.nodes if n.name == fx_name), None)
-    if target is not None and target.op == "output":
-        inner = target.args[0]
-        while isinstance(inner, (list, tuple)) and len(inner) == 1:
-            inner = inner[0]
-        if not isinstance(inner, fx.Node):
-            raise ProbeError(f"node {name!r} (the model output) holds several tensors; probe one of them")
-        fx_name = inner.name
-    pr = _Prober(gm, fx_name, dtype, seed)
+    fx_name = _tensor_node(gm, fx_name, name)
+    if _prober is not None and _prober.has(fx_name):
+        pr = _prober
+    else:
+        pr = _Prober(gm, [fx_name], dtype, seed)
+    pr.select(fx_name)
     results = []
     for axis in (range(nd) if axes is None else axes):
         results.append(_probe_axis(pr, axis, base, est, max_size))
@@ -1375,13 +1407,22 @@ def validate_analysis(
         raise ProbeError("this analysis holds no model / graph to probe; run rfgraph.analyze() on a model")
     names = default_nodes(analysis) if nodes is None else [analysis.resolve(n) for n in nodes]
     rows = []
+    shared = None  # one sanitized copy for all nodes
+    try:
+        fx_names = [_tensor_node(analysis.graph_module, analysis[n].fx_name or n, n) for n in names
+                    if analysis[n].source in ("symbolic", "probed")]
+        if fx_names:
+            shared = _Prober(analysis.graph_module, fx_names, dtype, seed)
+    except RFGraphError:
+        shared = None
     for name in names:
         sym = analysis[name]
         if sym.source not in ("symbolic", "probed"):
             rows.append(ValidationRow(name, sym, None, error=f"symbolic result is {sym.source}: {sym.reason}"))
             continue
         try:
-            num = probe(analysis.model, name, analysis=analysis, dtype=dtype, seed=seed, max_size=max_size)
+            num = probe(analysis.model, name, analysis=analysis, dtype=dtype, seed=seed, max_size=max_size,
+                        _prober=shared)
         except RFGraphError as exc:
             rows.append(ValidationRow(name, sym, None, error=str(exc)))
             continue
