@@ -554,3 +554,16 @@ def _repo_root():
 def test_errors_share_a_base():
     for cls in (TraceError, InputShapeError, InputTooSmallError, NodeNotFoundError, NotAModuleError):
         assert issubclass(cls, RFGraphError)
+
+
+def test_no_pickle_when_reading_results():
+    """Results files are read with json / yaml.safe_load only: no pickle, no yaml.load, in the package."""
+    import pathlib
+
+    import rfgraph as pkg
+
+    for path in pathlib.Path(pkg.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        assert "import pickle" not in text and "pickle.load" not in text, path.name
+        assert "yaml.load(" not in text and "yaml.unsafe_load" not in text, path.name
+        assert "torch.load(" not in text, path.name
