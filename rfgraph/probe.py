@@ -1601,9 +1601,17 @@ def _probe_op(call: "OpCall", syms: list) -> Any:
         return call.interp.unknown_fallback(call)
     if not out.is_floating_point():
         raise _NoFit(f"its output has dtype {out.dtype}")
-    dims = [d for d, tag in enumerate(x.tags) if tag is not None]
-    if any(not isinstance(x.tags[d], Axis) for d in dims):
+    local = [d for d, tag in enumerate(x.tags) if tag is not None and any(not f.is_global for _, f in tag.items())]
+    if not local:
+        # Nothing local left (a head after global pooling): each output element can depend on no more
+        # than the input's fields, which every element of the input shares.
+        from .values import SymTensor
+
+        out_sym = SymTensor(tuple(out.shape), x.dtype, None, _all_fields(x), None, x.global_context, True)
+        return out_sym
+    if any(not isinstance(x.tags[d], Axis) for d in local):
         raise _NoFit("it reads a dimension holding flattened or shuffled spatial positions")
+    dims = local
     if out.ndim != x.ndim:
         raise _NoFit(f"it changes the rank ({x.ndim} -> {out.ndim}); positions cannot be followed")
     per_dim = {}
@@ -1621,6 +1629,22 @@ def _probe_op(call: "OpCall", syms: list) -> Any:
     result = result.like(shape=tuple(out.shape))
     result.probed = True
     return result
+
+
+def _all_fields(x: Any) -> dict:
+    """Every field ``x`` holds, merged per axis (global wins)."""
+    from .algebra import GLOBAL
+
+    out: dict = {}
+    for k, fields in x.axis_fields().items():
+        merged = fields[0]
+        for f in fields[1:]:
+            try:
+                merged = merged.merge(f)
+            except ValueError:
+                merged = GLOBAL
+        out[k] = merged
+    return out
 
 
 def _sizes_that_run(op: _OpProbe, base: Sequence[int], d: int, candidates: Iterable[int], want: int,

@@ -441,3 +441,20 @@ def test_cli_probe_subcommand(capsys):
     assert main(["probe", "torchvision:resnet18", "--nodes", "nope"]) == 1
     err = capsys.readouterr().err
     assert "nope" in err and "Traceback" not in err
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x).softmax(-1).unsqueeze(1)
+
+
+def test_fallback_after_global_pooling_stays_global():
+    """A leaf head on a globally pooled (N, C) tensor: nothing local to fit; the output can depend on no
+    more than its input, which depends on the whole image: global on both axes, marked probed."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), Head())
+    a = rfgraph.analyze(net, (1, 1, 16, 16), leaf_modules=[Head])
+    assert a["3"].source == "probed" and a["3"].is_global == (True, True) and a["3"].shape == (1, 1, 3)
