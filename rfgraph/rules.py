@@ -410,10 +410,21 @@ def conv_function_rule(nd: int) -> Rule:
     def rule(call: OpCall) -> SymTensor:
         x = _sym(call)
         weight = call.arg(1, "weight")
+        context = False
         if isinstance(weight, SymTensor):
-            return x.as_unknown(f"{call.describe()} with input-dependent weights", shape=None)
+            # Weights computed from the input (CondConv, dynamic convs).  When they depend on the input
+            # only globally (routing from a pooled vector) the op is still a conv window plus a context
+            # path; otherwise its output is unknown, with the shape torch gives it.
+            fields = [f for fs in weight.axis_fields().values() for f in fs]
+            if weight.unknown or any(not f.is_global for f in fields) or len(weight.shape) != nd + 2:
+                from .passes import shape_by_execution
+
+                device = call.interp.device if call.interp is not None else torch.device("cpu")
+                out = shape_by_execution(call.target, call.args, call.kwargs, device)
+                return x.as_unknown(f"{call.describe()} with input-dependent weights", shape=tuple(out.shape))
+            context = bool(fields) or weight.global_context
         kernel = tuple(weight.shape[2:])
-        return _conv(
+        out = _conv(
             call,
             x,
             kernel,
@@ -422,6 +433,9 @@ def conv_function_rule(nd: int) -> Rule:
             call.arg(5, "dilation", 1),
             weight.shape[0],
         )
+        if context and not out.unknown:
+            out.global_context = True
+        return out
 
     return rule
 

@@ -551,3 +551,25 @@ def test_cli_time_and_errors(capsys):
     assert main(["box", "torchvision:resnet50", "--node", "layer3", "--unit", "50,0"]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "outside node" in err
+
+
+class DynamicConv(nn.Module):
+    """Conv whose 3x3 weights come from a linear map of the globally pooled input (CondConv-style)."""
+
+    def __init__(self):
+        super().__init__()
+        self.route = nn.Linear(2, 2 * 2 * 3 * 3)
+
+    def forward(self, x):
+        w = self.route(x.mean((2, 3))).view(2, 2, 3, 3)
+        return F.conv2d(x, w, padding=1, stride=2)
+
+
+def test_conv_with_input_dependent_weights():
+    """Core regression (found by benchmarks/lint_timm.py on CondConv EfficientNets): a k3 s2 p1 conv
+    reads [2u-1, 2u+1] whatever its weights are: RF 3, stride 2, start -1; the weights depend on the
+    input only through a global mean, which is a context path (global_context=True)."""
+    a = rfgraph.analyze(DynamicConv(), (1, 2, 16, 16))
+    r = a["conv2d"]
+    assert (r.rf, r.stride, r.start, r.global_context) == ((3, 3), (2, 2), (-1, -1), True)
+    assert r.shape == (1, 2, 8, 8)
