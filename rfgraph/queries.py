@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 from torch import nn
 
 from .algebra import Field, PAMap
-from .errors import InputShapeError, NodeNotFoundError, RFGraphError
+from .errors import InputShapeError, InputTooSmallError, NodeNotFoundError, RFGraphError
 from .passes import analyze
 from .results import Analysis, NodeRF
 from .tracing import Traced
@@ -129,6 +129,17 @@ class Resizer:
         except RFGraphError:
             return False
         return True
+
+    def too_small(self, sizes: Union[int, Sequence[int]]) -> bool:
+        """True when some layer's output is empty at ``sizes`` (other failures, e.g. operands of a merge
+        whose lengths differ at this size, do not count: they are not monotone in the size)."""
+        try:
+            self(sizes)
+        except InputTooSmallError:
+            return True
+        except RFGraphError:
+            return False
+        return False
 
 
 def _traced_of(analysis: Analysis, gm) -> Traced:
@@ -317,8 +328,10 @@ def minimal_input_size(
 
     Per axis, the other axes kept at the analysed size (``axis=None``: a tuple
     over all axes).  Output lengths of windowed ops never shrink when the input
-    grows, so validity is monotone and the size is found by bisection between 1
-    and the analysed size.
+    grows, so "some output is empty" is monotone and the size is found by
+    bisection between 1 and the analysed size.  Sizes above it may still fail
+    for other reasons (merged paths of different lengths at odd sizes):
+    `size_classes` lists the sizes that work.
     """
     rs = _resizer(analysis, resizer)
     base = list(analysis.input_shape[2:])
@@ -328,11 +341,9 @@ def minimal_input_size(
         def ok(n: int, k: int = k) -> bool:
             sizes = list(base)
             sizes[k] = n
-            return rs.valid(sizes)
+            return not rs.too_small(sizes)
 
         lo, hi = 1, base[k]
-        if not ok(hi):
-            raise RFGraphError(f"the analysed size {tuple(base)} itself is not valid")
         while lo < hi:
             mid = (lo + hi) // 2
             if ok(mid):
@@ -1372,8 +1383,15 @@ def _cmd_align(args) -> int:
 def _cmd_lint(args) -> int:
     from .models import default_input_shape, load_model
 
-    extra = {"features_only": True} if args.features_only else {}
-    model = load_model(args.model, **extra)
+    model = None
+    if args.model.startswith("timm:") and not args.by_name:
+        # features_only wrappers return one tensor per declared entry: no module names to resolve
+        try:
+            model = load_model(args.model, features_only=True)
+        except RFGraphError:
+            model = None
+    if model is None:
+        model = load_model(args.model)
     declared = declared_strides(model)
     if not declared:
         print(f"{args.model}: declares no strides (no timm feature_info, no SSD steps)", file=sys.stderr)
@@ -1452,8 +1470,9 @@ def add_cli(subparsers: Any) -> None:
 
     p = subparsers.add_parser("lint", help="compare declared feature strides (timm, SSD) with computed ones")
     _common(p)
-    p.add_argument("--features-only", action="store_true",
-                   help="timm: build with features_only=True and match declared entries to returned tensors")
+    p.add_argument("--by-name", action="store_true",
+                   help="timm: lint the plain model, resolving feature_info module names (default: build it with "
+                   "features_only=True and match declared entry i with returned tensor i)")
     p.set_defaults(handler=_run(_cmd_lint))
 
     p = subparsers.add_parser("time", help="RF, stride, past and lookahead of a 1-D model in samples and ms")

@@ -541,6 +541,24 @@ def test_cli_box(capsys):
     assert "axis 0: 0..8" in out and "axis 1: 6..13" in out
 
 
+def test_cli_sizes_align_target(capsys):
+    """Smoke test of the other subcommands on EvenKernelMerge (values derived in test_alignment_even_kernel):
+    the merge is misaligned by 1/2 pixel and no size aligns it."""
+    from rfgraph.cli import main
+
+    spec = f"{HERE}:EvenKernelMerge"
+    assert main(["align", spec, "--input-shape", "1,1,16,16"]) == 0
+    out = capsys.readouterr().out
+    assert "1 merges, 1 misaligned" in out and "MISALIGNED by 0.5 px" in out and "even kernel 2" in out
+    assert main(["sizes", spec, "--input-shape", "1,1,16,16"]) == 0
+    # k2 s2 gives floor((n-2)/2)+1 units: none at n = 1, so the minimal size is 2.  The k1 s2 path gives
+    # floor((n-1)/2)+1: the two agree (and n_in = 2 n_out) only for even n; odd n fail at the add.
+    out = capsys.readouterr().out
+    assert "minimal input size per axis: (2, 2)" in out and "n ≡ 0 (mod 2)" in out
+    assert main(["target", spec, "--input-shape", "1,1,16,16", "--node", "add", "--rf", "2"]) == 0
+    assert "target already reached" in capsys.readouterr().out
+
+
 def test_cli_time_and_errors(capsys):
     from rfgraph.cli import main
 
