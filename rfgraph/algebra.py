@@ -279,10 +279,10 @@ class Field:
         if self.lo is None:
             return self
         return Field(
-            self.lo.compose(low),
-            self.hi.compose(high),
-            self.path_lo.compose(low),
-            self.path_hi.compose(high),
+            _range_extreme(self.lo, low, high, min),
+            _range_extreme(self.hi, low, high, max),
+            _range_extreme(self.path_lo, low, high, min),
+            _range_extreme(self.path_hi, low, high, max),
         )
 
     def merge(self, other: Field) -> Field:
@@ -350,6 +350,26 @@ class Field:
         if self.lo is None:
             return "Field(GLOBAL)"
         return f"Field(lo={self.lo}, hi={self.hi})"
+
+
+def _range_extreme(f: PAMap, low: PAMap, high: PAMap, op) -> PAMap:
+    """``u -> op(f(v) for v in [low(u), high(u)])``: ``f o low`` (min) or ``f o high`` (max) when ``f`` is
+    non-decreasing.  A transposed convolution whose taps land out of order (e.g. stride 3, dilation 2)
+    leaves a field that is not, and its extreme over a window is then taken point by point, over the
+    period after which both ends have advanced by whole periods of ``f``.  Exact for windows without
+    holes; a dilated window is read as its hull there (a superset).  An empty window (``low > high``)
+    keeps the end composition."""
+    end = f.compose(low if op is min else high)
+    if f.is_monotone() or low.advance * high.period != high.advance * low.period:
+        return end
+    base = lcm(low.period, high.period)
+    moved = low.advance * (base // low.period)  # both ends move by this much over `base`
+    k = f.period // gcd(moved, f.period) if moved else 1
+    table = []
+    for u in range(k * base):
+        a, b = low(u), high(u)
+        table.append(op(f(v) for v in range(a, b + 1)) if a <= b else end(u))
+    return PAMap(k * base, f.advance * (k * moved // f.period), table)
 
 
 def _max_width(lo: PAMap, hi: PAMap) -> int:

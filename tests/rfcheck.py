@@ -76,6 +76,7 @@ def numeric_window(
 
     The output unit is ``unit`` along ``axis`` and the middle index along the
     other spatial axes, summed over channels.  ``None`` when no position does.
+    Gradients below 1e-9 of the largest count as zero (rounding noise).
     Weights are set to positive random values (float64) so that nothing cancels.
     """
     if not getattr(model, "_rfcheck_positive", False):
@@ -89,7 +90,10 @@ def numeric_window(
     out[tuple(index)].sum().backward()
     grad = x.grad.abs()
     other = [d for d in range(grad.ndim) if d != 2 + axis]
-    hit = grad.sum(dim=other) > 0
+    per_position = grad.sum(dim=other)
+    # rounding noise is not a dependency: torch's linear interpolation gives a weight of ~1e-17 (float64)
+    # to the second pixel where the exact source index is an integer
+    hit = per_position > 1e-9 * per_position.max()
     where = torch.nonzero(hit).flatten().tolist()
     return (where[0], where[-1]) if where else None
 
@@ -101,6 +105,7 @@ def assert_windows_match(
     axis: int,
     interior_only: bool = False,
     margin: int = 0,
+    skip=None,
 ) -> int:
     """Symbolic window of every output unit along ``axis`` (clipped to the input) equals the numeric one.
 
@@ -109,7 +114,8 @@ def assert_windows_match(
     clipped to the input is not what the border units read).  ``margin`` keeps
     only units whose window stays that far from both borders (needed when an
     intermediate tensor is shifted or cropped: its own border then cuts the
-    unclipped window inside the input).  Returns how many units were compared.
+    unclipped window inside the input).  ``skip(u)`` true leaves unit ``u`` out.
+    Returns how many units were compared.
     """
     model = _positive(copy.deepcopy(model))
     n_in = input_shape[2 + axis]
@@ -119,6 +125,8 @@ def assert_windows_match(
     for u in range(n_out):
         a, b = lo(u), hi(u)
         if (interior_only or margin) and (a < margin or b >= n_in - margin):
+            continue
+        if skip is not None and skip(u):
             continue
         expected = (max(a, 0), min(b, n_in - 1))
         if expected[0] > expected[1]:

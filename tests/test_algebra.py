@@ -464,3 +464,16 @@ def test_through_is_the_hull_of_the_union(field_maps, window):
         vs = range(low(u), high(u) + 1)
         assert f.lo(u) == min(lo(v) for v in vs)
         assert f.hi(u) == max(hi(v) for v in vs)
+
+
+@settings(max_examples=60)
+@given(pamaps(max_period=4), monotone_windows())
+def test_through_non_monotone_field_takes_the_window_extremes(f, window):
+    """A field whose lo / hi are not non-decreasing (left by a transposed conv with out-of-order taps) read
+    through a window: lo is the minimum and hi the maximum over the whole window (brute force)."""
+    low, high = window
+    g = Field(f, f).through(low, high)
+    for u in range(-10, 11):
+        vs = range(low(u), high(u) + 1)
+        assert g.lo(u) == min(f(v) for v in vs)
+        assert g.hi(u) == max(f(v) for v in vs)
