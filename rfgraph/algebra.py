@@ -360,7 +360,9 @@ def _range_extreme(f: PAMap, low: PAMap, high: PAMap, op) -> PAMap:
     holes; a dilated window is read as its hull there (a superset).  An empty window (``low > high``)
     keeps the end composition."""
     end = f.compose(low if op is min else high)
-    if f.is_monotone() or low.advance * high.period != high.advance * low.period:
+    if (f.period == 1 and f.advance >= 0) or f.is_monotone():
+        return end
+    if low.advance * high.period != high.advance * low.period:
         return end
     base = lcm(low.period, high.period)
     moved = low.advance * (base // low.period)  # both ends move by this much over `base`
