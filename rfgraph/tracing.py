@@ -247,7 +247,8 @@ def export_trace(model: nn.Module, example_inputs: tuple, leaf_modules: Iterable
             names[n] = unique(n.name) if n.op == "placeholder" else n.name
             continue
         path, leaf = scopes[i]
-        last_of_leaf = leaf and not (i + 1 < len(nodes) and scopes[i + 1] == (path, True))
+        # the root module itself (path "") is named by its op, as the fx tracer would
+        last_of_leaf = leaf and path != "" and not (i + 1 < len(nodes) and scopes[i + 1] == (path, True))
         if last_of_leaf:
             names[n] = unique(path)
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 import torch
 import torchvision
@@ -237,3 +239,16 @@ def test_export_graph_gives_the_same_fields(case):
     assert len(shared) >= len(fx_analysis.nodes) // 2
     assert [n for n in shared if key(fx_analysis[n]) != key(ex_analysis[n])] == []
     assert key(fx_analysis["output"]) == key(ex_analysis["output"])
+
+
+def test_bare_layer_as_the_model():
+    """Regression: a single torch.nn layer passed as the model (fx cannot trace ConvTranspose1d's own forward,
+    so the export fallback runs): its node gets the op's name, never an empty one.
+    ConvTranspose1d k=3, s=2: rf 2, rf_min 1, stride 1/2 (see test_rules)."""
+    a = rfgraph.analyze(nn.ConvTranspose1d(1, 1, 3, stride=2), (1, 1, 5))
+    assert "" not in a.nodes
+    assert all(a.nodes)
+    r = a[a.nodes[-2]]
+    assert (r.rf, r.rf_min, r.stride) == ((2,), (1,), (Fraction(1, 2),))
+    a = rfgraph.analyze(nn.Conv2d(1, 1, 3, stride=2), (1, 1, 9, 9))
+    assert all(a.nodes) and a[a.nodes[-2]].rf == (3, 3)
