@@ -1056,7 +1056,9 @@ def _probe_axis(pr: _Prober, axis: int, base: list[int], est: Optional["NodeRF"]
         found = pr.minimal_thin(base, axis, 2 * n, [max(u, 1) for u in upper])
         if found is None:
             raise ProbeError(
-                f"the model rejects every input of length {2 * n} along axis {axis} (other axes up to {upper})"
+                f"the model rejects every input of length {2 * n} along axis {axis} (other axes up to {upper}). "
+                "The probe needs to vary the measured axis' length; a model that accepts only one input size "
+                "(e.g. a fixed position embedding) can be probed only at nodes before that constraint"
             )
         thin, alt = found
         shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
