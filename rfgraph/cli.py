@@ -319,9 +319,15 @@ def run_analyze(args: argparse.Namespace) -> int:
         shape = _input_shape(args, model, default)
 
     with progress.step(f"analysing {spec} at input {','.join(map(str, shape))}"):
+        from .errors import InputShapeError
         from .passes import analyze
 
-        analysis = analyze(model, shape)
+        try:
+            analysis = analyze(model, shape)
+        except InputShapeError as exc:
+            if tuple(shape) == tuple(default):
+                raise
+            raise CLIError(f"{_one_line(exc)} (the default input of {spec} is {','.join(map(str, default))})") from exc
         analysis.model_name = spec
     selected = _selected(args, analysis)
 
@@ -479,14 +485,18 @@ def _report_exception(exc: BaseException) -> int:
 _NOISE_MARKERS = ("While executing %", "Original traceback:", "Use tlparse to see")
 
 
-def _error(message: str) -> None:
-    # One line: drop torch.fx's appended context, fold what remains.
+def _one_line(message: Any) -> str:
+    """The message on one line, without the context torch.fx appends to exceptions."""
     text = str(message)
     for marker in _NOISE_MARKERS:
         cut = text.find(marker)
         if cut > 0:
             text = text[:cut]
-    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _error(message: str) -> None:
+    line = _one_line(message)
     print(f"rfgraph: error: {line}", file=sys.stderr)
 
 
