@@ -13,7 +13,7 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
-from strategies import NetSpec, Op, check, net_specs
+from strategies import FuzzNet, NetSpec, Op, check, net_specs
 
 _COUNT_FILE = os.environ.get("RFGRAPH_FUZZ_COUNT")
 #: a few dozen networks for `make test`; the `long` profile's 10 000 under --hypothesis-profile=long
@@ -88,3 +88,46 @@ def test_transposed_conv_gap_under_a_later_window():
     assert r.lo[0] == PAMap(2, 1, (-1, 0)) and r.hi[0] == PAMap(2, 1, (0, 1))
     assert (r.rf, r.stride, r.start) == ((2,), (Fraction(1, 2),), (-1,))
     _assert_agrees(NetSpec(1, 1, 40, (Op("convT", (0,), (2, 2, 2, 0, 0)), Op("conv", (1,), (2, 1, 1, 0, False)))))
+
+
+def _size_independent(spec: NetSpec) -> bool:
+    """No op whose geometry `FuzzNet` fixes for one input size (adaptive sizes, merge crops)."""
+    return all(op.kind not in ("adapt", "add", "mul", "cat") for op in spec.ops)
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(net_specs(max_ops=4))
+def test_probe_agrees_with_symbolic(spec):
+    """`rfgraph.probe` (gradient-based, on a sanitised copy) on the last node agrees with the symbolic pass.
+
+    The probe picks its own input sizes, so only chains whose geometry does not
+    depend on the input size are used (the measurement above covers the rest at
+    a fixed size).  Where the probe cannot measure (it raises `ProbeError`, or
+    finds no stride when every other unit is a transposed conv's gap) the
+    example says so and is not counted as a disagreement.
+    """
+    from hypothesis import assume
+
+    import rfgraph
+    from rfgraph.errors import ProbeError
+
+    assume(_size_independent(spec))
+    shape = (1, spec.in_channels) + (spec.base,) * spec.nd
+    net = FuzzNet(spec, shape)
+    analysis = rfgraph.analyze(net, shape)
+    node = f"taps.{len(spec.ops) - 1}"
+    rec = analysis[node]
+    assume(rec.source == "symbolic" and all(r is not None for r in rec.rf))
+    try:
+        result = rfgraph.probe(net, node, shape, analysis=analysis)
+    except ProbeError as exc:
+        event(f"probe could not measure: {str(exc)[:60]}")
+        return
+    for k, axis in enumerate(result.axes):
+        if not axis.exact or axis.stride is None:
+            event("probe axis clipped or without a stride")
+            continue
+        assert (axis.rf, axis.stride, axis.start) == (rec.rf[k], rec.stride[k], rec.start[k]), (
+            f"{spec}\naxis {k}: probe {axis}, symbolic rf {rec.rf[k]} stride {rec.stride[k]} start {rec.start[k]}")
