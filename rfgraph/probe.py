@@ -83,6 +83,7 @@ __all__ = [
     "ValidationReport",
     "Disagreement",
     "ValidationRow",
+    "NotIsolableError",
     "default_nodes",
     "compare",
     "fallback",
@@ -183,6 +184,10 @@ def _fmt(v: Any) -> str:
     if isinstance(v, Fraction) and v.denominator == 1:
         return str(v.numerator)
     return str(v)
+
+
+class NotIsolableError(ProbeError):
+    """No output dim follows the measured axis' length (fixed-size adaptive pooling upstream): no units to seed."""
 
 
 # ---------------------------------------------------------------------------
@@ -627,6 +632,8 @@ class _Runner:
         The magnitudes are a random slice of a pool of ``U(0.5, 1.5)`` values
         (drawing a new tensor for every node would dominate the backward's cost).
         """
+        if g is None:  # an output of a multi-output op that this unit does not reach
+            return g
         numel = g.numel()
         pool = self._pool
         if pool is None or pool.numel() < 2 * numel or pool.dtype != g.dtype:
@@ -938,8 +945,8 @@ class _Prober:
         other = [d for d in range(x.ndim) if d != in_dim]
         for u in units:
             seed = torch.zeros_like(out)
-            if out_dim is None:
-                seed = torch.rand(out.shape, generator=self.gen, dtype=out.dtype) + 0.5
+            if out_dim is None:  # no dim follows this axis: one element (global nodes read everything)
+                seed.view(-1)[seed.numel() // 2] = 1.0
             else:
                 sl = seed.select(out_dim, u)
                 sl.copy_(torch.rand(sl.shape, generator=self.gen, dtype=out.dtype) + 0.5)
@@ -1075,6 +1082,12 @@ def _probe_axis(pr: _Prober, axis: int, base: list[int], est: Optional["NodeRF"]
         if out_dim is None:
             units = (0,)
             los, his = los[:1], his[:1]
+            if not (los[0] == 0 and his[0] == n - 1):
+                raise NotIsolableError(
+                    f"no dimension of node {pr.target.name!r} follows the input's length along axis {axis} "
+                    f"(e.g. adaptive pooling to a fixed size, or a flatten, upstream), and one of its elements "
+                    f"reads input [{los[0]}, {his[0]}] of {n}: the probe cannot isolate units to measure a stride"
+                )
         if len(units) < min(k, 2) and out_dim is not None:
             n = n + max(int(math.ceil(lo_est.slope)) if lo_est is not None else 1, 1) * (k + 2)
             continue
@@ -1251,9 +1264,13 @@ class ValidationRow:
     numeric: Optional[ProbeResult]
     disagreements: list[Disagreement] = field(default_factory=list)
     error: Optional[str] = None
+    #: a default-chosen node the probe cannot measure (why); not counted against `ValidationReport.ok`
+    skipped: Optional[str] = None
 
     @property
     def status(self) -> str:
+        if self.skipped:
+            return "skipped"
         if self.error:
             return "error"
         if self.disagreements:
@@ -1277,12 +1294,12 @@ class ValidationReport:
 
     @property
     def errors(self) -> list[tuple[str, str]]:
-        return [(r.node, r.error) for r in self.rows if r.error]
+        return [(r.node, r.error) for r in self.rows if r.error and not r.skipped]
 
     @property
     def ok(self) -> bool:
         """True when every probed node agrees exactly and was measured unclipped."""
-        return all(r.status == "ok" for r in self.rows)
+        return all(r.status in ("ok", "skipped") for r in self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -1346,6 +1363,9 @@ class ValidationReport:
         if dis:
             out.append(f"{len(dis)} disagreement(s):")
             out.extend(f"  {d}" for d in dis)
+        for r in self.rows:
+            if r.skipped:
+                out.append(f"skipped {r.node}: {r.skipped}")
         for node, err in self.errors:
             out.append(f"could not probe {node}: {err}")
         if not dis and not self.errors:
@@ -1364,16 +1384,17 @@ def _axes(values: Sequence[Any], is_global: Sequence[bool]) -> str:
 
 
 def default_nodes(analysis: "Analysis", count: int = 4) -> list[str]:
-    """A handful of nodes spread over the depth, plus the last spatial node."""
-    spatial = [r.name for r in analysis if r.is_spatial and r.name != "output" and not all(r.is_global)]
+    """A handful of nodes spread over the depth, plus the last spatial node (with the input's rank)."""
+    rank = len(analysis.input_shape)
+    # Spatial nodes that still have the input's layout (not flattened: a probe isolates units along real dims).
+    spatial = [r.name for r in analysis if r.is_spatial and r.name != "output" and not all(r.is_global)
+               and (r.shape is None or len(r.shape) == rank)]
     if not spatial:
         return []
     picks = []
     for i in range(1, count + 1):
         picks.append(spatial[min(len(spatial) - 1, (i * len(spatial)) // (count + 1))])
-    last = analysis.last_spatial()
-    if last is not None:
-        picks.append(last.name)
+    picks.append(spatial[-1])  # the last spatial node (the output node itself may hold several tensors)
     return list(dict.fromkeys(picks))
 
 
@@ -1425,6 +1446,9 @@ def validate_analysis(
         try:
             num = probe(analysis.model, name, analysis=analysis, dtype=dtype, seed=seed, max_size=max_size,
                         _prober=shared)
+        except NotIsolableError as exc:
+            rows.append(ValidationRow(name, sym, None, error=str(exc), skipped=str(exc) if nodes is None else None))
+            continue
         except RFGraphError as exc:
             rows.append(ValidationRow(name, sym, None, error=str(exc)))
             continue

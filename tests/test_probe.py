@@ -458,3 +458,16 @@ def test_fallback_after_global_pooling_stays_global():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), Head())
     a = rfgraph.analyze(net, (1, 1, 16, 16), leaf_modules=[Head])
     assert a["3"].source == "probed" and a["3"].is_global == (True, True) and a["3"].shape == (1, 1, 3)
+
+
+def test_fixed_size_adaptive_pool_cannot_be_isolated():
+    """After adaptive pooling to a fixed 3x3, no output dim follows the input's length: the probe says
+    it cannot isolate units (explicit request: an error row; default choice: skipped, not a failure)."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1), nn.AdaptiveAvgPool2d(3))
+    a = rfgraph.analyze(net, (1, 1, 24, 24))
+    with pytest.raises(rfgraph.ProbeError, match="cannot isolate units"):
+        probe(net, "2", analysis=a)
+    explicit = a.validate(["2"])
+    assert not explicit.ok and explicit.rows[0].status == "error"
+    default = a.validate()
+    assert default.ok and default.rows[-1].status == "skipped" and "skipped 2" in str(default)
