@@ -95,6 +95,17 @@ def distill_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _cause(row: dict) -> str:
+    """A known explanation of a disagreement, read from the op (empty when none is known)."""
+    if row["op"] and row["op"].startswith("Adaptive") and row["probe_rf"] and all(v is None for v in row["probe_rf"]):
+        return (
+            "size-dependent op: at the analysed input the adaptive pool maps its input one-to-one (RF as shown), "
+            "but the probe measures on longer thin inputs, where each output averages a window that grows with "
+            "the input; a probe limitation, not a rule error"
+        )
+    return ""
+
+
 def disagreement_lines(rows: list[dict]) -> list[str]:
     bad = [r for r in rows if r["probe"] in ("DISAGREE", "error")]
     if not bad:
@@ -108,7 +119,8 @@ def disagreement_lines(rows: list[dict]) -> list[str]:
         lines.append(
             f"| {r['model']} | `{r['node']}` | {ax(r['rf'], r['global'])} / {ax(r['stride'], r['global'])} / "
             f"{ax(r['start'], r['global'])} | {zoo._probe_cells(r)} "
-            f"| {r['probe'] if r['probe'] != 'DISAGREE' else ''} {zoo._md_escape(r['probe_note'])[:200]} |"
+            f"| {r['probe'] if r['probe'] != 'DISAGREE' else ''} {zoo._md_escape(r['probe_note'])[:200]} "
+            f"{_cause(r)} |"
         )
     return lines
 

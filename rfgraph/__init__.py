@@ -6,6 +6,7 @@
 (35,)
 """
 
+from . import zoo
 from .algebra import Field, PAMap
 from .erf import ERFResult, erf
 from .errors import (
@@ -44,6 +45,7 @@ __all__ = [
     "NodeNotFoundError",
     "RuleError",
     "ProbeError",
+    "zoo",
 ]
 
 __version__ = "0.1.0"
