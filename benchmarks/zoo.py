@@ -119,8 +119,7 @@ def disagreement_lines(rows: list[dict]) -> list[str]:
         lines.append(
             f"| {r['model']} | `{r['node']}` | {ax(r['rf'], r['global'])} / {ax(r['stride'], r['global'])} / "
             f"{ax(r['start'], r['global'])} | {zoo._probe_cells(r)} "
-            f"| {r['probe'] if r['probe'] != 'DISAGREE' else ''} {zoo._md_escape(r['probe_note'])[:200]} "
-            f"{_cause(r)} |"
+            f"| {r['probe'] if r['probe'] != 'DISAGREE' else ''} {_cause(r) or zoo._md_escape(r['probe_note'])[:300]} |"
         )
     return lines
 
