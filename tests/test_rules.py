@@ -241,23 +241,34 @@ def test_conv_transpose_dilated_leaves_gaps():
     """k=2, d=2, s=2, p=0: u = 2i + 2j, j in {0, 1}.
 
     u = 2m reads i = m and i = m - 1: [m - 1, m]; u odd is reached by no tap and reads nothing.
-    rf 2, stride 1/2, start -1.  n_out = (4-1)*2 + 2 + 1 = 9.  (rf_min: see test_gap_outputs_read_nothing.)
+    rf 2, stride 1/2, start -1.  n_out = (4-1)*2 + 2 + 1 = 9.  Window maps cannot mark "reads nothing";
+    the rule may hand such a layer to the fallback (probe / unknown) instead: never a wrong window.
     """
     m = nn.Sequential(nn.ConvTranspose1d(1, 1, 2, stride=2, dilation=2))
     r = last(check(m, (1, 1, 4)))
-    assert (r.rf[0], r.stride[0], r.start[0]) == (2, HALF, -1)
     assert r.shape == (1, 1, 9)
-    assert [(r.lo[0](2 * i), r.hi[0](2 * i)) for i in range(3)] == [(-1, 0), (0, 1), (1, 2)]
-    assert_windows_match(m, (1, 1, 4), r, 0, skip=_gap(2, 2, 0, 2))
+    if r.source == "symbolic":
+        assert (r.rf[0], r.stride[0], r.start[0]) == (2, HALF, -1)
+        assert [(r.lo[0](2 * i), r.hi[0](2 * i)) for i in range(3)] == [(-1, 0), (0, 1), (1, 2)]
+        assert_windows_match(m, (1, 1, 4), r, 0, skip=_gap(2, 2, 0, 2))
+    else:
+        assert r.source in ("probed", "unknown")
+        assert r.source == "unknown" or r.rf == (2,)
 
 
-@pytest.mark.xfail(strict=True, reason="design choice in transposed_window: an output reached by no tap is "
-                   "given its neighbours' bounds (exact for later windows), so it reports a window it does not read")
-def test_gap_outputs_read_nothing():
-    """k=2, d=2, s=2: the odd outputs are reached by no tap: they read nothing, rf_min 0 (see above)."""
-    r = last(check(nn.Sequential(nn.ConvTranspose1d(1, 1, 2, stride=2, dilation=2)), (1, 1, 4)))
-    assert r.rf_min == (0,)
-    assert r.hi[0](1) < r.lo[0](1)
+@pytest.mark.xfail(strict=False, reason="window maps cannot mark an output that reads nothing: a symbolic "
+                   "result gives it its neighbours' bounds; passes once such layers are handed to the fallback")
+@pytest.mark.parametrize("before", ["input", "avgpool"])
+def test_gap_outputs_read_nothing(before):
+    """ConvTranspose1d(k=2, d=2, s=2) on the input, or ConvTranspose1d(k=1, s=2) after AvgPool1d(2, 1):
+    the odd outputs are reached by no tap and read nothing.  A symbolic result must then say rf_min 0
+    (no window for them); handing the layer to the probe or marking it unknown is fine too."""
+    if before == "input":
+        net = nn.Sequential(nn.ConvTranspose1d(1, 1, 2, stride=2, dilation=2))
+    else:
+        net = nn.Sequential(nn.AvgPool1d(2, 1), nn.ConvTranspose1d(1, 1, 1, stride=2))
+    r = last(check(net, (1, 1, 8)))
+    assert r.source != "symbolic" or (r.rf_min == (0,) and r.hi[0](1) < r.lo[0](1))
 
 
 def test_conv_transpose3d():
@@ -882,8 +893,11 @@ def test_conv_transpose_windows_match_backprop(k, s, p, d, op, n):
     m = nn.Sequential(nn.ConvTranspose1d(1, 1, k, stride=s, padding=p, dilation=d, output_padding=op))
     r = last(check(m, (1, 1, n)))
     assert r.shape == (1, 1, n_out)
-    # outputs reached by no tap are skipped (test_gap_outputs_read_nothing)
+    # outputs reached by no tap are skipped (test_gap_outputs_read_nothing); so is a layer handed over
     gap = _gap(k, s, p, d)
+    if r.source != "symbolic":
+        assert r.source in ("probed", "unknown") and any(gap(u) for u in range(s))
+        return
     if any(r.lo[0](u) >= 0 and r.hi[0](u) < n and not gap(u) for u in range(n_out)):
         assert_windows_match(m, (1, 1, n), r, 0, interior_only=d > 1, skip=gap)
 
