@@ -862,14 +862,17 @@ def test_getitem_slices():
 
 
 def test_unknown_op_is_reported_not_guessed():
-    """An op with no rule (torch.fft.fft2 along H, W) makes the node and its consumers unknown, op named;
-    ``.real`` of the complex result is position by position and keeps the (unknown) state."""
-    a = check(Lambda(lambda x: torch.fft.fft2(x).real + 1), (1, 1, 4, 4))
+    """With fallback="unknown", an op with no rule (torch.fft.fft2 along H, W) makes the node and its
+    consumers unknown, op named; ``.real`` of the complex result is position by position and keeps the
+    (unknown) state.  With the default (probe) fallback the node is never silently symbolic."""
+    model = Lambda(lambda x: torch.fft.fft2(x).real + 1)
+    a = check(model, (1, 1, 4, 4), fallback="unknown")
     r = last(a)
     assert r.source == "unknown"
     assert "fft" in r.reason
     assert r.rf == (None, None)
     assert a["getattr"].source == "unknown" and a["getattr"].shape == (1, 1, 4, 4)
+    assert check(model, (1, 1, 4, 4))["fft_fft2"].source in ("probed", "unknown")
 
 
 # ---------------------------------------------------------------------------
