@@ -425,11 +425,11 @@ for _f in _IDENTITY_FUNCTIONS:
 _aten = torch.ops.aten
 
 
-def _aten_overloads(name: str) -> list:
+def _aten_overloads(name: str, overloads: Sequence[str] = ("default", "Tensor", "Scalar")) -> list:
     packet = getattr(_aten, name, None)
     if packet is None:
         return []
-    return [getattr(packet, ov) for ov in packet.overloads() if ov in ("default", "Tensor", "Scalar")]
+    return [getattr(packet, ov) for ov in packet.overloads() if ov in overloads]
 
 
 for _name in ("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "hardsigmoid", "hardsigmoid_", "hardswish",
@@ -472,6 +472,13 @@ _BROADCAST_METHODS = {
 }
 #: Ops that broadcast their single operand to a larger shape.
 _EXPAND_METHODS = {"expand", "expand_as", "broadcast_to", "repeat"}
+#: Resampling ops: upsampling a size-1 dim spreads one value (a global pooling branch, as in
+#: DeepLab's ASPP image pooling) like a broadcast: also context.
+_RESAMPLE_FUNCTIONS = {F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nearest} | {
+    op for name in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_linear1d",
+                    "upsample_bilinear2d", "upsample_trilinear3d", "upsample_bicubic2d", "_upsample_nearest_exact2d",
+                    "_upsample_bilinear2d_aa")
+    for op in _aten_overloads(name, ("default", "vec"))}
 _EXPAND_FUNCTIONS = {torch.broadcast_to} | {op for name in ("expand", "expand_as", "broadcast_to", "repeat")
                                             for op in _aten_overloads(name)}
 
@@ -662,7 +669,10 @@ class _Runner:
                 out = self._norm_module(n, m, args, kwargs, shapes, alt)
                 if out is not None:
                     return out
-            return m(*args, **kwargs)
+            out = m(*args, **kwargs)
+            if alt is not None and isinstance(m, nn.Upsample) and n.args:
+                out = self._detach_if_expanded(n, n.args[0], out, shapes, alt)
+            return out
         if n.op == "call_method":
             name = n.target
             if name in _IDENTITY_METHODS:
@@ -685,8 +695,8 @@ class _Runner:
             if fn in _NORM_ALIASES:
                 return self._norm_function(n, _NORM_ALIASES[fn], args, kwargs, shapes, alt, call=fn)
             out = fn(*args, **kwargs)
-            if fn in _EXPAND_FUNCTIONS:
-                out = self._detach_if_expanded(n, n.args[0], out, shapes, alt)
+            if fn in _EXPAND_FUNCTIONS or fn in _RESAMPLE_FUNCTIONS:
+                out = self._detach_if_expanded(n, n.args[0] if n.args else n.kwargs.get("input"), out, shapes, alt)
             return out
         return fn(*args, **kwargs)
 
@@ -704,11 +714,11 @@ class _Runner:
         if not varying:
             return fn(*args)
         new_args = list(args)
+        sources = list(n.args) + [None] * len(args)
         for i, a in enumerate(args):
             if not isinstance(a, torch.Tensor) or not a.requires_grad:
                 continue
-            lead = len(out_shape) - a.ndim
-            if any(d < lead or a.shape[d - lead] == 1 for d in varying):
+            if _broadcast_along(tuple(a.shape), _alt_shape(sources[i], alt), len(out_shape), varying):
                 new_args[i] = a.detach()
                 self.cut += 1
         return fn(*new_args)
@@ -718,10 +728,9 @@ class _Runner:
             return out
         varying = self._varies(n, {n: tuple(out.shape)}, alt)
         a = shapes.get(src)
-        if not varying or not isinstance(a, tuple):
+        if not varying or not isinstance(a, tuple) or (a and isinstance(a[0], tuple)):
             return out
-        lead = out.ndim - len(a)
-        if any(d < lead or a[d - lead] == 1 for d in varying):
+        if _broadcast_along(a, _alt_shape(src, alt), out.ndim, varying):
             self.cut += 1
             return out.detach()
         return out
@@ -821,6 +830,25 @@ def _getattr_path(obj: Any, target: str) -> Any:
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def _alt_shape(src: Any, alt: dict) -> Optional[tuple]:
+    if not isinstance(src, fx.Node):
+        return None  # a constant: the same shape in every run
+    shape = alt.get(src)
+    return shape if isinstance(shape, tuple) and not (shape and isinstance(shape[0], tuple)) else None
+
+
+def _broadcast_along(shape: tuple, alt_shape: Optional[tuple], out_ndim: int, varying: Iterable[int]) -> bool:
+    """Whether an operand of ``shape`` (``alt_shape`` in the other run) is spread from size 1 (or a missing
+    leading dim) along some output dim in ``varying``: a constant along the measured axis, i.e. context."""
+    lead = out_ndim - len(shape)
+    for d in varying:
+        if d < lead:
+            return True
+        if shape[d - lead] == 1 and (alt_shape is None or len(alt_shape) != len(shape) or alt_shape[d - lead] == 1):
+            return True
+    return False
 
 
 def _hashable(v: Any) -> bool:
@@ -966,18 +994,27 @@ class _Prober:
         return tuple(units), tuple(los), tuple(his), n_out, out_dim, self.runner.cut
 
     def minimal_thin(self, base: list[int], axis: int, n: int, upper: Sequence[int]):
-        """The smallest sizes (powers of two, capped by ``upper``) of the other axes the model accepts.
+        """The smallest sizes (powers of two, then bisected, capped by ``upper``) of the other axes with
+        which the model accepts length ``n`` and ``2 n`` along ``axis``.
 
-        Tried with length ``n`` along ``axis``; returns ``(sizes, node shapes)`` or ``None``.
+        Returns ``(sizes, node shapes at 2 n)`` or ``None``.
         """
         nd = len(base) - 2
-        t = 1
-        while True:
+
+        def attempt(t: int):
             shape = list(base)
             for j in range(nd):
                 shape[2 + j] = n if j == axis else min(t, upper[j])
+            if self.try_shapes(shape) is None:
+                return None
+            shape[2 + axis] = 2 * n
             shapes = self.try_shapes(shape)
-            if shapes is not None:
+            return None if shapes is None else ([shape[2 + j] for j in range(nd) if j != axis], shapes)
+
+        t = 1
+        while True:
+            found = attempt(t)
+            if found is not None:
                 break
             if all(t >= upper[j] for j in range(nd) if j != axis):
                 return None
@@ -986,16 +1023,15 @@ class _Prober:
         low, high = t // 2, t
         while low and high - low > max(1, high // 8):
             mid = (low + high) // 2
-            trial = list(shape)
-            for j in range(nd):
-                if j != axis:
-                    trial[2 + j] = min(mid, upper[j])
-            found = self.try_shapes(trial)
-            if found is None:
+            trial = attempt(mid)
+            if trial is None:
                 low = mid
             else:
-                high, shape, shapes = mid, trial, found
-        return [shape[2 + j] for j in range(nd)], shapes
+                high, found = mid, trial
+        others, shapes = found
+        sizes = list(others)
+        sizes.insert(axis, n)
+        return sizes, shapes
 
 
 def _axis_from_measure(axis, shape, units, los, his, period, n_in, note) -> AxisProbe:
@@ -1060,10 +1096,20 @@ def _probe_axis(pr: _Prober, axis: int, base: list[int], est: Optional["NodeRF"]
             n = max(n or 0, need)
         elif n is None:
             n = max(base[2 + axis], 16)
-        found = pr.minimal_thin(base, axis, 2 * n, [max(u, 1) for u in upper])
+        found = None
+        # Models that merge strided paths need lengths divisible by their total stride: round up if refused.
+        for step in (1, 8, 16, 32, 64, 128):
+            trial = -(-n // step) * step
+            if step > 1 and trial == n:
+                continue
+            found = pr.minimal_thin(base, axis, trial, [max(u, 1) for u in upper])
+            if found is not None:
+                n = trial
+                break
         if found is None:
             raise ProbeError(
-                f"the model rejects every input of length {2 * n} along axis {axis} (other axes up to {upper}). "
+                f"the model rejects inputs of length {n} and {2 * n} (also rounded up to multiples of 8 .. 128) "
+                f"along axis {axis}, with the other axes up to {upper}. "
                 "The probe needs to vary the measured axis' length; a model that accepts only one input size "
                 "(e.g. a fixed position embedding) can be probed only at nodes before that constraint"
             )

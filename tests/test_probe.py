@@ -471,3 +471,45 @@ def test_fixed_size_adaptive_pool_cannot_be_isolated():
     assert not explicit.ok and explicit.rows[0].status == "error"
     default = a.validate()
     assert default.ok and default.rows[-1].status == "skipped" and "skipped 2" in str(default)
+
+
+class ImagePooling(nn.Module):
+    """DeepLab's ASPP image-pooling branch: global average -> 1x1 conv -> bilinear upsample to H, W,
+    concatenated with a local conv 3 branch, then conv 1: the upsampled 1x1 map is one value spread over
+    the image (context, like a broadcast); the local RF is 3."""
+
+    def __init__(self):
+        super().__init__()
+        self.local = nn.Conv2d(1, 2, 3, padding=1)
+        self.pool_conv = nn.Conv2d(1, 2, 1)
+        self.project = nn.Conv2d(4, 1, 1)
+
+    def forward(self, x):
+        g = self.pool_conv(F.adaptive_avg_pool2d(x, 1))
+        g = F.interpolate(g, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.project(torch.cat([self.local(x), g], 1))
+
+
+def test_upsampled_global_pool_is_context():
+    a = rfgraph.analyze(ImagePooling(), (1, 1, 24, 24))
+    r = probe(ImagePooling(), "project", analysis=a)
+    assert r.rf == (3, 3) and not any(r.is_global)
+    assert a["project"].rf == (3, 3)  # the symbolic pass agrees (context, flagged global_context)
+
+
+class Fusion(nn.Module):
+    """HRNet-like fusion: a stride-4 path upsampled x4 and added to the full-resolution path, so the
+    model accepts only lengths divisible by 4; the probe rounds its lengths up when refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.Conv2d(2, 2, 3, stride=2, padding=1))
+        self.full = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        return self.full(x) + F.interpolate(self.down(x), scale_factor=4.0, mode="nearest")
+
+
+def test_lengths_rounded_up_for_strided_merges():
+    r = probe_agrees(Fusion(), "add", (1, 1, 32, 32))
+    assert all(a.input_shape[2 + a.axis] % 4 == 0 for a in r.axes)
