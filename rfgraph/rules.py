@@ -465,7 +465,24 @@ def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, 
     def make(i, n):
         return transposed_window(n, kernel[i], stride[i], padding[i], dilation[i], output_padding[i])
 
-    return _apply(call, x, _spatial_windows(call, x, nd, make), out_channels)
+    windows = _spatial_windows(call, x, nd, make)
+    # Outputs reached by no tap (kernel taps cover fewer than `stride` residues) have an empty
+    # field; window maps cannot carry an empty set through later merges and dilated reads
+    # exactly (found by fuzzing), so such a layer goes to the fallback (probe or unknown).
+    gaps = [i for i in range(nd) if len({j * dilation[i] % stride[i] for j in range(kernel[i])}) < stride[i]]
+    if any(x.tags[x.ndim - nd + i] is not None for i in gaps):
+        from .aten_rules import _hand_over
+
+        i = gaps[0]
+        shape = list(x.shape)
+        shape[x.ndim - nd - 1] = out_channels
+        for d, (_, _, n_out) in windows.items():
+            shape[d] = n_out
+        return _hand_over(
+            call, x, f"transposed conv (kernel {kernel[i]}, stride {stride[i]}, dilation {dilation[i]}) leaves "
+            "outputs that read no input; no exact window map", shape=tuple(shape),
+        )
+    return _apply(call, x, windows, out_channels)
 
 
 def conv_transpose_function_rule(nd: int) -> Rule:

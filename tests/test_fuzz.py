@@ -58,15 +58,25 @@ EXAMPLES = [
     # 3-D: dilated grouped conv, asymmetric pad, channel concat with the input
     NetSpec(3, 2, 16, (Op("conv", (0,), (3, 1, 2, 1, True)), Op("pad", (1,), (1, 0, 2, 1, 0, 3)),
                        Op("cat", (2, 0), ("left",)))),
+    # found by `benchmarks/fuzz_long.py`: transposed convs whose gaps met a merge or a dilated read
+    NetSpec(1, 1, 40, (Op("convT", (0,), (4, 2, 2, 2, 1)), Op("convT", (0,), (1, 2, 1, 0, 0)),
+                       Op("avgpool", (1,), (2, 1, 1, 1, True)), Op("add", (2, 1), ("center",)))),
+    NetSpec(1, 1, 40, (Op("convT", (0,), (4, 1, 2, 4, 1)), Op("add", (0, 0), ("center",)),
+                       Op("convT", (2,), (1, 3, 1, 0, 1)), Op("conv", (3,), (4, 1, 2, 4, True)))),
+    # found by `benchmarks/fuzz_long.py`: merges of operands with different channel counts (now mixed)
+    NetSpec(2, 1, 24, (Op("pad", (0,), (1, 2, 2, 1)), Op("pad", (0,), (2, 0, 2, 3)),
+                       Op("cat", (1, 2), ("right",)), Op("add", (3, 0), ("right",)))),
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])
 def test_examples(spec):
     report = _assert_agrees(spec)
-    assert report.nodes_checked > 0
+    assert report.nodes_checked + report.too_big + report.nodes_unknown > 0
 
 
+@pytest.mark.slow
 def test_transposed_conv_gap_under_a_later_window():
     """Shrunk by hypothesis: ConvTranspose1d(k=2, s=2, d=2) then Conv1d(k=2).
 
@@ -74,19 +84,26 @@ def test_transposed_conv_gap_under_a_later_window():
     reads {m - 1, m}, output 2m + 1 reads nothing.  The conv reads w(v), w(v+1):
     v = 2m sees {m - 1, m}; v = 2m + 1 sees w(2m + 2) = {m, m + 1}.  So
     lo = (-1, 0) + (v // 2), hi = (0, 1) + (v // 2): rf 2, stride 1/2, start -1.
-    (The gap used to get L = H + 1 = m + 1, which made lo(2m + 1) = m + 1.)
+    The gaps (outputs reading nothing) have no exact window map once they meet a
+    merge or a dilated read (found by the long fuzzing run), so such a transposed
+    conv goes to the fallback: probed (then with the values above) or unknown,
+    never a symbolic guess.
     """
     from fractions import Fraction
 
     import torch.nn as nn
 
     import rfgraph
-    from rfgraph.algebra import PAMap
 
     net = nn.Sequential(nn.ConvTranspose1d(1, 1, 2, stride=2, dilation=2), nn.Conv1d(1, 1, 2))
-    r = rfgraph.analyze(net, (1, 1, 20))["1"]
-    assert r.lo[0] == PAMap(2, 1, (-1, 0)) and r.hi[0] == PAMap(2, 1, (0, 1))
-    assert (r.rf, r.stride, r.start) == ((2,), (Fraction(1, 2),), (-1,))
+    a = rfgraph.analyze(net, (1, 1, 20))
+    assert a["0"].source in ("probed", "unknown")
+    if a["1"].source == "probed":
+        assert (a["1"].rf, a["1"].stride, a["1"].start) == ((2,), (Fraction(1, 2),), (-1,))
+    b = rfgraph.analyze(net, (1, 1, 20), fallback="unknown")
+    assert b["1"].source == "unknown" and "leaves outputs that read no input" in b["0"].reason
+    # without gaps (kernel 3, stride 2: taps hit both residues) the rule stays symbolic
+    assert rfgraph.analyze(nn.ConvTranspose1d(1, 1, 3, stride=2), (1, 1, 20))["output"].source == "symbolic"
     _assert_agrees(NetSpec(1, 1, 40, (Op("convT", (0,), (2, 2, 2, 0, 0)), Op("conv", (1,), (2, 1, 1, 0, False)))))
 
 
