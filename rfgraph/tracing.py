@@ -8,6 +8,12 @@ tracer goes *through* torchvision.ops building blocks (``Conv2dNormActivation``,
 ``SqueezeExcitation``, ``StochasticDepth``...) so that the symbolic pass sees
 their convolutions; only truly opaque modules (RoI pooling, deformable conv)
 are leaves.
+
+When ``torch.fx`` cannot trace a model (Python control flow on shapes, ...),
+`trace` falls back to ``torch.export.export(..., strict=False)`` for the input
+shape being analysed (`export_trace`): the exported graph calls aten ops, which
+`rfgraph.aten_rules` maps onto the same rules, and its nodes get the same kind
+of names from their ``nn_module_stack`` metadata.
 """
 
 from __future__ import annotations
