@@ -1277,7 +1277,16 @@ def probe(
     pr.select(fx_name)
     results = []
     for axis in (range(nd) if axes is None else axes):
-        results.append(_probe_axis(pr, axis, base, est, max_size))
+        try:
+            results.append(_probe_axis(pr, axis, base, est, max_size))
+        except ProbeError as exc:
+            if "rejects inputs of length" in str(exc) and analysis is not None \
+                    and analysis.meta.get("trace") == "export":
+                raise ProbeError(
+                    f"{exc} (here the graph was traced by torch.export, which fixes every shape to the analysed "
+                    f"input {tuple(analysis.input_shape)})"
+                ) from exc
+            raise
     return ProbeResult(name, tuple(results), dtype, time.perf_counter() - t0)
 
 
