@@ -513,3 +513,29 @@ class Fusion(nn.Module):
 def test_lengths_rounded_up_for_strided_merges():
     r = probe_agrees(Fusion(), "add", (1, 1, 32, 32))
     assert all(a.input_shape[2 + a.axis] % 4 == 0 for a in r.axes)
+
+
+class SliceAfterConcat(nn.Module):
+    """cat([conv 1 (RF 1), conv 5 p2 (RF 5)]) along channels, keep channel 0 (the conv 1 part), conv 3 p1.
+    Hand derivation: channel 0 sees [u, u] (RF 1, start 0); after the conv 3: RF 3, start -1."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 1)
+        self.b = nn.Conv2d(1, 1, 5, padding=2)
+        self.c = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return self.c(torch.cat([self.a(x), self.b(x)], 1)[:, :1])
+
+
+def test_probe_channel_slice_after_concat():
+    r = probe(SliceAfterConcat(), "c", (1, 1, 32, 32))
+    assert r.rf == (3, 3) and r.start == (-1, -1)
+
+
+@pytest.mark.xfail(strict=True, reason="symbolic limitation found by the probe: one field per tensor dim (the union "
+                   "over channels), so a channel slice keeps the wider field (symbolic 7 / start -3 vs 3 / -1; "
+                   "timm mixnet_s blocks.4.0.conv_dw.getitem: 315 / -157 vs 283 / -141)")
+def test_symbolic_channel_slice_after_concat():
+    probe_agrees(SliceAfterConcat(), "c", (1, 1, 32, 32))
