@@ -197,7 +197,11 @@ def main() -> int:
             for r in result.rows:
                 counts[r["probe"] or "not probed"] = counts.get(r["probe"] or "not probed", 0) + 1
             body += ["### Probe disagreements", ""]
-            body += ["Stage rows by probe verdict: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), ""]
+            body += ["Stage rows by probe verdict: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
+            skipped = {r["model"]: r["probe_note"] for r in result.rows if not r["probe"] and r["node"]}
+            if skipped:
+                body += ["(not probed: " + "; ".join(f"{m}: {n or 'no probe row'}" for m, n in skipped.items()) + ")"]
+            body += [""]
             body += disagreements or ["None: every validated stage node agrees with the probe."]
             body += [""]
         extra = {"Distill 2019 rf/stride/pad": distill_cell} if family == "classification" else None
