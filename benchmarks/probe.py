@@ -1,6 +1,6 @@
 """Time and peak memory of the numeric probe on ResNet-50 `layer4` and DenseNet-121 `features`.
 
-Usage: ``.venv/bin/python benchmarks/probe.py [--dtype float64|float32] [--repeat N]``
+Usage: ``.venv/bin/python benchmarks/probe.py [--dtype float64|float32] [--repeat N] [--threads N]``
 
 Each case runs in a fresh subprocess, so that its peak resident memory (``ru_maxrss``) is its own
 ("of which probe": the peak above what importing torch / torchvision / rfgraph already takes);
@@ -21,12 +21,14 @@ import time
 CASES = [("resnet50", "layer4", 224), ("densenet121", "features", 224)]
 
 
-def run_case(name: str, node: str, size: int, dtype: str, repeat: int) -> dict:
+def run_case(name: str, node: str, size: int, dtype: str, repeat: int, threads: int = 0) -> dict:
     import torch
     import torchvision
 
     import rfgraph
 
+    if threads:
+        torch.set_num_threads(threads)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.device("meta"):
         model = getattr(torchvision.models, name)(weights=None)
@@ -54,11 +56,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (default: torch's own; 1 is steadier on a loaded machine)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         name, node, size = args.case.split(":")
-        print(json.dumps(run_case(name, node, int(size), args.dtype, args.repeat)))
+        print(json.dumps(run_case(name, node, int(size), args.dtype, args.repeat, args.threads)))
         return 0
     print(f"numeric probe benchmark (dtype {args.dtype}; each case in its own process)")
     print(f"{'model':14} {'node':18} {'probe s':>8} {'symbolic s':>10} {'peak RSS MB':>11} {'of which probe':>14}"
@@ -67,7 +71,7 @@ def main() -> int:
     for name, node, size in CASES:
         out = subprocess.run(
             [sys.executable, __file__, "--case", f"{name}:{node}:{size}", "--dtype", args.dtype,
-             "--repeat", str(args.repeat)],
+             "--repeat", str(args.repeat), "--threads", str(args.threads)],
             capture_output=True, text=True,
         )
         if out.returncode != 0:
