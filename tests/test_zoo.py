@@ -369,3 +369,12 @@ def test_trunk_stages_are_the_published_end_points():
     }
     resnet = [v for k, v in got.items() if k[0] == "resnet50"]
     assert resnet[1:] == [(35, 4, 17), (91, 8, 45), (267, 16, 133), (427, 32, 213)]
+
+
+def test_timm_entries_are_prefixed_and_globbed():
+    pytest.importorskip("timm")
+    found = zoo.resolve_models(["resnet18", "timm:resnet18", "timm:resnet1*"])
+    names = [m.name for m in found]
+    assert names[:2] == ["resnet18", "timm:resnet18"]  # torchvision's and timm's are different models
+    assert all(m.spec == m.name and m.family == "timm" for m in found[1:]) and len(set(names)) == len(names)
+    assert "timm:resnet101" in names
