@@ -746,7 +746,35 @@ def merge_rule(call: OpCall) -> SymTensor:
     call.note_merge(info)
     dtype = next((o.dtype for o in operands if o.dtype.is_floating_point), operands[0].dtype)
     out.dtype = dtype
+    if not out.unknown:
+        out.parts = _merged_parts(call, operands, shape)
     return out
+
+
+def _merged_parts(call: OpCall, operands: Sequence[SymTensor], shape: tuple[int, ...]):
+    """Concat pieces survive an elementwise op piece by piece (a residual add, a squeeze-excitation
+    gate): each piece merges with the matching slice of the other operands."""
+    carrier = next((o for o in operands if o.parts is not None and o.ndim == len(shape)), None)
+    if carrier is None:
+        return None
+    dim, parts = carrier.parts
+    pieces = []
+    for a, b, _ in parts:
+        sliced = []
+        for o in operands:
+            od = dim - (len(shape) - o.ndim)
+            if od < 0 or o.shape[od] == 1:
+                sliced.append(o)
+                continue
+            index = [slice(None)] * o.ndim
+            index[od] = slice(a, b)
+            sliced.append(_index(call, o, tuple(index)))
+        piece_shape = tuple(b - a if d == dim else n for d, n in enumerate(shape))
+        piece, _ = merge_tensors(sliced, piece_shape, call.describe())
+        if piece.unknown:
+            return None
+        pieces.append((a, b, piece))
+    return dim, tuple(pieces)
 
 
 def cat_rule(call: OpCall) -> SymTensor:
@@ -760,7 +788,49 @@ def cat_rule(call: OpCall) -> SymTensor:
     shape[dim] = sum(t.shape[dim] for t in tensors)
     out, info = merge_tensors(tensors, shape, call.describe(), concat_dim=dim)
     call.note_merge(info)
+    if not out.unknown and all(t.tags[dim] is None for t in tensors):
+        out.parts = (dim, _concat_parts(tensors, dim))
     return out
+
+
+def _concat_parts(tensors: Sequence[SymTensor], dim: int) -> tuple[tuple[int, int, SymTensor], ...]:
+    parts, start = [], 0
+    for t in tensors:
+        if t.parts is not None and t.parts[0] == dim:  # nested concat: keep the finer pieces
+            parts.extend((start + a, start + b, piece) for a, b, piece in t.parts[1])
+        else:
+            parts.append((start, start + t.shape[dim], t))
+        start += t.shape[dim]
+    return tuple(parts)
+
+
+def _index_concat_part(call: OpCall, x: SymTensor, expanded: list[Any]) -> Optional[SymTensor]:
+    """Index ``x`` through the concat operand holding the selected range, if one holds all of it."""
+    dim, parts = x.parts
+    position, d = None, 0
+    for j, i in enumerate(expanded):
+        if i is None:
+            continue
+        if d == dim:
+            position = j
+            break
+        d += 1
+    entry = expanded[position] if position is not None else None
+    if isinstance(entry, int):
+        lo = entry + x.shape[dim] if entry < 0 else entry
+        hi = lo + 1
+    elif isinstance(entry, slice):
+        lo, hi, step = entry.indices(x.shape[dim])
+        if step != 1 or hi <= lo:
+            return None
+    else:
+        return None
+    for a, b, piece in parts:
+        if a <= lo and hi <= b:
+            local = list(expanded)
+            local[position] = lo - a if isinstance(entry, int) else slice(lo - a, hi - a)
+            return _index(call, piece, tuple(local))
+    return None
 
 
 def stack_rule(call: OpCall) -> SymTensor:
@@ -985,6 +1055,10 @@ def _index(call: OpCall, x: SymTensor, index: Any) -> SymTensor:
         else:
             expanded.append(i)
     expanded.extend([slice(None)] * (x.ndim - sum(1 for i in expanded if i is not None)))
+    if x.parts is not None:
+        piece = _index_concat_part(call, x, expanded)
+        if piece is not None:
+            return piece
     out = x
     d = 0  # dim of `out` being indexed
     for i in expanded:

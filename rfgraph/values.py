@@ -79,7 +79,7 @@ _CONST0 = PAMap.constant(0)
 class SymTensor:
     """Shape, dtype and receptive fields of one tensor in the symbolic pass."""
 
-    __slots__ = ("shape", "dtype", "tags", "pinned", "unknown", "global_context", "probed")
+    __slots__ = ("shape", "dtype", "tags", "pinned", "unknown", "global_context", "probed", "parts")
 
     def __init__(
         self,
@@ -100,6 +100,11 @@ class SymTensor:
         self.unknown = unknown
         self.global_context = global_context
         self.probed = probed
+        #: After a concat along a non-spatial dim: ``(dim, ((start, stop, operand), ...))``.
+        #: Channels keep their own fields there, so slicing one operand's range back
+        #: out (split / chunk / getitem) recovers its exact field instead of the union.
+        #: Only the concat itself and ops returning their input unchanged carry it.
+        self.parts: Optional[tuple[int, tuple[tuple[int, int, SymTensor], ...]]] = None
 
     @classmethod
     def input(cls, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> SymTensor:

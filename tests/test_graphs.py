@@ -641,3 +641,30 @@ def test_random_resampling_chains_match_backprop(ops):
     margin = math.ceil(margin)
     if any(r.lo[0](u) >= margin and r.hi[0](u) < n - margin for u in range(length)):
         assert_windows_match(model, (1, 1, n), r, 0, interior_only=True, margin=margin)
+
+
+class _ConcatThenSplit(nn.Module):
+    """cat([conv1x1 (RF 1), conv5x5 p2 (RF 5)]) -> BatchNorm -> ReLU -> split in halves.
+    BN (eval) and ReLU act per channel, so each half keeps its operand's field:
+    first half RF 1 / start 0, second half RF 5 / start -2.  After a 1x1 conv the
+    channels mix: RF 5, and a slice of that is the union too."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 2, 1)
+        self.b = nn.Conv2d(1, 2, 5, padding=2)
+        self.bn = nn.BatchNorm2d(4)
+        self.mix = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(torch.cat([self.a(x), self.b(x)], 1)))
+        first, second = torch.split(y, 2, dim=1)
+        mixed = self.mix(y)[:, :2]
+        return first, second, mixed
+
+
+def test_channel_slices_of_a_concat_keep_their_operand_fields():
+    analysis = rfgraph.analyze(_ConcatThenSplit(), (1, 1, 16, 16))
+    assert analysis["getitem"].rf == (1, 1) and analysis["getitem"].start == (0, 0)
+    assert analysis["getitem_1"].rf == (5, 5) and analysis["getitem_1"].start == (-2, -2)
+    assert analysis["getitem_2"].rf == (5, 5)
