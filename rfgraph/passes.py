@@ -89,6 +89,14 @@ def _map_sym(value: Any, fn: Callable) -> Any:
     return value
 
 
+def _mutable(value: Any) -> Any:
+    if isinstance(value, list):  # fx's immutable_list is a list subclass
+        return [_mutable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _mutable(v) for k, v in value.items()}
+    return value
+
+
 def _to_unknown(value: Any, reason: str) -> Any:
     if isinstance(value, torch.Tensor):
         out = SymTensor(tuple(value.shape), value.dtype)
@@ -156,7 +164,9 @@ class SymbolicPass(fx.Interpreter):
 
     def call_function(self, target, args, kwargs):
         if not contains_sym(args) and not contains_sym(kwargs):
-            return target(*args, **kwargs)
+            # fx hands list constants over as immutable lists; the eager code may mutate them
+            # (torchvision's video Swin adapts its window list in place).
+            return target(*map(_mutable, args), **{k: _mutable(v) for k, v in kwargs.items()})
         rule = self.rules.functions.get(target)
         return self._apply(rule, target, None, args, kwargs)
 

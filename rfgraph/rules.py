@@ -1488,7 +1488,7 @@ def _build_default() -> RuleSet:
 
 
 def swin_window_attention_rule(call: OpCall) -> SymTensor:
-    """torchvision's ``shifted_window_attention`` on ``(B, H, W, C)``.
+    """torchvision's ``shifted_window_attention`` on ``(B, H, W, C)`` (and its 3-D twin on ``(B, T, H, W, C)``).
 
     Positions are padded on the right to a multiple of the window ``w``, rolled
     by ``-shift`` and split into windows of ``w``; attention mixes each window.
@@ -1501,7 +1501,8 @@ def swin_window_attention_rule(call: OpCall) -> SymTensor:
     window = list(call.arg(4, "window_size"))
     shift = list(call.arg(6, "shift_size"))
     per_dim, whole = {}, []
-    for i, d in enumerate((x.ndim - 3, x.ndim - 2)):
+    first = x.ndim - 1 - len(window)  # channels-last: (B, *spatial, C)
+    for i, d in enumerate(range(first, x.ndim - 1)):
         n, w = x.shape[d], window[i]
         padded = n + (w - n % w) % w
         if w >= padded:
@@ -1573,6 +1574,8 @@ def _torchvision_functions() -> dict[Any, Rule]:
     out[drop_block.drop_block3d] = identity_rule
     out[swin_transformer.shifted_window_attention] = swin_window_attention_rule
     out[swin_transformer._patch_merging_pad] = swin_patch_merging_pad_rule
+    video_swin = importlib.import_module("torchvision.models.video.swin_transformer")
+    out[video_swin.shifted_window_attention_3d] = swin_window_attention_rule
     return out
 
 

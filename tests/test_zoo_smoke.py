@@ -51,3 +51,19 @@ def test_swin_window_attention_is_local_until_windows_cover_the_map():
     assert first.rf == (28, 28)
     assert first.stride == (4, 4)
     assert analysis["features.7"].is_global == (True, True)
+
+
+def test_video_swin_window_attention():
+    """Swin3D-T, 16x224x224: patches (2, 4, 4), windows (8, 7, 7).  T = 16/2 = 8 patches fit in one
+    window, so time is global from the first block.  In H and W, block 1 sees its 7-patch window
+    (28 px); block 2's windows are shifted by 3 patches, so a unit's shifted window meets two of
+    block 1's windows: 14 patches = 56 px, and unit 0 (shifted window [-4, 2]) starts at patch -7
+    = -28 px.  The 2-D Swin-T stage 1 has the same numbers."""
+    for name, shape, node in (("swin3d_t", (1, 3, 16, 224, 224), "features.0"), ("swin_t", (1, 3, 224, 224), "features.1")):
+        analysis = rfgraph.analyze(load_model(f"torchvision:{name}", device="meta"), shape)
+        record = analysis[node]
+        assert record.rf[-2:] == (56, 56)
+        assert record.start[-2:] == (-28, -28)
+        assert record.stride[-2:] == (4, 4)
+        if name == "swin3d_t":
+            assert record.is_global[0]
