@@ -788,7 +788,7 @@ def cat_rule(call: OpCall) -> SymTensor:
     shape[dim] = sum(t.shape[dim] for t in tensors)
     out, info = merge_tensors(tensors, shape, call.describe(), concat_dim=dim)
     call.note_merge(info)
-    if not out.unknown and all(t.tags[dim] is None for t in tensors):
+    if not out.unknown:  # channels, or flattened tokens (a class token in front)
         out.parts = (dim, _concat_parts(tensors, dim))
     return out
 
@@ -1129,6 +1129,32 @@ def chunk_rule(call: OpCall) -> list[SymTensor]:
     return out
 
 
+def tensor_split_rule(call: OpCall) -> list[SymTensor]:
+    """``torch.tensor_split(x, sections_or_indices, dim)``: slices, as torch cuts them."""
+    x = _sym(call)
+    spec = call.kwargs.get("indices", call.kwargs.get("sections"))
+    if spec is None:
+        spec = call.arg(1, "indices_or_sections")
+    dim = _norm_dim(call.arg(2, "dim", 0), x.ndim)
+    n = x.shape[dim]
+    if isinstance(spec, int):
+        size, extra = divmod(n, spec)
+        bounds, start = [], 0
+        for i in range(spec):
+            start += size + (1 if i < extra else 0)
+            bounds.append(start)
+        bounds = bounds[:-1]
+    else:
+        bounds = [min(max(int(b) + (n if b < 0 else 0), 0), n) for b in spec]
+    out, start = [], 0
+    for stop in list(bounds) + [n]:
+        index = [slice(None)] * x.ndim
+        index[dim] = slice(start, max(start, stop))
+        out.append(_index(call, x, tuple(index)))
+        start = max(start, stop)
+    return out
+
+
 def unbind_rule(call: OpCall) -> list[SymTensor]:
     x = _sym(call)
     dim = _norm_dim(call.arg(1, "dim", 0), x.ndim)
@@ -1444,6 +1470,7 @@ def _build_default() -> RuleSet:
     methods["split"] = functions[torch.split] = split_rule
     methods["chunk"] = functions[torch.chunk] = chunk_rule
     methods["unbind"] = functions[torch.unbind] = unbind_rule
+    methods["tensor_split"] = functions[torch.tensor_split] = tensor_split_rule
     for name in ("to", "type", "float", "double", "half", "bfloat16", "long", "int", "bool"):
         methods[name] = dtype_rule
 
@@ -1549,6 +1576,40 @@ def maxvit_partition_attention_rule(call: OpCall) -> SymTensor:
     return x.windows(per_dim, call.describe())
 
 
+def mvit_unsqueeze_rule(call: OpCall) -> tuple[SymTensor, int]:
+    """torchvision MViT ``_unsqueeze(x, target_dim, expand_dim)``: a reshape, and the original rank."""
+    x = _sym(call)
+    target, expand = call.args[1], call.args[2]
+    if x.ndim == target - 1:
+        d = _norm_dim(expand, x.ndim + 1)
+        return x.reshape(x.shape[:d] + (1,) + x.shape[d:]), x.ndim
+    return x, x.ndim
+
+
+def mvit_squeeze_rule(call: OpCall) -> SymTensor:
+    """torchvision MViT ``_squeeze(x, target_dim, expand_dim, tensor_dim)``."""
+    x = _sym(call)
+    target, expand, rank = call.args[1], call.args[2], call.args[3]
+    if rank == target - 1:
+        d = _norm_dim(expand, x.ndim)
+        if x.shape[d] == 1:
+            return x.reshape(x.shape[:d] + x.shape[d + 1 :])
+    return x
+
+
+def mvit_add_shortcut_rule(call: OpCall) -> SymTensor:
+    """MViT ``_add_shortcut(x, shortcut, ...)``: an elementwise add."""
+    return merge_rule(OpCall(call.node, call.target, None, call.args[:2], {}, call.interp))
+
+
+def mvit_add_rel_pos_rule(call: OpCall) -> SymTensor:
+    """MViT ``_add_rel_pos(attn, q, ...)``: ``attn (B, h, Nq, Nk)`` plus a bias that each query token
+    computes from its own channels: ``q (B, h, Nq, d)`` contracted over ``d`` and broadcast over keys."""
+    attn, q = _sym(call, 0, "attn"), _as_operand(call.args[1])
+    bias = q.reduce([q.ndim - 1], keepdim=True, what=call.describe())
+    return merge_rule(OpCall(call.node, call.target, None, (attn, bias), {}, call.interp))
+
+
 def _torchvision_modules() -> dict[type, Rule]:
     import importlib
 
@@ -1576,6 +1637,11 @@ def _torchvision_functions() -> dict[Any, Rule]:
     out[swin_transformer._patch_merging_pad] = swin_patch_merging_pad_rule
     video_swin = importlib.import_module("torchvision.models.video.swin_transformer")
     out[video_swin.shifted_window_attention_3d] = swin_window_attention_rule
+    mvit = importlib.import_module("torchvision.models.video.mvit")
+    out[mvit._unsqueeze] = mvit_unsqueeze_rule
+    out[mvit._squeeze] = mvit_squeeze_rule
+    out[mvit._add_rel_pos] = mvit_add_rel_pos_rule
+    out[mvit._add_shortcut] = mvit_add_shortcut_rule
     return out
 
 

@@ -569,13 +569,11 @@ def test_no_pickle_when_reading_results():
         assert "torch.load(" not in text, path.name
 
 
-@pytest.mark.xfail(strict=True, reason="known over-approximation: the RF of a node is the union over its "
-                   "channels, and channel provenance is not tracked through a slice of a concat")
 def test_channel_slice_of_a_concat_keeps_only_the_kept_branch():
-    """cat([conv3(x), conv7(x)], 1)[:, :1] only holds the conv3 branch: true rf 3 (rfgraph says 7).
+    """cat([conv3(x), conv7(x)], 1)[:, :1] only holds the conv3 branch: true rf 3 (rfgraph said 7).
 
     Found by the long fuzzing run (merges of operands with different channel
-    counts sliced the concat); the fuzz harness now mixes channels instead.
+    counts sliced the concat); concat pieces are now tracked through slices.
     """
 
     class M(nn.Module):
