@@ -7,8 +7,6 @@ checked against direct evaluation of the maps on integer points.
 from __future__ import annotations
 
 import copy
-import doctest
-import importlib
 import pickle
 from fractions import Fraction
 from math import lcm
@@ -414,22 +412,6 @@ def test_field_equality_hash_repr():
     assert a == b and hash(a) == hash(b)
     assert repr(a) == "Field(lo=u - 1, hi=u + 1)"
     assert a != Field.identity()
-
-
-# ---------------------------------------------------------------------------
-# doctests of the core modules
-# ---------------------------------------------------------------------------
-
-CORE_MODULES = ["rfgraph", "rfgraph.algebra", "rfgraph.values", "rfgraph.rules", "rfgraph.passes",
-                "rfgraph.results", "rfgraph.tracing", "rfgraph.errors"]
-
-
-@pytest.mark.parametrize("name", CORE_MODULES)
-def test_core_doctests(name):
-    """pytest's testpaths is ``tests`` only, so run the package's docstring examples here too."""
-    module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS, verbose=False)
-    assert result.failed == 0, f"{result.failed} doctest(s) failed in {name}"
 
 
 @settings(max_examples=30)
