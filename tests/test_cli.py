@@ -62,7 +62,6 @@ def test_json_file_plot_and_overlay(tmp_path):
     assert depth.stat().st_size > 20_000 and box.stat().st_size > 10_000
 
 
-@pytest.mark.slow
 def test_user_file_model_csv_and_validate(tmp_path):
     """Conv1d k3 -> ReLU -> Conv1d k3 s2 -> Conv1d k3: RF 3, 3, 5, then 5 + 2*2 = 9; stride 1, 1, 2, 2."""
     (tmp_path / "net.py").write_text(
@@ -91,7 +90,6 @@ def test_error_unknown_model():
     assert_one_line_error(run("torchvision:resnet5"), 1, "unknown torchvision model 'resnet5'", "resnet50")
 
 
-@pytest.mark.slow
 def test_error_untraceable_model(tmp_path):
     (tmp_path / "odd.py").write_text(
         textwrap.dedent(
