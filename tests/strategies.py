@@ -241,8 +241,8 @@ class FuzzNet(nn.Module):
                     y = torch.cat([y, z], 1)
                 else:
                     if c_out == 1 and self.shapes[op.inputs[0]][1] != self.shapes[op.inputs[1]][1]:
-                        # mix channels rather than slice them: rfgraph's RF is the union over channels
-                        # (a channel slice after a concat is a known over-approximation, see test_trust)
+                        # mix channels rather than slice them: rfgraph's RF is the union over channels, and
+                        # a channel slice after a crop of a concat over-approximates (xfail in test_trust)
                         y, z = y.sum(1, keepdim=True), z.sum(1, keepdim=True)
                     y = y + z if (op.kind == "add" or self.reference) else y * z
             y = self.taps[i](y)
