@@ -470,10 +470,7 @@ def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, 
     # field; window maps cannot carry an empty set through later merges and dilated reads
     # exactly (found by fuzzing), so such a layer goes to the fallback (probe or unknown).
     gaps = [i for i in range(nd) if len({j * dilation[i] % stride[i] for j in range(kernel[i])}) < stride[i]]
-    # A dilation can also make the taps reach outputs out of order (L(u+1) < L(u)): hulls of later
-    # windows are then not given by their end points (found by fuzzing): fallback as well.
-    unordered = [i for i in range(nd) if not all(_monotone(m) for m in windows[x.ndim - nd + i][:2])]
-    tagged = [i for i in gaps + unordered if x.tags[x.ndim - nd + i] is not None]
+    tagged = [i for i in gaps if x.tags[x.ndim - nd + i] is not None]
     if tagged:
         from .aten_rules import _hand_over
 
@@ -482,17 +479,11 @@ def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, 
         shape[x.ndim - nd - 1] = out_channels
         for d, (_, _, n_out) in windows.items():
             shape[d] = n_out
-        what = "leaves outputs that read no input" if i in gaps else "reaches its outputs out of input order"
         return _hand_over(
-            call, x, f"transposed conv (kernel {kernel[i]}, stride {stride[i]}, dilation {dilation[i]}) {what}; "
-            "no exact window map", shape=tuple(shape),
+            call, x, f"transposed conv (kernel {kernel[i]}, stride {stride[i]}, dilation {dilation[i]}) leaves "
+            "outputs that read no input; no exact window map", shape=tuple(shape),
         )
     return _apply(call, x, windows, out_channels)
-
-
-def _monotone(f: PAMap) -> bool:
-    """Whether a periodic-affine map is non-decreasing (checked over one period and its wrap)."""
-    return all(f(u) <= f(u + 1) for u in range(f.period))
 
 
 def conv_transpose_function_rule(nd: int) -> Rule:

@@ -150,31 +150,23 @@ def test_probe_agrees_with_symbolic(spec):
             f"{spec}\naxis {k}: probe {axis}, symbolic rf {rec.rf[k]} stride {rec.stride[k]} start {rec.start[k]}")
 
 
-@pytest.mark.slow
-def test_transposed_conv_taps_out_of_order():
-    """Found by `benchmarks/fuzz_long.py`: ConvTranspose1d(k=3, s=3, d=2, p=4), then MaxPool1d(2, 1).
+@pytest.mark.xfail(strict=True, reason="a dilated window over a field left non-monotone by a transposed conv "
+                   "is read as its hull (a superset), see rfgraph.algebra._range_extreme")
+def test_dilated_window_after_out_of_order_taps():
+    """Found by `benchmarks/fuzz_long.py`: ConvTranspose1d(k=3, s=3, d=2, p=4), then MaxPool1d(4, 1, 1, dilation=2).
 
-    Output o receives input i through tap j when o = 3i - 4 + 2j.  Each residue
-    of o mod 3 is hit by one tap: o = 3m reads m (j = 2), 3m + 1 reads m + 1
-    (j = 1), 3m + 2 reads m + 2 (j = 0): the map is not monotone (3m + 2 -> m + 2,
-    3m + 3 -> m + 1), so a later window's hull is not given by its end points:
-    the pool's v = 3m + 2 reads {m + 2, m + 1}, not [m + 2, m + 2].  The layer
-    goes to the fallback; probed values, if any, must be the true ones:
-    lo = (0, 1, 1) + m, hi = (1, 2, 2) + m per period 3: rf 2, stride 1/3, start 0.
+    Output o receives input i through tap j when o = 3i - 4 + 2j: o = 3m reads m,
+    3m + 1 reads m + 1, 3m + 2 reads m + 2 (out of order).  The pool's v reads
+    w(v - 1), w(v + 1), w(v + 3), w(v + 5) (dilation 2), not the whole hull
+    [v - 1, v + 5]: for v = 3m + 1 that is w(3m) = m, w(3m + 2) = m + 2,
+    w(3m + 4) = m + 2, w(3m + 6) = m + 2: [m, m + 2], while the hull of
+    w(3m) .. w(3m + 6) is [m, m + 3].
     """
-    from fractions import Fraction
-
     import torch.nn as nn
 
     import rfgraph
 
-    net = nn.Sequential(nn.ConvTranspose1d(1, 1, 3, stride=3, dilation=2, padding=4), nn.MaxPool1d(2, 1))
-    a = rfgraph.analyze(net, (1, 1, 20), fallback="unknown")
-    assert a["0"].source == "unknown" and "reaches its outputs out of input order" in a["0"].reason
-    b = rfgraph.analyze(net, (1, 1, 20))
-    if b["1"].source == "probed":
-        assert (b["1"].rf, b["1"].stride, b["1"].start) == ((2,), (Fraction(1, 3),), (0,))
-    else:
-        assert b["1"].source == "unknown"
-    _assert_agrees(NetSpec(1, 2, 40, (Op("convT", (0,), (3, 3, 2, 4, 2)), Op("maxpool", (0,), (1, 1, 0, 1, False)),
-                                      Op("maxpool", (1,), (4, 1, 1, 2, False)), Op("convT", (3,), (1, 2, 1, 0, 1)))))
+    net = nn.Sequential(nn.ConvTranspose1d(1, 1, 3, stride=3, dilation=2, padding=4),
+                        nn.MaxPool1d(4, 1, 1, dilation=2))
+    r = rfgraph.analyze(net, (1, 1, 20), fallback="unknown")["1"]
+    assert r.source != "symbolic" or (r.lo[0](31), r.hi[0](31)) == (10, 12)
