@@ -24,7 +24,7 @@ from .errors import InputShapeError, InputTooSmallError, NotAModuleError, RFGrap
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target
 from .tracing import Traced, trace
-from .values import MergeInfo, SymTensor
+from .values import MergeInfo, SymTensor, collect
 
 __all__ = ["analyze", "SymbolicPass", "contains_sym", "shape_by_execution"]
 
@@ -292,19 +292,7 @@ class SymbolicPass(fx.Interpreter):
 
 
 def _union_of_outputs(value: Any) -> SymTensor:
-    tensors: list[SymTensor] = []
-
-    def collect(v):
-        if isinstance(v, SymTensor):
-            tensors.append(v)
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                collect(x)
-        elif isinstance(v, dict):
-            for x in v.values():
-                collect(x)
-
-    collect(value)
+    tensors = collect(value, SymTensor)
     out = SymTensor((), tensors[0].dtype)
     pinned: dict[int, Field] = {}
     for t in tensors:

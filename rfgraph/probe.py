@@ -68,7 +68,7 @@ from torch import nn
 
 from .algebra import PAMap
 from .errors import NodeNotFoundError, ProbeError, RFGraphError
-from .tracing import trace
+from .tracing import ancestors, trace
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import Analysis, NodeRF
@@ -516,18 +516,6 @@ def _affine(y, weight, bias, channel_dim: Optional[int]):
 # ---------------------------------------------------------------------------
 
 
-def _ancestors(target: fx.Node) -> set[fx.Node]:
-    seen = {target}
-    stack = [target]
-    while stack:
-        n = stack.pop()
-        for a in n.all_input_nodes:
-            if a not in seen:
-                seen.add(a)
-                stack.append(a)
-    return seen
-
-
 def _shape(v: Any) -> Optional[tuple[int, ...]]:
     return tuple(v.shape) if isinstance(v, torch.Tensor) else None
 
@@ -546,7 +534,7 @@ class _Runner:
         self.keys = keys
         self.raw = raw
         self.target = target
-        needed = _ancestors(target)
+        needed = ancestors(target)
         self.nodes = [n for n in gm.graph.nodes if n in needed]
         self.gen = torch.Generator().manual_seed(seed + 1)
         self._pool: Optional[torch.Tensor] = None
@@ -883,7 +871,7 @@ class _Prober:
         # under flat names in one holder (the graph itself is read, never copied or modified).
         needed: set[fx.Node] = set()
         for name in fx_names:
-            needed |= _ancestors(nodes[name])
+            needed |= ancestors(nodes[name])
         holder = nn.Module()
         keys: dict[str, str] = {}
         raw: dict[str, Any] = {}

@@ -39,13 +39,15 @@ from fractions import Fraction
 from math import lcm
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
+import torch.fx as fx
 from torch import nn
 
 from .algebra import Field, PAMap
 from .errors import InputShapeError, InputTooSmallError, NodeNotFoundError, RFGraphError
 from .passes import analyze
 from .results import Analysis, NodeRF
-from .tracing import Traced
+from .tracing import Traced, ancestors
+from .values import collect
 
 __all__ = [
     "Resizer",
@@ -732,18 +734,6 @@ def _pad_params(pad):
     return ("pad", (1,) * nd, (1,) * nd, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), (1,) * nd, False)
 
 
-def _ancestors(n) -> set:
-    seen = set()
-    stack = [n]
-    while stack:
-        x = stack.pop()
-        for a in x.all_input_nodes:
-            if a not in seen:
-                seen.add(a)
-                stack.append(a)
-    return seen
-
-
 def _merges(analysis: Analysis) -> list[tuple[NodeRF, list[NodeRF]]]:
     records = {r.name: r for r in analysis.records}
     out = []
@@ -799,7 +789,7 @@ def alignment_report(
         causes: list[str] = []
         if not r.aligned and by_fx:
             fx_ins = [by_fx[s.fx_name] for s in ins]
-            closures = [_ancestors(x) | {x} for x in fx_ins]
+            closures = [ancestors(x) for x in fx_ins]
             common = set.intersection(*closures)
             new_paths = []
             for p, closure in zip(paths, closures):
@@ -933,21 +923,7 @@ def _output_nodes(analysis: Analysis) -> list[str]:
     gm = analysis.graph_module
     records = {r.fx_name: r.name for r in analysis.records}
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
-    found: list[str] = []
-
-    def walk(v):
-        if hasattr(v, "op") and hasattr(v, "name"):
-            if v.name in records:
-                found.append(records[v.name])
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                walk(x)
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-
-    walk(out_node.args[0])
-    return found
+    return [records[n.name] for n in collect(out_node.args[0], fx.Node) if n.name in records]
 
 
 def lint(analysis: Analysis, declared: Optional[Sequence[Declared]] = None) -> list[LintRow]:
@@ -1105,7 +1081,7 @@ def _candidate_layers(analysis: Analysis, node: str) -> list[tuple[str, nn.Modul
     gm = analysis.graph_module
     records = {r.fx_name: r for r in analysis.records}
     target = next(n for n in gm.graph.nodes if n.name == _node(analysis, node).fx_name)
-    upstream = _ancestors(target) | {target}
+    upstream = ancestors(target)
     out = []
     for n in gm.graph.nodes:
         if n not in upstream or n.op != "call_module":

@@ -32,7 +32,7 @@ from torch import nn
 
 from .algebra import GLOBAL, PAMap
 from .errors import InputShapeError, InputTooSmallError, RuleError
-from .values import Axis, MergeInfo, SymTensor, is_complete, merge_tensors
+from .values import Axis, MergeInfo, SymTensor, collect, is_complete, merge_tensors
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx as fx
@@ -83,21 +83,7 @@ class OpCall:
         return default
 
     def sym_args(self) -> list[SymTensor]:
-        out: list[SymTensor] = []
-
-        def walk(v):
-            if isinstance(v, SymTensor):
-                out.append(v)
-            elif isinstance(v, (list, tuple)):
-                for x in v:
-                    walk(x)
-            elif isinstance(v, dict):
-                for x in v.values():
-                    walk(x)
-
-        walk(self.args)
-        walk(self.kwargs)
-        return out
+        return collect((self.args, self.kwargs), SymTensor)
 
     def describe(self) -> str:
         if self.module is not None:

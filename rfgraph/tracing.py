@@ -32,7 +32,7 @@ from torch import nn
 
 from .errors import TraceError
 
-__all__ = ["RFTracer", "Traced", "trace", "export_trace", "OPAQUE_TORCHVISION_MODULES"]
+__all__ = ["ancestors", "RFTracer", "Traced", "trace", "export_trace", "OPAQUE_TORCHVISION_MODULES"]
 
 
 def _opaque_torchvision_modules() -> tuple[type, ...]:
@@ -262,3 +262,15 @@ def export_trace(model: nn.Module, example_inputs: tuple, leaf_modules: Iterable
             names[n] = unique(f"{path}.{op}" if path else op)
         n.meta["rf_module"] = path
     return Traced(gm, names, method="export")
+
+
+def ancestors(node: fx.Node) -> set[fx.Node]:
+    """``node`` and every node it depends on."""
+    seen = {node}
+    stack = [node]
+    while stack:
+        for a in stack.pop().all_input_nodes:
+            if a not in seen:
+                seen.add(a)
+                stack.append(a)
+    return seen

@@ -24,13 +24,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from math import prod
-from typing import Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
 
 from .algebra import GLOBAL, Field, PAMap, SlopeMismatch
 
-__all__ = ["Axis", "Flat", "Mixed", "Tag", "is_complete", "SymTensor", "MergeInfo", "merge_tensors"]
+__all__ = ["collect", "Axis", "Flat", "Mixed", "Tag", "is_complete", "SymTensor", "MergeInfo", "merge_tensors"]
+
+
+def collect(value: Any, kind: type) -> list:
+    """Every instance of ``kind`` in ``value``, looking inside lists, tuples and dicts, in order."""
+    if isinstance(value, kind):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in collect(v, kind)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in collect(v, kind)]
+    return []
 
 
 @dataclass(frozen=True)
@@ -188,7 +199,13 @@ class SymTensor:
                     f"{what} reads along a dimension that holds flattened or shuffled spatial positions",
                     shape=shape,
                 )
-        return self.like(shape=shape, tags=tags, pinned=pinned)
+        out = self.like(shape=shape, tags=tags, pinned=pinned)
+        if self.parts is not None and self.parts[0] not in per_dim:
+            # A crop or window along other dims keeps each concat piece's channels apart.
+            pieces = tuple((a, b, piece.windows(per_dim, what)) for a, b, piece in self.parts[1])
+            if not any(piece.unknown for _, _, piece in pieces):
+                out.parts = (self.parts[0], pieces)
+        return out
 
     def reduce(self, dims: Iterable[int], keepdim: bool, what: str = "") -> SymTensor:
         """Mix whole dims (mean, sum, softmax over tokens...): their axes become global."""
