@@ -274,15 +274,15 @@ class Field:
     def is_global(self) -> bool:
         return self.lo is None
 
-    def through(self, low: PAMap, high: PAMap) -> Field:
-        """The field after an op reading window ``[low(u), high(u)]`` of this tensor."""
+    def through(self, low: PAMap, high: PAMap, step: int = 1) -> Field:
+        """The field after an op reading positions ``low(u), low(u) + step, ..., high(u)`` of this tensor."""
         if self.lo is None:
             return self
         return Field(
-            _range_extreme(self.lo, low, high, min),
-            _range_extreme(self.hi, low, high, max),
-            _range_extreme(self.path_lo, low, high, min),
-            _range_extreme(self.path_hi, low, high, max),
+            _range_extreme(self.lo, low, high, min, step),
+            _range_extreme(self.hi, low, high, max, step),
+            _range_extreme(self.path_lo, low, high, min, step),
+            _range_extreme(self.path_hi, low, high, max, step),
         )
 
     def merge(self, other: Field) -> Field:
@@ -352,13 +352,13 @@ class Field:
         return f"Field(lo={self.lo}, hi={self.hi})"
 
 
-def _range_extreme(f: PAMap, low: PAMap, high: PAMap, op) -> PAMap:
-    """``u -> op(f(v) for v in [low(u), high(u)])``: ``f o low`` (min) or ``f o high`` (max) when ``f`` is
-    non-decreasing.  A transposed convolution whose taps land out of order (e.g. stride 3, dilation 2)
-    leaves a field that is not, and its extreme over a window is then taken point by point, over the
-    period after which both ends have advanced by whole periods of ``f``.  Exact for windows without
-    holes; a dilated window is read as its hull there (a superset).  An empty window (``low > high``)
-    keeps the end composition."""
+def _range_extreme(f: PAMap, low: PAMap, high: PAMap, op, step: int = 1) -> PAMap:
+    """``u -> op(f(v) for v = low(u), low(u) + step, ..., high(u))``: ``f o low`` (min) or ``f o high``
+    (max) when ``f`` is non-decreasing.  A transposed convolution whose taps land out of order (e.g.
+    stride 3, dilation 2) leaves a field that is not, and its extreme over a window is then taken point
+    by point over the read positions (``step`` is the reader's dilation), over the period after which
+    both ends have advanced by whole periods of ``f``.  An empty window (``low > high``) keeps the end
+    composition."""
     end = f.compose(low if op is min else high)
     if (f.period == 1 and f.advance >= 0) or f.is_monotone():
         return end
@@ -370,7 +370,7 @@ def _range_extreme(f: PAMap, low: PAMap, high: PAMap, op) -> PAMap:
     table = []
     for u in range(k * base):
         a, b = low(u), high(u)
-        table.append(op(f(v) for v in range(a, b + 1)) if a <= b else end(u))
+        table.append(op(f(v) for v in range(a, b + 1, step)) if a <= b else end(u))
     return PAMap(k * base, f.advance * (k * moved // f.period), table)
 
 

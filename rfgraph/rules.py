@@ -325,8 +325,11 @@ def _norm_dim(dim: int, ndim: int) -> int:
     return dim + ndim if dim < 0 else dim
 
 
-def _spatial_windows(call: OpCall, x: SymTensor, nd: int, make) -> dict[int, tuple[PAMap, PAMap, int]]:
-    """``{tensor dim: (L, H, n_out)}`` for the last ``nd`` dims; ``make(i, n)`` gives each."""
+def _spatial_windows(call: OpCall, x: SymTensor, nd: int, make, taps: Optional[Sequence[int]] = None) -> dict:
+    """``{tensor dim: (L, H, n_out)}`` for the last ``nd`` dims; ``make(i, n)`` gives each.
+
+    ``taps`` are the dilations: a dilated window reads every ``taps[i]``-th position of ``[L, H]``
+    only, which matters where the field it reads is not monotone (see `Field.through`)."""
     if x.ndim < nd + 1:
         raise RuleError(f"{call.describe()} at node {call.name!r} expects at least {nd + 1} dims, got {x.shape}")
     windowed = x.tags[x.ndim - nd :]
@@ -344,7 +347,7 @@ def _spatial_windows(call: OpCall, x: SymTensor, nd: int, make) -> dict[int, tup
         low, high, n_out = make(i, x.shape[d])
         if n_out <= 0:
             raise call.too_small(d, x.shape[d], f"output length {n_out}")
-        out[d] = (low, high, n_out)
+        out[d] = (low, high, n_out) if not taps or taps[i] == 1 else (low, high, n_out, taps[i])
     return out
 
 
@@ -384,7 +387,7 @@ def _conv(call: OpCall, x: SymTensor, kernel, stride, padding, dilation, out_cha
         pl, pr = _conv_padding(padding, i, kernel[i], dilation[i])
         return conv_window(n, kernel[i], stride[i], pl, pr, dilation[i])
 
-    return _apply(call, x, _spatial_windows(call, x, nd, make), out_channels)
+    return _apply(call, x, _spatial_windows(call, x, nd, make, dilation), out_channels)
 
 
 def conv_module_rule(call: OpCall) -> SymTensor:
@@ -504,7 +507,7 @@ def _pool(call, x, nd, kernel, stride, padding, dilation, ceil_mode):
     def make(i, n):
         return pool_window(n, kernel[i], stride[i], padding[i], dilation[i], ceil_mode)
 
-    return _apply(call, x, _spatial_windows(call, x, nd, make))
+    return _apply(call, x, _spatial_windows(call, x, nd, make, dilation))
 
 
 def pool_module_rule(nd: int) -> Rule:

@@ -180,7 +180,7 @@ class SymTensor:
         shape = list(self.shape)
         tags = list(self.tags)
         pinned = self.pinned
-        for d, (low, high, size) in per_dim.items():
+        for d, (low, high, size, *taps) in per_dim.items():
             shape[d] = size
             tag = tags[d]
             if tag is None:
@@ -191,7 +191,7 @@ class SymTensor:
                 tags[d] = None
                 pinned = {**pinned, tag.axis: GLOBAL}
             elif isinstance(tag, Axis):
-                tags[d] = Axis(tag.axis, tag.field.through(low, high))
+                tags[d] = Axis(tag.axis, tag.field.through(low, high, taps[0] if taps else 1))
             elif all(f.is_global for _, f in tag.items()):
                 tags[d] = tag
             else:
