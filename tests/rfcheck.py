@@ -136,3 +136,19 @@ def assert_windows_match(
         compared += 1
     assert compared >= 1
     return compared
+
+
+class Lambda(nn.Module):
+    """A module whose forward is a plain function (traced by fx)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def summary(r: NodeRF, axis: int = 0) -> tuple:
+    """(rf, rf_min, stride, start) of one axis."""
+    return r.rf[axis], r.rf_min[axis], r.stride[axis], r.start[axis]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torchvision
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from rfcheck import assert_windows_match, check, last
+from rfcheck import Lambda, assert_windows_match, check, last, summary
 from torch import nn
 
 import rfgraph
@@ -24,19 +24,6 @@ from rfgraph.errors import NodeNotFoundError
 
 HALF = Fraction(1, 2)
 SEED_KERNELS = (9, 3, 3, 3, 9, 3, 3, 7, 3)
-
-
-def summary(r, axis=0):
-    return r.rf[axis], r.rf_min[axis], r.stride[axis], r.start[axis]
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
 
 
 # ---------------------------------------------------------------------------

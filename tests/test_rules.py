@@ -16,29 +16,13 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from rfcheck import assert_windows_match, check, last
+from rfcheck import Lambda, assert_windows_match, check, last, summary
 from torch import nn
 
 from rfgraph.algebra import PAMap
 
 F1 = Fraction(1)
 HALF = Fraction(1, 2)
-
-
-class Lambda(nn.Module):
-    """A module whose forward is a plain function (traced by fx)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
-
-
-def summary(r, axis=0):
-    """(rf, rf_min, stride, start) of one axis."""
-    return r.rf[axis], r.rf_min[axis], r.stride[axis], r.start[axis]
 
 
 # ---------------------------------------------------------------------------

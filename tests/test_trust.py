@@ -185,15 +185,6 @@ def test_leaf_module_hint_works():
 # ---------------------------------------------------------------------------
 
 
-class Lambda(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
-
-
 class ConvThen(nn.Module):
     """conv k3 (no padding), then ``fn``: the conv's field is lo(u) = u, hi(u) = u + 2."""
 
