@@ -8,7 +8,7 @@
 
 from . import zoo
 from .algebra import Field, PAMap
-from .erf import ERFResult, erf
+from .effective import ERFResult, erf
 from .errors import (
     InputShapeError,
     InputTooSmallError,
@@ -20,7 +20,7 @@ from .errors import (
     TraceError,
 )
 from .passes import analyze
-from .probe import ProbeResult, ValidationReport, probe, validate
+from .probing import ProbeResult, ValidationReport, probe, validate
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet
 

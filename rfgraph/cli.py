@@ -40,7 +40,7 @@ __all__ = ["main", "build_parser", "SUBCOMMAND_MODULES", "CLIError", "parse_ints
 
 #: Modules that may contribute subcommands through ``add_cli(subparsers)``.
 #: A module that is not installed (or not written yet) is skipped silently.
-SUBCOMMAND_MODULES = ["rfgraph.zoo", "rfgraph.queries", "rfgraph.erf", "rfgraph.probe"]
+SUBCOMMAND_MODULES = ["rfgraph.zoo", "rfgraph.queries", "rfgraph.effective", "rfgraph.probing"]
 
 _BUILTIN_COMMANDS = ("analyze",)
 _FORMATS = ("table", "markdown", "json", "yaml", "csv")
@@ -309,7 +309,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         default = default_input_shape(spec, model)
     if overlay_image and not (args.input_size or args.input_shape):
         # The boxes are drawn in image pixels: analyse at the image's size.
-        from .plots import image_size
+        from .report.plots import image_size
 
         h, w = image_size(overlay_image)
         if len(default) != 4:
@@ -351,7 +351,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     status = EXIT_OK
     if args.plot:
         with progress.step(f"drawing {args.plot}"):
-            from .plots import plot_depth
+            from .report.plots import plot_depth
 
             plot_depth(analysis, args.plot, title=spec)
         if not args.quiet:
@@ -364,7 +364,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 
 def _overlay(args, analysis, selected, image, spec: str, progress: _Progress) -> None:
-    from .plots import plot_overlay
+    from .report.plots import plot_overlay
 
     if args.node:
         record = analysis[args.node]
@@ -393,7 +393,7 @@ def _require_validate() -> None:
     if hasattr(Analysis, "validate"):
         return
     try:
-        importlib.import_module("rfgraph.probe")
+        importlib.import_module("rfgraph.probing")
     except ModuleNotFoundError:
         raise CLIError("--validate needs the numeric probe (rfgraph.probe), which this installation lacks") from None
     if not hasattr(Analysis, "validate"):

@@ -353,7 +353,7 @@ def analyze(
 ) -> Analysis:
     """Receptive field of every tensor node of ``model`` for inputs of ``input_shape``.
 
-    Ops with no rule go to ``fallback``: by default `rfgraph.probe.fallback`,
+    Ops with no rule go to ``fallback``: by default `rfgraph.probing.fallback`,
     which probes the op alone and fits its window maps (nodes marked
     ``source="probed"``); ``fallback="unknown"`` marks them unknown instead.
 
@@ -368,8 +368,8 @@ def analyze(
             f"analyze() needs a torch.nn.Module, got {type(model).__name__}"
             + (" (a class: instantiate it first)" if isinstance(model, type) else "")
         )
-    if fallback is None:  # ops without a rule: probe them alone (rfgraph.probe.fallback)
-        from .probe import fallback
+    if fallback is None:  # ops without a rule: probe them alone (rfgraph.probing.fallback)
+        from .probing import fallback
     elif isinstance(fallback, str):
         if fallback != "unknown":
             raise ValueError(f"fallback must be a callable, None (probe) or 'unknown', got {fallback!r}")

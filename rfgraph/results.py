@@ -270,8 +270,8 @@ class Analysis:
 
     def validate(self, nodes: Optional[Sequence[str]] = None, **kwargs: Any):
         """Probe ``nodes`` numerically (default: a handful over the depth plus the last spatial node)
-        and compare with these symbolic results; returns a `rfgraph.probe.ValidationReport`."""
-        from .probe import validate_analysis
+        and compare with these symbolic results; returns a `rfgraph.probing.ValidationReport`."""
+        from .probing import validate_analysis
 
         return validate_analysis(self, nodes, **kwargs)
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import rfgraph
-from rfgraph.erf import ERFError, ERFResult, ERFSupportError, ERFWarning, _assert_support, erf
+from rfgraph.effective.measure import ERFError, ERFResult, ERFSupportError, ERFWarning, _assert_support, erf
 
 F64 = torch.float64
 

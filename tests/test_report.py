@@ -245,7 +245,7 @@ def test_networkx_matches_fx_graph(resnet, mixed):
 
 def test_resnet50_pictures(resnet, tmp_path):
     pytest.importorskip("matplotlib")
-    from rfgraph.plots import plot_depth, plot_overlay
+    from rfgraph.report.plots import plot_depth, plot_overlay
 
     depth = tmp_path / "depth.png"
     plot_depth(resnet, str(depth), title="resnet50")
@@ -264,7 +264,7 @@ def test_overlay_on_an_image(resnet, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from rfgraph.plots import image_size, plot_overlay
+    from rfgraph.report.plots import image_size, plot_overlay
 
     path = tmp_path / "img.png"
     Image.fromarray(np.full((50, 80, 3), 200, dtype=np.uint8)).save(path)

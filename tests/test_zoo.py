@@ -189,7 +189,7 @@ def test_validate_reports_both_values_of_a_disagreement(factories, monkeypatch):
     """A disagreement row carries the probe's values and names the quantity (report faked here)."""
     from fractions import Fraction
 
-    from rfgraph.probe import AxisProbe, ProbeResult, ValidationReport, ValidationRow, compare
+    from rfgraph.probing import AxisProbe, ProbeResult, ValidationReport, ValidationRow, compare
     from rfgraph.results import Analysis
 
     def fake_validate(self, nodes=None, **kwargs):

@@ -55,9 +55,9 @@ import re
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
-from .algebra import PAMap
-from .errors import RFGraphError
-from .results import Analysis, NodeRF
+from ..algebra import PAMap
+from ..errors import RFGraphError
+from ..results import Analysis, NodeRF
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx
@@ -296,7 +296,7 @@ def _node_from(d: dict[str, Any]) -> NodeRF:
 
 def to_dict(analysis: Analysis, nodes: NodeSelection = None) -> dict[str, Any]:
     """The analysis as plain JSON-safe data (see the module docstring for the schema)."""
-    from . import __version__
+    from .. import __version__
 
     return {
         "schema_version": SCHEMA_VERSION,

@@ -66,13 +66,13 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from .algebra import PAMap
-from .errors import NodeNotFoundError, ProbeError, RFGraphError
-from .tracing import ancestors, trace
+from ..algebra import PAMap
+from ..errors import NodeNotFoundError, ProbeError, RFGraphError
+from ..tracing import ancestors, trace
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .results import Analysis, NodeRF
-    from .rules import OpCall
+    from ..results import Analysis, NodeRF
+    from ..rules import OpCall
 
 __all__ = [
     "probe",
@@ -1234,7 +1234,7 @@ def probe(
     """
     t0 = time.perf_counter()
     if analysis is None and input_shape is not None and use_estimate:
-        from .passes import analyze
+        from ..passes import analyze
 
         try:
             analysis = analyze(model, input_shape, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
@@ -1515,7 +1515,7 @@ def validate(
     >>> validate(net, (1, 1, 32, 32)).ok
     True
     """
-    from .passes import analyze
+    from ..passes import analyze
 
     analysis = analyze(model, input_shape, **analyze_kwargs)
     return validate_analysis(analysis, nodes, dtype=dtype, seed=seed)
@@ -1569,7 +1569,7 @@ def fallback(call: "OpCall") -> Any:
 
 
 def _unknown(call: "OpCall", reason: str) -> Any:
-    from .passes import _to_unknown, shape_by_execution
+    from ..passes import _to_unknown, shape_by_execution
 
     interp = call.interp
     what = call.describe()
@@ -1657,7 +1657,7 @@ class _OpProbe:
 
 
 def _probe_op(call: "OpCall", syms: list) -> Any:
-    from .values import Axis
+    from ..values import Axis
 
     if len(syms) != 1:
         raise _NoFit(f"it takes {len(syms)} tensors that depend on the input; the fallback probes ops of one")
@@ -1674,7 +1674,7 @@ def _probe_op(call: "OpCall", syms: list) -> Any:
     if not local:
         # Nothing local left (a head after global pooling): each output element can depend on no more
         # than the input's fields, which every element of the input shares.
-        from .values import SymTensor
+        from ..values import SymTensor
 
         out_sym = SymTensor(tuple(out.shape), x.dtype, None, _all_fields(x), None, x.global_context, True)
         return out_sym
@@ -1702,7 +1702,7 @@ def _probe_op(call: "OpCall", syms: list) -> Any:
 
 def _all_fields(x: Any) -> dict:
     """Every field ``x`` holds, merged per axis (global wins)."""
-    from .algebra import GLOBAL
+    from ..algebra import GLOBAL
 
     out: dict = {}
     for k, fields in x.axis_fields().items():
@@ -1855,9 +1855,9 @@ def add_cli(subparsers: Any) -> None:
 def _run_cli(args: Any) -> int:
     import json
 
-    from .cli import parse_ints
-    from .models import default_input_shape, load_model
-    from .passes import analyze
+    from ..cli import parse_ints
+    from ..models import default_input_shape, load_model
+    from ..passes import analyze
 
     model = load_model(args.model, device="meta")
     shape = parse_ints(args.input_shape, "--input-shape") if args.input_shape else \

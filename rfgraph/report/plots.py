@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from .errors import RFGraphError
-from .results import Analysis, NodeRF
+from ..errors import RFGraphError
+from ..results import Analysis, NodeRF
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

@@ -55,11 +55,11 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .errors import InputTooSmallError, RFGraphError
-from .passes import analyze
-from .results import Analysis, NodeRF
-from .rules import RuleSet
-from .tracing import Traced, trace
+from ..errors import InputTooSmallError, RFGraphError
+from ..passes import analyze
+from ..results import Analysis, NodeRF
+from ..rules import RuleSet
+from ..tracing import Traced, trace
 
 __all__ = [
     "erf",
@@ -966,7 +966,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     """Errors propagate as `RFGraphError`: `rfgraph.cli` prints them as one line (exit code 1)."""
     import json
 
-    from .models import default_input_shape, load_model
+    from ..models import default_input_shape, load_model
 
     torch.manual_seed(args.seed)  # random-init weights: the same seed gives the same model and numbers
     model = load_model(args.model, device="cpu")
