@@ -387,24 +387,19 @@ def _overlay(args, analysis, selected, image, spec: str, progress: _Progress) ->
 
 
 def _require_validate() -> None:
-    """Fail before any work when the probe's ``Analysis.validate`` is not available."""
-    from .results import Analysis
-
-    if hasattr(Analysis, "validate"):
-        return
+    """Fail before any work when the numeric probe is not installed."""
     try:
         importlib.import_module("rfgraph.probing")
     except ModuleNotFoundError:
-        raise CLIError("--validate needs the numeric probe (rfgraph.probe), which this installation lacks") from None
-    if not hasattr(Analysis, "validate"):
-        raise CLIError("--validate is not available yet: rfgraph.probe does not provide Analysis.validate()")
+        raise CLIError("--validate needs the numeric probe (rfgraph.probing), which this installation lacks") from None
 
 
 def _validate(analysis: Any, selected: Optional[list[Any]], progress: _Progress) -> int:
-    validate = analysis.validate
+    from .probing import validate_analysis
+
     nodes = None if selected is None else [r.name for r in selected]
     with progress.step("probing (numeric cross-check)"):
-        result = validate(nodes=nodes)
+        result = validate_analysis(analysis, nodes)
     sys.stdout.write(str(result).rstrip("\n") + "\n")
     failed = bool(getattr(result, "disagreements", None)) or bool(getattr(result, "errors", None))
     if not failed and hasattr(result, "ok") and not hasattr(result, "disagreements"):

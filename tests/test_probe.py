@@ -256,7 +256,7 @@ def test_validate_reports_a_wrong_symbolic_rule():
     net = nn.Sequential(Box3(), nn.Conv2d(1, 1, 1))
     rules = rfgraph.DEFAULT_RULES.override(modules={Box3: lambda call: call.args[0]})
     a = rfgraph.analyze(net, (1, 1, 16, 16), rules=rules, leaf_modules=[Box3])
-    report = a.validate(["1"])
+    report = validate_analysis(a, ["1"])
     assert not report.ok
     found = {(d.quantity, d.symbolic, d.numeric) for d in report.disagreements}
     assert ("rf", 1, 3) in found and ("start", Fraction(0), Fraction(-1)) in found
@@ -425,7 +425,7 @@ def test_exported_graph_aten_ops():
     """conv 3 p1 (3, start -1) -> max pool 3 s2 p1 (5, stride 2, start -2) -> conv 3 p1 (9, start -4)."""
     a = rfgraph.analyze(Exported(), (1, 3, 32, 32))
     assert a.meta["trace"] == "export"
-    report = a.validate()
+    report = validate_analysis(a)
     assert report.ok, str(report)
     assert report.rows[-1].numeric.rf == (9, 9) and report.rows[-1].numeric.start == (-4, -4)
 
@@ -467,9 +467,9 @@ def test_fixed_size_adaptive_pool_cannot_be_isolated():
     a = rfgraph.analyze(net, (1, 1, 24, 24))
     with pytest.raises(rfgraph.ProbeError, match="cannot isolate units"):
         probe(net, "2", analysis=a)
-    explicit = a.validate(["2"])
+    explicit = validate_analysis(a, ["2"])
     assert not explicit.ok and explicit.rows[0].status == "error"
-    default = a.validate()
+    default = validate_analysis(a)
     assert default.ok and default.rows[-1].status == "skipped" and "skipped 2" in str(default)
 
 

@@ -146,7 +146,7 @@ def _opt(cast, text):
 
 def test_csv_values(mixed, resnet):
     for a in (mixed, resnet):
-        rows = list(csv.DictReader(io.StringIO(a.to_csv())))
+        rows = list(csv.DictReader(io.StringIO(report.to_csv(a))))
         assert [row["node"] for row in rows] == a.nodes
         for row in rows:
             r = a[row["node"]]
@@ -185,7 +185,7 @@ def _check_rows(a: Analysis, rows: list[list[str]]) -> None:
 
 def test_markdown_values(mixed, resnet):
     for a in (mixed, resnet):
-        lines = a.to_markdown().splitlines()
+        lines = report.to_markdown(a).splitlines()
         header = lines.index("| node | op | shape | rf | stride | start | flags |")
         rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines[header + 2 :] if line]
         _check_rows(a, rows)
@@ -226,7 +226,7 @@ def test_unknown_node_name_suggests(resnet):
 
 def test_networkx_matches_fx_graph(resnet, mixed):
     for a in (resnet, mixed):
-        g = a.to_networkx()
+        g = report.to_networkx(a)
         by_fx = {r.fx_name: r.name for r in a}
         fx_nodes = [n for n in a.graph_module.graph.nodes if n.name in by_fx]
         assert set(g.nodes) == {by_fx[n.name] for n in fx_nodes} == set(a.nodes)

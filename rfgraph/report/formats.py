@@ -5,59 +5,30 @@ computed a second time.  Exact values stay exact: a `Fraction` is written as
 its string (``"1/2"``, ``"32"``, ``"-213"``) and parsed back with
 ``Fraction(text)``.
 
-The JSON / YAML schema (``schema_version`` 1)::
-
-    schema_version: 1
-    generator: "rfgraph 0.1.0"
-    model: "ResNet"                  # Analysis.model_name
-    input_shape: [1, 3, 224, 224]
-    axes: ["h", "w"]                 # names of the input spatial axes
-    counts: {symbolic: 170, ...}     # Analysis.counts(), informative only
-    meta: {...}                      # Analysis.meta, JSON-safe values only
-    nodes:
-      - name: "layer4.2.relu_2"      # torchvision-style node name
-        fx_name: "layer4_2_relu_2"
-        op: "ReLU"
-        module: "layer4.2.relu"      # or null
-        shape: [1, 2048, 7, 7]       # or null
-        source: "symbolic"           # symbolic | probed | unknown | nonspatial
-        reason: null                 # why a node is unknown
-        inputs: ["layer4.2.add"]     # input nodes, as in the traced graph
-        aligned: true
-        max_center_shift: "0"        # Fraction as a string
-        global_context: false
-        axes:                        # one entry per input spatial axis
-          - axis: 0
-            dim: 2                   # tensor dim carrying this axis, or null
-            rf: 427                  # int or null (global / unknown / none)
-            rf_min: 427
-            rf_path_min: 11
-            stride: "32"             # Fraction strings, or null
-            start: "-213"
-            padding: "213"           # -start (informative; not read back)
-            center: "0"
-            global: false
-            lo: {period: 1, advance: 32, table: [-213]}   # exact window map, or null
-            hi: {period: 1, advance: 32, table: [213]}
-
-`from_dict` (and `from_json` / `from_yaml`, which read with ``json.loads`` /
-``yaml.safe_load`` only) rebuilds an `Analysis` whose records compare equal to
-the original ones, window maps included, so ``record.box(unit)`` still works.
-The graph module and the model are not serialized.
+The JSON / YAML schema and its readers live in `rfgraph.results` (they are
+the results' own file format); they are re-exported here.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import re
-from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from ..algebra import PAMap
-from ..errors import RFGraphError
-from ..results import Analysis, NodeRF
+from ..results import (
+    SCHEMA_VERSION,
+    Analysis,
+    NodeRF,
+    NodeSelection,
+    select_records,
+    axis_names,
+    from_dict,
+    from_json,
+    from_yaml,
+    to_dict,
+    to_json,
+    to_yaml,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx
@@ -85,22 +56,12 @@ __all__ = [
     "render",
 ]
 
-#: Version of the JSON / YAML layout; bumped on any incompatible change.
-SCHEMA_VERSION = 1
-
 #: Output formats understood by `render`.
 FORMATS = ("table", "markdown", "json", "yaml", "csv")
 
-NodeSelection = Optional[Iterable[Union[str, NodeRF]]]
 
 
 # -- small helpers -------------------------------------------------------------------
-
-
-def axis_names(ndim: int) -> tuple[str, ...]:
-    """Short names of the input spatial axes: ``("l",)``, ``("h", "w")``, ``("d", "h", "w")``."""
-    named = {1: ("l",), 2: ("h", "w"), 3: ("d", "h", "w")}
-    return named.get(ndim, tuple(f"a{i}" for i in range(ndim)))
 
 
 def module_outputs(analysis: Analysis) -> list[NodeRF]:
@@ -138,20 +99,6 @@ def module_outputs(analysis: Analysis) -> list[NodeRF]:
         if i + 1 == len(records) or keys[i + 1] != keys[i]:
             out.append(r)
     return out
-
-
-def _select(analysis: Analysis, nodes: NodeSelection) -> list[NodeRF]:
-    if nodes is None:
-        return analysis.records
-    return [n if isinstance(n, NodeRF) else analysis[n] for n in nodes]
-
-
-def _frac(value: Optional[Fraction]) -> Optional[str]:
-    return None if value is None else str(value)
-
-
-def _unfrac(text: Optional[str]) -> Optional[Fraction]:
-    return None if text is None else Fraction(str(text))
 
 
 def _cell(record: NodeRF, axis: int, value: Any) -> str:
@@ -200,182 +147,6 @@ def _shape_text(shape: Optional[Sequence[int]]) -> str:
     return "-" if shape is None else "x".join(map(str, shape)) or "scalar"
 
 
-def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Fraction):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return str(value)
-
-
-# -- dict / JSON / YAML --------------------------------------------------------------
-
-
-def _pamap_dict(m: Optional[PAMap]) -> Optional[dict[str, Any]]:
-    if m is None:
-        return None
-    return {"period": m.period, "advance": m.advance, "table": list(m.table)}
-
-
-def _pamap_from(d: Optional[dict[str, Any]]) -> Optional[PAMap]:
-    if d is None:
-        return None
-    return PAMap(int(d["period"]), int(d["advance"]), [int(v) for v in d["table"]])
-
-
-def _node_dict(r: NodeRF) -> dict[str, Any]:
-    axes = []
-    for i in range(r.ndim):
-        axes.append(
-            {
-                "axis": i,
-                "dim": r.dims[i] if i < len(r.dims) else None,
-                "rf": r.rf[i],
-                "rf_min": r.rf_min[i],
-                "rf_path_min": r.rf_path_min[i],
-                "stride": _frac(r.stride[i]),
-                "start": _frac(r.start[i]),
-                "padding": _frac(r.padding[i]),
-                "center": _frac(r.center[i]),
-                "global": bool(r.is_global[i]),
-                "lo": _pamap_dict(r.lo[i] if i < len(r.lo) else None),
-                "hi": _pamap_dict(r.hi[i] if i < len(r.hi) else None),
-            }
-        )
-    return {
-        "name": r.name,
-        "fx_name": r.fx_name,
-        "op": r.op,
-        "module": r.module,
-        "shape": None if r.shape is None else list(r.shape),
-        "source": r.source,
-        "reason": r.reason,
-        "inputs": list(r.inputs),
-        "aligned": bool(r.aligned),
-        "max_center_shift": _frac(r.max_center_shift),
-        "global_context": bool(r.global_context),
-        "axes": axes,
-    }
-
-
-def _node_from(d: dict[str, Any]) -> NodeRF:
-    axes = sorted(d.get("axes") or [], key=lambda a: a["axis"])
-
-    def per_axis(key: str, convert=lambda v: v) -> tuple:
-        return tuple(None if a.get(key) is None else convert(a[key]) for a in axes)
-
-    shape = d.get("shape")
-    return NodeRF(
-        name=d["name"],
-        op=d["op"],
-        module=d.get("module"),
-        shape=None if shape is None else tuple(int(s) for s in shape),
-        dims=per_axis("dim", int),
-        rf=per_axis("rf", int),
-        rf_min=per_axis("rf_min", int),
-        rf_path_min=per_axis("rf_path_min", int),
-        stride=per_axis("stride", _unfrac),
-        start=per_axis("start", _unfrac),
-        center=per_axis("center", _unfrac),
-        is_global=tuple(bool(a.get("global", False)) for a in axes),
-        lo=tuple(_pamap_from(a.get("lo")) for a in axes),
-        hi=tuple(_pamap_from(a.get("hi")) for a in axes),
-        aligned=bool(d.get("aligned", True)),
-        max_center_shift=_unfrac(d.get("max_center_shift")) or Fraction(0),
-        global_context=bool(d.get("global_context", False)),
-        source=d.get("source", "symbolic"),
-        reason=d.get("reason"),
-        inputs=tuple(d.get("inputs") or ()),
-        fx_name=d.get("fx_name") or "",
-    )
-
-
-def to_dict(analysis: Analysis, nodes: NodeSelection = None) -> dict[str, Any]:
-    """The analysis as plain JSON-safe data (see the module docstring for the schema)."""
-    from .. import __version__
-
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "generator": f"rfgraph {__version__}",
-        "model": analysis.model_name,
-        "input_shape": list(analysis.input_shape),
-        "axes": list(axis_names(analysis.ndim)),
-        "counts": analysis.counts(),
-        "meta": _json_safe(analysis.meta),
-        "nodes": [_node_dict(r) for r in _select(analysis, nodes)],
-    }
-
-
-def from_dict(data: Any) -> Analysis:
-    """Rebuild an `Analysis` from `to_dict` output (no graph module, no model)."""
-    if not isinstance(data, dict) or "schema_version" not in data:
-        raise RFGraphError("not an rfgraph report: the top level has no 'schema_version' field")
-    version = data["schema_version"]
-    if version != SCHEMA_VERSION:
-        raise RFGraphError(
-            f"unsupported rfgraph report schema_version {version!r}; this rfgraph reads version {SCHEMA_VERSION}"
-        )
-    try:
-        records = [_node_from(d) for d in data.get("nodes") or []]
-        shape = tuple(int(s) for s in data["input_shape"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RFGraphError(f"malformed rfgraph report: {type(exc).__name__}: {exc}") from exc
-    return Analysis(records, shape, model_name=data.get("model") or "", meta=data.get("meta") or {})
-
-
-_SCALAR_ARRAY = re.compile(r"\[[^\[\]{}]*\]")
-
-
-def _compact_arrays(text: str) -> str:
-    """Put each array of scalars on one line (``[1, 3, 224, 224]``) in indented JSON."""
-
-    def one_line(m: re.Match) -> str:
-        try:
-            return json.dumps(json.loads(m.group(0)))
-        except ValueError:  # a bracket inside a string: leave it alone
-            return m.group(0)
-
-    return _SCALAR_ARRAY.sub(one_line, text)
-
-
-def to_json(analysis: Analysis, nodes: NodeSelection = None, indent: Optional[int] = 2) -> str:
-    """JSON text of `to_dict` (arrays of numbers or names on one line)."""
-    text = json.dumps(to_dict(analysis, nodes), indent=indent)
-    return (_compact_arrays(text) if indent else text) + "\n"
-
-
-def from_json(text: str) -> Analysis:
-    """Parse `to_json` output back into an `Analysis`."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RFGraphError(f"not valid JSON: {exc}") from exc
-    return from_dict(data)
-
-
-def to_yaml(analysis: Analysis, nodes: NodeSelection = None) -> str:
-    """YAML text of `to_dict` (read it back with `from_yaml`, which uses ``yaml.safe_load``)."""
-    import yaml
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # the C emitter when libyaml is there: same output
-    return yaml.dump(to_dict(analysis, nodes), Dumper=dumper, sort_keys=False, default_flow_style=None, width=120)
-
-
-def from_yaml(text: str) -> Analysis:
-    """Parse `to_yaml` output back into an `Analysis` (``yaml.safe_load`` only)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RFGraphError(f"not valid YAML: {exc}") from exc
-    return from_dict(data)
-
-
 # -- CSV -------------------------------------------------------------------------------
 
 _CSV_AXIS_FIELDS = ("rf", "rf_min", "rf_path_min", "stride", "start", "center", "global", "dim")
@@ -400,7 +171,7 @@ def to_csv(analysis: Analysis, nodes: NodeSelection = None) -> str:
     def txt(v: Any) -> str:
         return "" if v is None else str(v)
 
-    for r in _select(analysis, nodes):
+    for r in select_records(analysis, nodes):
         row = [r.name, r.fx_name, r.op, r.module or "", _shape_text(r.shape) if r.shape is not None else "", r.source]
         for i in range(len(names)):
             row += [
@@ -472,7 +243,7 @@ def to_markdown(analysis: Analysis, nodes: NodeSelection = None, model_label: Op
         "| " + " | ".join(_TABLE_COLUMNS) + " |",
         "|" + "|".join("---" for _ in _TABLE_COLUMNS) + "|",
     ]
-    for r in _select(analysis, nodes):
+    for r in select_records(analysis, nodes):
         lines.append("| " + " | ".join(esc(c) if c else " " for c in _row(r)) + " |")
     return "\n".join(lines) + "\n"
 
@@ -497,7 +268,7 @@ def rich_table(analysis: Analysis, nodes: NodeSelection = None, model_label: Opt
     table.add_column("stride", justify="right", no_wrap=True)
     table.add_column("start", justify="right", no_wrap=True)
     table.add_column("flags")
-    for r in _select(analysis, nodes):
+    for r in select_records(analysis, nodes):
         style = None
         if r.is_unknown:
             style = "red"
