@@ -4,41 +4,63 @@
 >>> net = nn.Sequential(*[nn.Conv1d(1, 1, k) for k in (9, 3, 3, 3, 9, 3, 3, 7, 3)])
 >>> rfgraph.analyze(net, (1, 1, 100))["8"].rf
 (35,)
+
+The public names are imported on first use (PEP 562), so that ``import rfgraph``
+and ``rfgraph --help`` do not pay for importing torch.
 """
 
-from . import zoo
-from .algebra import Field, PAMap
-from .effective import ERFResult, erf
-from .errors import (
-    InputShapeError,
-    InputTooSmallError,
-    NodeNotFoundError,
-    NotAModuleError,
-    ProbeError,
-    RFGraphError,
-    RuleError,
-    TraceError,
-)
-from .passes import analyze
-from .probing import ProbeResult, ValidationReport, probe, validate
-from .results import Analysis, NodeRF
-from .rules import DEFAULT_RULES, OpCall, RuleSet
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+#: public name -> the module that defines it
+_LAZY = {
+    "analyze": ".passes",
+    "Analysis": ".results",
+    "NodeRF": ".results",
+    "probe": ".probing",
+    "validate": ".probing",
+    "ProbeResult": ".probing",
+    "ValidationReport": ".probing",
+    "erf": ".effective",
+    "ERFResult": ".effective",
+    "PAMap": ".algebra",
+    "Field": ".algebra",
+    "RuleSet": ".rules",
+    "OpCall": ".rules",
+    "DEFAULT_RULES": ".rules",
+    "SymTensor": ".values",
+    "RFGraphError": ".errors",
+    "TraceError": ".errors",
+    "InputShapeError": ".errors",
+    "InputTooSmallError": ".errors",
+    "NodeNotFoundError": ".errors",
+    "NotAModuleError": ".errors",
+    "RuleError": ".errors",
+    "ProbeError": ".errors",
+}
+_SUBMODULES = ("zoo",)
 
 __all__ = [
     "analyze",
-    "erf",
-    "ERFResult",
+    "Analysis",
+    "NodeRF",
     "probe",
     "validate",
     "ProbeResult",
     "ValidationReport",
-    "Analysis",
-    "NodeRF",
+    "erf",
+    "ERFResult",
+    "zoo",
     "PAMap",
     "Field",
     "RuleSet",
     "OpCall",
     "DEFAULT_RULES",
+    "SymTensor",
     "RFGraphError",
     "TraceError",
     "InputShapeError",
@@ -47,7 +69,40 @@ __all__ = [
     "NotAModuleError",
     "RuleError",
     "ProbeError",
-    "zoo",
+    "__version__",
 ]
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
+    from . import zoo
+    from .algebra import Field, PAMap
+    from .effective import ERFResult, erf
+    from .errors import (
+        InputShapeError,
+        InputTooSmallError,
+        NodeNotFoundError,
+        NotAModuleError,
+        ProbeError,
+        RFGraphError,
+        RuleError,
+        TraceError,
+    )
+    from .passes import analyze
+    from .probing import ProbeResult, ValidationReport, probe, validate
+    from .results import Analysis, NodeRF
+    from .rules import DEFAULT_RULES, OpCall, RuleSet
+    from .values import SymTensor
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -29,7 +29,6 @@ or on a ``dask.distributed`` cluster (``dask_scheduler=ADDRESS`` or a
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import io
@@ -58,7 +57,6 @@ __all__ = [
     "write_rows",
     "to_markdown",
     "to_csv",
-    "add_cli",
 ]
 
 #: Families that ``family_models`` knows; ``all`` is their union.
@@ -906,68 +904,3 @@ def write_rows(result: Union[ZooResult, Sequence[dict[str, Any]]], path: Union[s
         raise ValueError(f"cannot write {str(path)!r}: use a .md, .csv, .json or .jsonl file")
     p.parent.mkdir(parents=True, exist_ok=True)
     _WRITERS[p.suffix](result, p)
-
-
-# ---------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------
-
-
-def add_cli(subparsers: Any) -> None:
-    """Register ``rfgraph zoo``."""
-    p = subparsers.add_parser(
-        "zoo",
-        help="receptive fields of every stage of many models, in one table",
-        description="Sweep model families (no weights; meta device) and tabulate rf, stride and start per stage node.",
-    )
-    p.add_argument("--family", choices=FAMILIES + ("all",), help="model family (default: classification)")
-    p.add_argument("--models", help="comma-separated names or specs, e.g. resnet50,timm:convnext_nano,timm:resnet*")
-    p.add_argument("--nodes", help="comma-separated nodes or module names to report instead of the automatic stages")
-    p.add_argument("--validate", action="store_true", help="check every stage node with the numeric probe (slow)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="local worker processes (default 1)")
-    p.add_argument("--dask-scheduler", metavar="ADDR", help="run the tasks on a dask.distributed cluster")
-    p.add_argument("--resume", action="store_true", help="keep the rows already in the output's .jsonl log")
-    p.add_argument("-o", "--output", metavar="FILE", help="write .md, .csv, .json or .jsonl (default: Markdown on stdout)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_cli_zoo)
-
-
-def _cli_zoo(args: argparse.Namespace) -> int:
-    selection: list[str] = []
-    if args.family:
-        selection.append(args.family)
-    if args.models:
-        selection += [m.strip() for m in args.models.split(",") if m.strip()]
-    if not selection:
-        selection = ["classification"]
-    if args.jobs < 1:
-        print("rfgraph zoo: error: --jobs must be at least 1", file=sys.stderr)
-        return 2
-    nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
-    try:
-        result = run(
-            selection,
-            out=args.output,
-            validate=args.validate,
-            jobs=args.jobs,
-            dask_scheduler=args.dask_scheduler,
-            resume=args.resume,
-            nodes=nodes,
-            progress=not args.no_progress and sys.stderr.isatty(),
-        )
-    except ValueError as exc:  # a bad combination of options
-        print(f"rfgraph zoo: error: {exc}", file=sys.stderr)
-        return 2
-    except (ImportError, OSError) as exc:  # dask missing, scheduler unreachable, output not writable
-        print(f"rfgraph zoo: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    if args.output is None:
-        sys.stdout.write(result.to_markdown())
-    s = result.summary()
-    print(
-        f"rfgraph zoo: {s['models']} models ({s['failed']} failed, {result.resumed} resumed), "
-        f"{s['rows']} rows, {s['wall_s']} s" + (f" -> {args.output}" if args.output else ""),
-        file=sys.stderr,
-    )
-    return 0
-

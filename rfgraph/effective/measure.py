@@ -40,7 +40,6 @@ Summary numbers of an `ERFResult`, all computed on the accumulated map ``m``
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 import math
@@ -72,7 +71,7 @@ __all__ = [
     "IMAGENET_STD",
     "fitting_input_size",
     "plot_erf",
-    "add_cli",
+    "default_nodes",
 ]
 
 #: The shares of the total contribution reported by `ERFResult.area_ratios` (as in RepLKNet / SLaK).
@@ -908,141 +907,32 @@ def plot_erf(
     return fig
 
 
-# -- command line -------------------------------------------------------------------------------------
+# -- nodes chosen for the caller --------------------------------------------------------------------
 
 
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+def default_nodes(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    which: str = "last",
+    traced: Optional[Traced] = None,
+    rules: Optional[RuleSet] = None,
+) -> list[str]:
+    """The nodes to measure when none are named: ``"last"``, the last spatial node, or ``"stages"``,
+    the output of every module-level block whose RF is local (global nodes have no bounded ERF).
 
-
-def _size(text: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(v) for v in text.lower().replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 224, 224x224 or 1,3,224,224, got {text!r}") from None
-    if any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return vals
-
-
-def add_cli(subparsers: Any) -> None:
-    """Register ``rfgraph erf MODEL --node NODE ...``."""
-    p = subparsers.add_parser(
-        "erf",
-        help="effective receptive field (gradient map) of a node, with the model's real weights",
-        description="Accumulate |d out / d input| for the centre unit of NODE over noise or images, "
-        "with the model in eval mode (random init for torchvision/timm specs: no weights are downloaded).",
-    )
-    p.add_argument("model", help="model spec: torchvision:NAME, timm:NAME, file.py:factory or module:factory")
-    p.add_argument("--node", help="node or module name (as in `rfgraph MODEL` tables), e.g. layer4")
-    p.add_argument("--nodes", help="comma-separated node names measured in one forward pass, or 'stages'")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--images", metavar="DIR", help="folder of images (resized to --size, normalized)")
-    src.add_argument("--noise", metavar="N", type=int, help="number of standard-normal inputs (default 16)")
-    p.add_argument("--size", type=_size, help="spatial input size, e.g. 512 or 384x512 (default: the smallest "
-                   "size at which the theoretical RF of the centre unit fits)")
-    p.add_argument("--input-shape", type=_size, metavar="N,C,...",
-                   help="input template, e.g. 1,1,16000 for a 1-D model: channels and rank, and the smallest "
-                   "automatic size (default: the model's usual input, 1,3,224,224 for images)")
-    p.add_argument("--channel", type=int, help="seed one output channel instead of the sum over channels")
-    p.add_argument("--mean", type=_float_list, help="per-channel mean for --images (default ImageNet for RGB)")
-    p.add_argument("--std", type=_float_list, help="per-channel std for --images (default ImageNet for RGB)")
-    p.add_argument("--plot", metavar="PNG", help="write a heatmap with the theoretical RF box")
-    p.add_argument("--scale", choices=("log", "linear"), default="log", help="colour scale of --plot")
-    p.add_argument("--dpi", type=int, default=100, help="resolution of --plot (default 100)")
-    p.add_argument("--npy", metavar="FILE", help="save the map as .npy (one file per node: FILE_<node>.npy)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--float64", action="store_true", help="run a float64 copy of the model")
-    p.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-init weights and of the noise inputs")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(handler=_run_cli)
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    """Errors propagate as `RFGraphError`: `rfgraph.cli` prints them as one line (exit code 1)."""
-    import json
-
-    from ..models import default_input_shape, load_model
-
-    torch.manual_seed(args.seed)  # random-init weights: the same seed gives the same model and numbers
-    model = load_model(args.model, device="cpu")
-    template = tuple(args.input_shape) if args.input_shape else default_input_shape(args.model, model)
-    if len(template) < 3:
-        raise ERFError(f"--input-shape needs (N, C, *spatial), got {template}")
-    channels, ndim = template[1], len(template) - 2
-    traced = trace(model)
-    nodes: list[str]
-    if args.nodes:
-        if args.nodes.strip() == "stages":
-            a = _analyze_growing(model, traced, None, channels, list(template[2:]))
-            nodes = [r.name for r in a.stages() if not any(r.is_global)]
-        else:
-            nodes = [n.strip() for n in args.nodes.split(",") if n.strip()]
-        if args.node:
-            nodes = [args.node] + [n for n in nodes if n != args.node]
-    elif args.node:
-        nodes = [args.node]
-    else:
-        last = _analyze_growing(model, traced, None, channels, list(template[2:])).last_spatial()
-        if last is None:
-            raise ERFError(f"{args.model} has no spatial node; pass --node")
-        nodes = [last.name]
-    inputs: Any = args.images if args.images else (args.noise if args.noise is not None else 16)
-    size = args.size
-    if size is not None and len(size) == 1:
-        size = size * ndim
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ERFWarning)
-        results = erf(
-            model, nodes, inputs, size=size, input_shape=template, channel=args.channel,
-            dtype=torch.float64 if args.float64 else torch.float32, batch_size=args.batch_size,
-            mean=args.mean, std=args.std, seed=args.seed, progress=not args.no_progress, traced=traced,
-        )
-    for w in caught:
-        if issubclass(w.category, ERFWarning):
-            print(f"rfgraph erf: warning: {w.message}", file=sys.stderr)
-    res_list = list(results.values())
-    if args.npy:
-        base = args.npy[:-4] if args.npy.endswith(".npy") else args.npy
-        for r in res_list:
-            target = args.npy if len(res_list) == 1 else f"{base}_{r.requested.replace('/', '_')}.npy"
-            r.save_npy(target)
-            if not args.json:
-                print(f"saved {target}")
-    if args.plot:
-        plot_erf(res_list, args.plot, scale=args.scale, dpi=args.dpi, title=f"ERF of {args.model} ({res_list[0].n_samples} "
-                 f"{'images' if args.images else 'noise inputs'}, input {'x'.join(map(str, res_list[0].input_shape[2:]))})")
-        if not args.json:
-            print(f"saved {args.plot}")
-    if args.json:
-        print(json.dumps([r.to_dict() for r in res_list], indent=2))
-    else:
-        print(_table(res_list))
-    return 0
-
-
-def _table(results: Sequence[ERFResult]) -> str:
-    head = ["node", "input", "RF", "20%", "30%", "50%", "99%", "r50", "sigma", "ERF/RF", "NaN", "inf"]
-    rows = []
-    for r in results:
-        ar = r.area_ratios
-        rows.append([
-            r.requested if r.requested == r.node else f"{r.requested} ({r.node})",
-            "x".join(map(str, r.input_shape[2:])),
-            "x".join("-" if v is None else str(v) for v in r.rf),
-            *(f"{ar[t]:.4f}" for t in DEFAULT_SHARES),
-            f"{r.radius(0.5):.1f}",
-            "/".join(f"{s:.1f}" for s in r.sigma),
-            "/".join(f"{v:.3f}" for v in r.rf_ratio),
-            str(r.nan_count),
-            str(r.inf_count),
-        ])
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    notes = [f"note: {r.requested}: {r.note}" for r in results if r.note]
-    return "\n".join(lines + notes)
+    The symbolic analysis runs at ``input_shape``'s channels and spatial size, grown while a layer's
+    output comes out empty.
+    """
+    if which not in ("last", "stages"):
+        raise ERFError(f"which must be 'last' or 'stages', got {which!r}")
+    shape = tuple(input_shape)
+    if len(shape) < 3:
+        raise ERFError(f"input_shape needs (N, C, *spatial), got {shape}")
+    traced = trace(model) if traced is None else traced
+    a = _analyze_growing(model, traced, rules, shape[1], list(shape[2:]))
+    if which == "stages":
+        return [r.name for r in a.stages() if not any(r.is_global)]
+    last = a.last_spatial()
+    if last is None:
+        raise ERFError("the model has no spatial node; name the node to measure")
+    return [last.name]
