@@ -24,13 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from math import prod
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .algebra import GLOBAL, Field, PAMap, SlopeMismatch
 
-__all__ = ["collect", "Axis", "Flat", "Mixed", "Tag", "is_complete", "SymTensor", "MergeInfo", "merge_tensors"]
+__all__ = ["collect", "shape_by_execution", "Axis", "Flat", "Mixed", "Tag", "is_complete", "SymTensor", "MergeInfo", "merge_tensors"]
 
 
 def collect(value: Any, kind: type) -> list:
@@ -42,6 +43,45 @@ def collect(value: Any, kind: type) -> list:
     if isinstance(value, dict):
         return [x for v in value.values() for x in collect(v, kind)]
     return []
+
+
+def shape_by_execution(fn: Callable, args: tuple, kwargs: dict, device: torch.device) -> Any:
+    """Run ``fn`` on data-free stand-ins of the `SymTensor` arguments; return the results' stand-ins.
+
+    Meta tensors when the model lives on the meta device; otherwise fake CPU
+    tensors, so that no activation memory is used in either case.
+    """
+
+    def to_tensor(v):
+        if isinstance(v, SymTensor):
+            return torch.empty(v.shape, dtype=v.dtype, device=device if device.type == "meta" else "cpu")
+        if isinstance(v, (list, tuple)):
+            return type(v)(to_tensor(x) for x in v) if not hasattr(v, "_fields") else type(v)(*map(to_tensor, v))
+        if isinstance(v, dict):
+            return {k: to_tensor(x) for k, x in v.items()}
+        return v
+
+    if device.type == "meta":
+        return fn(*to_tensor(args), **to_tensor(kwargs))
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            return fn(*to_tensor(args), **to_tensor(kwargs))
+    except Exception:
+        # Data-dependent code (``if x.sum() > 0``) cannot run on fake tensors: run it on zeros.
+        with torch.no_grad():
+            real_args = _map_sym(args, lambda v: torch.zeros(v.shape, dtype=v.dtype))
+            return fn(*real_args, **_map_sym(kwargs, lambda v: torch.zeros(v.shape, dtype=v.dtype)))
+
+
+def _map_sym(value: Any, fn: Callable) -> Any:
+    if isinstance(value, SymTensor):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        items = [_map_sym(v, fn) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        return {k: _map_sym(v, fn) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)

@@ -1,200 +1,39 @@
-"""Rules for graphs exported by ``torch.export``, and for rearrangements along spatial dims.
+"""Rules for graphs exported by ``torch.export``: the aten spellings of the torch-level rules.
 
-Two tables, merged into `rfgraph.rules.DEFAULT_RULES`:
-
-* **aten ops.**  When ``torch.fx`` cannot trace a model, `rfgraph.tracing.trace`
-  falls back to ``torch.export`` (non-strict), whose graph calls aten ops
-  (``torch.ops.aten.conv2d.default``, ``aten.max_pool2d_with_indices``...).  Most
-  aten ops take their arguments in the order of the ``torch`` / ``F`` function of
-  the same name, so they reuse that function's rule; the few that do not
-  (``convolution``, ``slice``, ``select``, ``upsample_*``, ops returning tuples)
-  get a small adapter.  Every overload of a listed op packet is registered.
-* **rearrangements along a spatial dim.**  ``flip`` and ``roll`` reverse or wrap
-  positions: the map from output to input index is decreasing or piecewise, not
-  a window map, so along a dim that carries a local field they are handed to the
-  fallback (which marks the node unknown, or probes it) -- never guessed.  Along
-  channel dims, global dims, or with a shift that is a multiple of the length
-  they are exact identities.  A concat along a spatial dim is exact when the
-  pieces continue each other (``cat(split(x))``: piece ``i``'s map shifted by the
-  lengths before it equals the first piece's map); otherwise it is piecewise and
-  goes to the fallback.
-* **embeddings.**  ``nn.Embedding`` / ``F.embedding`` look up each index on its
-  own: the output keeps the index tensor's fields, with one extra,
-  non-spatial, feature dim.
+When ``torch.fx`` cannot trace a model, `rfgraph.tracing.trace` falls back to
+``torch.export`` (non-strict), whose graph calls aten ops
+(``torch.ops.aten.conv2d.default``, ``aten.max_pool2d_with_indices``...).  Most
+aten ops take their arguments in the order of the ``torch`` / ``F`` function of
+the same name, so they reuse that function's rule (`SAME_AS_FUNCTION`,
+`SAME_AS_METHOD`); the few that do not (``convolution``, ``slice``,
+``select``, ``upsample_*``, ops returning tuples) get a small adapter.  Every
+overload of a listed op packet is registered.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .algebra import PAMap
-from .errors import RuleError
-from .values import Axis, SymTensor, merge_tensors
+from ..values import SymTensor
+from .call import OpCall, dims_arg
+from .mixing import reduction_rule
+from .pointwise import channel_mixing_rule, identity_rule
+from .rearrange import select_rule
+from .shapes import apply_index
+from .windowed import interpolate
 
-__all__ = ["aten_functions", "rearrangement_rules", "flip_rule", "roll_rule", "select_rule", "spatial_cat",
-           "embedding_rule"]
+__all__ = ["aten_functions", "SAME_AS_FUNCTION", "SAME_AS_METHOD", "POINTWISE", "CHANNEL_MIXING"]
 
 aten = torch.ops.aten
-
-
-# ---------------------------------------------------------------------------
-# rearrangements along spatial dims
-# ---------------------------------------------------------------------------
-
-
-def _hand_over(call, x: SymTensor, reason: str, shape=None) -> Any:
-    """No exact rule for this call: the analysis' fallback decides (probe or unknown), never a guess."""
-    interp = call.interp
-    if interp is not None and getattr(interp, "fallback", None) != getattr(interp, "unknown_fallback", None):
-        out = interp.fallback(call)
-        if isinstance(out, SymTensor) and out.unknown and reason not in out.unknown:
-            out.unknown = f"{call.describe()}: {reason}; {out.unknown}"
-        return out
-    if interp is not None:
-        what = call.describe()
-        interp.unknown_ops[what] = interp.unknown_ops.get(what, 0) + 1
-    return x.as_unknown(f"{call.describe()}: {reason}", shape=shape)
-
-
-def _local_axis(x: SymTensor, d: int) -> bool:
-    """Whether dim ``d`` carries spatial positions that are not all global."""
-    tag = x.tags[d]
-    return tag is not None and x.shape[d] > 1 and any(not f.is_global for _, f in tag.items())
-
-
-def _dims(value: Any, ndim: int) -> list[int]:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    return [int(d) + ndim if int(d) < 0 else int(d) for d in values]
-
-
-def flip_rule(call) -> SymTensor:
-    """``torch.flip(x, dims)``: identity unless a flipped dim holds local spatial positions."""
-    x = call.args[0]
-    dims = _dims(call.arg(1, "dims"), x.ndim)
-    flipped = [d for d in dims if _local_axis(x, d)]
-    if flipped:
-        return _hand_over(call, x, f"flip reverses the positions of spatial dim {flipped[0]} (a decreasing map); "
-                                   "no exact rule")
-    return x
-
-
-def roll_rule(call) -> SymTensor:
-    """``torch.roll(x, shifts, dims)``: identity unless it wraps local spatial positions around."""
-    x = call.args[0]
-    shifts = call.arg(1, "shifts")
-    dims = call.arg(2, "dims", None)
-    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
-        # roll of the flattened tensor: every position can move to any dim
-        if any(_local_axis(x, d) for d in range(x.ndim)) and int(_as_list(shifts)[0]) % max(1, _numel(x)):
-            return _hand_over(call, x, "roll of the flattened tensor moves spatial positions; no exact rule")
-        return x
-    for d, s in zip(_dims(dims, x.ndim), _as_list(shifts)):
-        if _local_axis(x, d) and int(s) % x.shape[d]:
-            return _hand_over(call, x, f"roll by {int(s)} wraps the positions of spatial dim {d} around "
-                                       "(a piecewise map); no exact rule")
-    return x
-
-
-def _as_list(v: Any) -> list:
-    return list(v) if isinstance(v, (list, tuple)) else [v]
-
-
-def _numel(x: SymTensor) -> int:
-    n = 1
-    for s in x.shape:
-        n *= s
-    return n
-
-
-def select_rule(call) -> SymTensor:
-    """``x.select(dim, i)`` / ``aten.select.int``: one position along ``dim``, dim dropped."""
-    x = call.args[0]
-    dim = _dims(call.arg(1, "dim"), x.ndim)[0]
-    i = int(call.arg(2, "index"))
-    n = x.shape[dim]
-    if not -n <= i < n:
-        raise RuleError(f"{call.describe()} at node {call.name!r}: index {i} out of range for size {n}")
-    return x.index(dim, i + n if i < 0 else i)
-
-
-def spatial_cat(call, tensors: list[SymTensor], dim: int) -> SymTensor:
-    """Concat along a dim that carries spatial positions in some operand.
-
-    Output index ``u`` in piece ``i`` reads index ``u - o_i`` of operand ``i``
-    (``o_i``: total length of the pieces before it).  The whole is one
-    periodic-affine map exactly when every operand's map shifted by ``o_i``
-    equals the first operand's map (the pieces of a split, put back); anything
-    else is piecewise and goes to the fallback.
-    """
-    shape = list(tensors[0].shape)
-    shape[dim] = sum(t.shape[dim] for t in tensors)
-    unknown = next((t.unknown for t in tensors if t.unknown), None)
-    if unknown:
-        return tensors[0].as_unknown(unknown, shape=shape)
-    tags = [t.tags[dim] for t in tensors]
-    first = tags[0]
-    reason = None
-    if not all(isinstance(tag, Axis) for tag in tags) or len({tag.axis for tag in tags}) != 1:
-        reason = f"concat along dim {dim} joins operands of which not all carry the same spatial axis"
-    else:
-        offset = 0
-        for t, tag in zip(tensors, tags):
-            shift = PAMap.affine(1, -offset)
-            if tag.field.through(shift, shift) != first.field:
-                reason = (
-                    f"concat along spatial dim {dim} joins pieces whose fields do not continue each other "
-                    "(a piecewise map); no exact rule"
-                )
-                break
-            offset += t.shape[dim]
-    if reason is not None:
-        return _hand_over(call, tensors[0], reason, shape=tuple(shape))
-    stripped = []
-    for t in tensors:
-        t_tags = list(t.tags)
-        t_tags[dim] = None
-        stripped.append(t.like(tags=t_tags))
-    out, info = merge_tensors(stripped, shape, call.describe(), concat_dim=dim)
-    call.note_merge(info)
-    if out.unknown:
-        return out
-    out_tags = list(out.tags)
-    out_tags[dim] = first
-    return out.like(tags=out_tags)
-
-
-# ---------------------------------------------------------------------------
-# embeddings
-# ---------------------------------------------------------------------------
-
-
-def embedding_rule(call) -> SymTensor:
-    """Each index is looked up on its own: the index tensor's fields plus a non-spatial feature dim."""
-    if call.module is not None:
-        idx, dim = call.args[0], call.module.embedding_dim
-    else:
-        idx, weight = call.arg(0, "input"), call.arg(1, "weight")
-        if not isinstance(idx, SymTensor):  # aten.embedding(weight, indices, ...)
-            idx, weight = weight, idx
-        dim = weight.shape[-1]
-    if not isinstance(idx, SymTensor):
-        raise RuleError(f"{call.describe()} at node {call.name!r}: expected an index tensor")
-    return idx.like(shape=idx.shape + (dim,), tags=idx.tags + (None,), dtype=torch.float32)
-
-
-# ---------------------------------------------------------------------------
-# aten adapters
-# ---------------------------------------------------------------------------
 
 
 def _convolution(rules) -> Callable:
     """``aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)``."""
 
-    def rule(call) -> SymTensor:
+    def rule(call: OpCall) -> SymTensor:
         x, weight, bias, stride, padding, dilation, transposed, output_padding, groups = (
             list(call.args) + [None] * 9
         )[:9]
@@ -205,32 +44,25 @@ def _convolution(rules) -> Callable:
         else:
             fn = getattr(F, f"conv{nd}d")
             args = (x, weight, bias, stride, padding, dilation, groups)
-        return rules[fn](_recall(call, args))
+        return rules[fn](call.with_args(args))
 
     return rule
 
 
-def _recall(call, args: tuple, kwargs: Optional[dict] = None):
-    """The same call with other arguments (an adapter's translation)."""
-    return type(call)(call.node, call.target, call.module, tuple(args), dict(kwargs or {}), call.interp)
-
-
-def _slice(call) -> SymTensor:
+def _slice(call: OpCall) -> SymTensor:
     """``aten.slice.Tensor(x, dim, start, end, step)``."""
-    from .rules import _index
-
     x = call.args[0]
-    dim = _dims(call.arg(1, "dim", 0), x.ndim)[0]
+    dim = dims_arg(call.arg(1, "dim", 0), x.ndim)[0]
     start, end, step = call.arg(2, "start", None), call.arg(3, "end", None), call.arg(4, "step", 1)
     index = [slice(None)] * x.ndim
     index[dim] = slice(start, end, step)
-    return _index(call, x, tuple(index))
+    return apply_index(call, x, tuple(index))
 
 
 def _with_indices(rule: Callable) -> Callable:
     """Ops returning ``(values, indices)``: indices carry the same positions."""
 
-    def wrapped(call) -> tuple:
+    def wrapped(call: OpCall) -> tuple:
         out = rule(call)
         return out, out.like(dtype=torch.int64)
 
@@ -240,7 +72,7 @@ def _with_indices(rule: Callable) -> Callable:
 def _first_of(rule: Callable, extra: int) -> Callable:
     """Ops returning ``(out, stat, stat...)`` (native batch/layer norm): the statistics are not tracked."""
 
-    def wrapped(call) -> tuple:
+    def wrapped(call: OpCall) -> tuple:
         out = rule(call)
         return (out,) + tuple(out.as_unknown("normalisation statistics are not tracked") for _ in range(extra))
 
@@ -250,18 +82,20 @@ def _first_of(rule: Callable, extra: int) -> Callable:
 def _upsample(mode: str, has_align: bool) -> Callable:
     """``aten.upsample_<mode>.vec(input, output_size, [align_corners,] scale_factors)``."""
 
-    def rule(call) -> SymTensor:
-        from .rules import _interpolate
-
+    def rule(call: OpCall) -> SymTensor:
         x = call.args[0]
         size = call.arg(1, "output_size", None)
         align = call.arg(2, "align_corners", None) if has_align else None
         scales = call.arg(3 if has_align else 2, "scale_factors", None)
         if size is not None and len(size) == 0:
             size = None
-        return _interpolate(call, x, size, scales, mode, align, None)
+        return interpolate(call, x, size, scales, mode, align, None)
 
     return rule
+
+
+#: aten ops that act position by position but mix channels (see `rfgraph.rules.pointwise.channel_mixing_rule`).
+CHANNEL_MIXING = ("channel_shuffle", "native_channel_shuffle")
 
 
 #: aten op packets whose arguments follow the torch / F function (or Tensor method) of the given name.
@@ -280,6 +114,7 @@ SAME_AS_FUNCTION: dict[str, Any] = {
     "scaled_dot_product_attention": F.scaled_dot_product_attention,
     "embedding": F.embedding, "flip": torch.flip, "roll": torch.roll,
 }
+
 
 #: aten op packets that behave like the Tensor method of the same (or given) name.
 SAME_AS_METHOD: dict[str, str] = {
@@ -300,12 +135,13 @@ SAME_AS_METHOD: dict[str, str] = {
     "rsub": "sub", "true_divide": "div", "swapaxes": "transpose", "swapdims": "transpose",
 }
 
-#: aten activations and eval-mode layers that act position by position.
+
+#: aten activations and eval-mode layers that read exactly position u of each channel and keep channels apart.
 POINTWISE = (
     "gelu", "silu", "silu_", "hardtanh", "hardtanh_", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_",
     "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu", "mish", "softplus", "relu6", "prelu", "_prelu_kernel",
     "dropout", "dropout_", "feature_dropout", "alpha_dropout", "feature_alpha_dropout", "batch_norm",
-    "logit", "log_sigmoid", "threshold", "threshold_", "channel_shuffle", "native_channel_shuffle",
+    "logit", "log_sigmoid", "threshold", "threshold_",
     "erf", "sigmoid", "bitwise_not", "logical_not",
 )
 
@@ -320,8 +156,9 @@ def _packet_overloads(name: str) -> list:
         return []
 
 
-def aten_functions(functions: dict, methods: dict, identity: Callable, reduction: Callable) -> dict:
+def aten_functions(functions: Mapping, methods: Mapping) -> dict:
     """``{aten overload: rule}`` built from the torch-level tables ``functions`` and ``methods``."""
+    identity, channel_mixing, reduction = identity_rule, channel_mixing_rule, reduction_rule
     table: dict[Any, Callable] = {}
 
     def put(name: str, rule: Optional[Callable]) -> None:
@@ -332,6 +169,8 @@ def aten_functions(functions: dict, methods: dict, identity: Callable, reduction
 
     for name in POINTWISE:
         put(name, identity)
+    for name in CHANNEL_MIXING:
+        put(name, channel_mixing)
     for name, method in SAME_AS_METHOD.items():
         put(name, methods.get(method))
     for name, fn in SAME_AS_FUNCTION.items():
@@ -365,12 +204,4 @@ def aten_functions(functions: dict, methods: dict, identity: Callable, reduction
     table.pop(None, None)
     return table
 
-
-def rearrangement_rules() -> tuple[dict, dict, dict]:
-    """``(modules, functions, methods)`` for flip, roll, select and embeddings (fx graphs)."""
-    modules = {nn.Embedding: embedding_rule}
-    functions = {torch.flip: flip_rule, torch.roll: roll_rule, torch.select: select_rule,
-                 F.embedding: embedding_rule}
-    methods = {"flip": flip_rule, "roll": roll_rule, "select": select_rule}
-    return modules, functions, methods
 

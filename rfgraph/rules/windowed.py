@@ -1,0 +1,406 @@
+"""Windowed ops: each output index reads an input window along the spatial dims.
+
+Conv, transposed conv, pooling (max / avg / lp), adaptive pooling,
+interpolation, padding and pixel (un)shuffle.  The window arithmetic itself is
+in `rfgraph.windows`; these rules read the op's arguments once, record them on
+the node as a `rfgraph.windows.WindowParams` (``node.meta["rfgraph.window"]``),
+and apply the windows to the input's fields.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import torch
+
+from ..algebra import PAMap
+from ..errors import InputShapeError, RuleError
+from ..values import Axis, SymTensor
+from ..windows import (
+    WindowParams,
+    adaptive_window,
+    as_tuple,
+    conv_padding,
+    conv_window,
+    interpolate_window,
+    pool_window,
+    transposed_gaps,
+    transposed_window,
+)
+from .call import OpCall, Rule, hand_over, run_for_shape, tensor_arg
+
+__all__ = [
+    "conv_module_rule",
+    "conv_function_rule",
+    "conv_transpose_module_rule",
+    "conv_transpose_function_rule",
+    "pool_module_rule",
+    "max_pool_function_rule",
+    "avg_pool_function_rule",
+    "lp_pool_function_rule",
+    "adaptive_module_rule",
+    "adaptive_function_rule",
+    "adaptive",
+    "interpolate",
+    "interpolate_function_rule",
+    "upsample_module_rule",
+    "pad_function_rule",
+    "pad_module_rule",
+    "pixel_shuffle_rule",
+    "pixel_unshuffle_rule",
+]
+
+
+def _spatial_windows(call: OpCall, x: SymTensor, nd: int, make, taps: Optional[Sequence[int]] = None) -> dict:
+    """``{tensor dim: (L, H, n_out)}`` for the last ``nd`` dims; ``make(i, n)`` gives each.
+
+    ``taps`` are the dilations: a dilated window reads every ``taps[i]``-th position of ``[L, H]``
+    only, which matters where the field it reads is not monotone (see `Field.through`)."""
+    if x.ndim < nd + 1:
+        raise RuleError(f"{call.describe()} at node {call.name!r} expects at least {nd + 1} dims, got {x.shape}")
+    windowed = x.tags[x.ndim - nd :]
+    unbatched_mix = x.ndim == nd + 1 and None in windowed and any(isinstance(t, Axis) for t in windowed)
+    if x.ndim > nd + 2 or unbatched_mix:
+        # torch would read the channel dim as a spatial one (or refuse): the input rank does not suit the model
+        layout = ("(N, C, L)", "(N, C, H, W)", "(N, C, D, H, W)")[min(nd, 3) - 1]
+        raise InputShapeError(
+            f"{call.describe()} at node {call.name!r} works on {layout} but gets shape {x.shape}: the input shape "
+            f"has the wrong rank for this model (is the batch dim missing?). Pass an input shape like {layout}."
+        )
+    out = {}
+    for i in range(nd):
+        d = x.ndim - nd + i
+        low, high, n_out = make(i, x.shape[d])
+        if n_out <= 0:
+            raise call.too_small(d, x.shape[d], f"output length {n_out}")
+        out[d] = (low, high, n_out) if not taps or taps[i] == 1 else (low, high, n_out, taps[i])
+    return out
+
+
+def _apply(call: OpCall, x: SymTensor, per_dim, channels: Optional[int] = None) -> SymTensor:
+    out = x.windows(per_dim, call.describe())
+    if channels is not None and not out.unknown:
+        shape = list(out.shape)
+        shape[x.ndim - len(per_dim) - 1] = channels
+        out = out.like(shape=shape)
+    elif channels is not None:
+        shape = list(out.shape)
+        shape[x.ndim - len(per_dim) - 1] = channels
+        out.shape = tuple(shape)
+    return out
+
+
+def _conv(call: OpCall, x: SymTensor, kernel, stride, padding, dilation, out_channels) -> SymTensor:
+    nd = len(kernel)
+    kernel, stride, dilation = tuple(int(k) for k in kernel), as_tuple(stride, nd), as_tuple(dilation, nd)
+    pads = [conv_padding(padding, i, kernel[i], dilation[i]) for i in range(nd)]
+    call.record(WindowParams("conv", kernel, stride, tuple(p[0] for p in pads), tuple(p[1] for p in pads), dilation))
+
+    def make(i, n):
+        return conv_window(n, kernel[i], stride[i], pads[i][0], pads[i][1], dilation[i])
+
+    return _apply(call, x, _spatial_windows(call, x, nd, make, dilation), out_channels)
+
+
+def conv_module_rule(call: OpCall) -> SymTensor:
+    m = call.module
+    return _conv(call, tensor_arg(call), m.kernel_size, m.stride, m.padding, m.dilation, m.out_channels)
+
+
+def conv_function_rule(nd: int) -> Rule:
+    def rule(call: OpCall) -> SymTensor:
+        x = tensor_arg(call)
+        weight = call.arg(1, "weight")
+        context = False
+        if isinstance(weight, SymTensor):
+            # Weights computed from the input (CondConv, dynamic convs).  When they depend on the input
+            # only globally (routing from a pooled vector) the op is still a conv window plus a context
+            # path; otherwise its output is unknown, with the shape torch gives it.
+            fields = [f for fs in weight.axis_fields().values() for f in fs]
+            if weight.unknown or any(not f.is_global for f in fields) or len(weight.shape) != nd + 2:
+                device = call.interp.device if call.interp is not None else torch.device("cpu")
+                out = run_for_shape(call, device)
+                return x.as_unknown(f"{call.describe()} with input-dependent weights", shape=tuple(out.shape))
+            context = bool(fields) or weight.global_context
+        kernel = tuple(weight.shape[2:])
+        out = _conv(
+            call,
+            x,
+            kernel,
+            call.arg(3, "stride", 1),
+            call.arg(4, "padding", 0),
+            call.arg(5, "dilation", 1),
+            weight.shape[0],
+        )
+        if context and not out.unknown:
+            out.global_context = True
+        return out
+
+    return rule
+
+
+def conv_transpose_module_rule(call: OpCall) -> SymTensor:
+    m = call.module
+    x = tensor_arg(call)
+    output_padding = m.output_padding
+    output_size = call.arg(1, "output_size", None)
+    if output_size is not None:
+        # torch turns output_size into the output_padding that reaches it; the windows do not change
+        nd = len(m.kernel_size)
+        sizes = [int(v) for v in list(output_size)[-nd:]]
+        output_padding = tuple(
+            sizes[i] - ((x.shape[x.ndim - nd + i] - 1) * m.stride[i] - 2 * m.padding[i]
+                        + m.dilation[i] * (m.kernel_size[i] - 1) + 1)
+            for i in range(nd)
+        )
+    return _conv_transpose(call, x, m.kernel_size, m.stride, m.padding, m.dilation, output_padding, m.out_channels)
+
+
+def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, out_channels):
+    nd = len(kernel)
+    stride, padding = as_tuple(stride, nd), as_tuple(padding, nd)
+    dilation, output_padding = as_tuple(dilation, nd), as_tuple(output_padding, nd)
+
+    kernel = tuple(int(k) for k in kernel)
+    call.record(WindowParams("transposed", kernel, stride, padding, padding, dilation, output_padding=output_padding))
+
+    def make(i, n):
+        return transposed_window(n, kernel[i], stride[i], padding[i], dilation[i], output_padding[i])
+
+    windows = _spatial_windows(call, x, nd, make)
+    # Outputs reached by no tap (kernel taps cover fewer than `stride` residues) have an empty
+    # field; window maps cannot carry an empty set through later merges and dilated reads
+    # exactly (found by fuzzing), so such a layer goes to the fallback (probe or unknown).
+    gaps = [i for i in range(nd) if transposed_gaps(kernel[i], stride[i], dilation[i])]
+    tagged = [i for i in gaps if x.tags[x.ndim - nd + i] is not None]
+    if tagged:
+        i = tagged[0]
+        shape = list(x.shape)
+        shape[x.ndim - nd - 1] = out_channels
+        for d, (_, _, n_out) in windows.items():
+            shape[d] = n_out
+        return hand_over(
+            call, x, f"transposed conv (kernel {kernel[i]}, stride {stride[i]}, dilation {dilation[i]}) leaves "
+            "outputs that read no input; no exact window map", shape=tuple(shape),
+        )
+    return _apply(call, x, windows, out_channels)
+
+
+def conv_transpose_function_rule(nd: int) -> Rule:
+    def rule(call: OpCall) -> SymTensor:
+        x = tensor_arg(call)
+        weight = call.arg(1, "weight")
+        groups = call.arg(6, "groups", 1)
+        return _conv_transpose(
+            call,
+            x,
+            tuple(weight.shape[2:]),
+            call.arg(3, "stride", 1),
+            call.arg(4, "padding", 0),
+            call.arg(7, "dilation", 1),
+            call.arg(5, "output_padding", 0),
+            weight.shape[1] * groups,
+        )
+
+    return rule
+
+
+def _pool(call, x, nd, kernel, stride, padding, dilation, ceil_mode):
+    kernel = as_tuple(kernel, nd)
+    stride = as_tuple(stride if stride not in (None, (), []) else kernel, nd)  # aten passes [] for 'same as kernel'
+    padding, dilation = as_tuple(padding, nd), as_tuple(dilation, nd)
+    call.record(WindowParams("pool", kernel, stride, padding, padding, dilation, bool(ceil_mode)))
+
+    def make(i, n):
+        return pool_window(n, kernel[i], stride[i], padding[i], dilation[i], ceil_mode)
+
+    return _apply(call, x, _spatial_windows(call, x, nd, make, dilation))
+
+
+def pool_module_rule(nd: int) -> Rule:
+    def rule(call: OpCall) -> SymTensor:
+        m = call.module
+        out = _pool(
+            call, tensor_arg(call), nd, m.kernel_size, m.stride, getattr(m, "padding", 0), getattr(m, "dilation", 1),
+            getattr(m, "ceil_mode", False),
+        )
+        if getattr(m, "return_indices", False):
+            return out, out.like(dtype=torch.int64)
+        return out
+
+    return rule
+
+
+def max_pool_function_rule(nd: int) -> Rule:
+    def rule(call: OpCall) -> Any:
+        out = _pool(
+            call, tensor_arg(call), nd, call.arg(1, "kernel_size"), call.arg(2, "stride", None), call.arg(3, "padding", 0),
+            call.arg(4, "dilation", 1), call.arg(5, "ceil_mode", False),
+        )
+        if call.arg(6, "return_indices", False):
+            return out, out.like()
+        return out
+
+    return rule
+
+
+def avg_pool_function_rule(nd: int) -> Rule:
+    def rule(call: OpCall) -> SymTensor:
+        return _pool(
+            call, tensor_arg(call), nd, call.arg(1, "kernel_size"), call.arg(2, "stride", None), call.arg(3, "padding", 0),
+            1, call.arg(4, "ceil_mode", False),
+        )
+
+    return rule
+
+
+def lp_pool_function_rule(nd: int) -> Rule:
+    def rule(call: OpCall) -> SymTensor:
+        return _pool(call, tensor_arg(call), nd, call.arg(2, "kernel_size"), call.arg(3, "stride", None), 0, 1,
+                     call.arg(4, "ceil_mode", False))
+
+    return rule
+
+
+def adaptive(call: OpCall, x: SymTensor, nd: int, output_size) -> SymTensor:
+    sizes = as_tuple(output_size, nd)
+    call.record(WindowParams("adaptive", size=tuple(None if s is None else int(s) for s in sizes)))
+    per_dim = {}
+    global_dims = []
+    for i in range(nd):
+        d = x.ndim - nd + i
+        n = x.shape[d]
+        m = n if sizes[i] is None else int(sizes[i])
+        if m == 1:
+            global_dims.append(d)
+            per_dim[d] = (PAMap.constant(0), PAMap.constant(0), 1)  # placeholder; dim made global below
+            continue
+        low, high = adaptive_window(n, m)
+        per_dim[d] = (low, high, m)
+    out = x.windows({d: w for d, w in per_dim.items() if d not in global_dims}, call.describe())
+    if global_dims:
+        out = out.reduce(global_dims, keepdim=True, what=call.describe())
+    return out
+
+
+def adaptive_module_rule(nd: int) -> Rule:
+    def rule(call: OpCall) -> Any:
+        out = adaptive(call, tensor_arg(call), nd, call.module.output_size)
+        if getattr(call.module, "return_indices", False):
+            return out, out.like()
+        return out
+
+    return rule
+
+
+def adaptive_function_rule(nd: int) -> Rule:
+    def rule(call: OpCall) -> Any:
+        out = adaptive(call, tensor_arg(call), nd, call.arg(1, "output_size"))
+        if call.arg(2, "return_indices", False):
+            return out, out.like()
+        return out
+
+    return rule
+
+
+def interpolate(call, x, size, scale_factor, mode, align_corners, recompute_scale_factor):
+    nd = x.ndim - 2
+    if mode not in ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "area"):
+        raise RuleError(f"{call.describe()} at node {call.name!r}: interpolation mode {mode!r} has no rule")
+    if mode == "area":
+        return adaptive(call, x, nd, size if size is not None else
+                         [math.floor(x.shape[2 + i] * s) for i, s in enumerate(as_tuple(scale_factor, nd))])
+    if size is not None:
+        out_sizes = [int(s) for s in as_tuple(size, nd)]
+        scales = [None] * nd
+    else:
+        factors = [float(s) for s in as_tuple(scale_factor, nd)]
+        out_sizes = [math.floor(float(x.shape[2 + i]) * factors[i]) for i in range(nd)]
+        scales = [None] * nd if recompute_scale_factor else factors
+    call.record(WindowParams("interpolate", size=tuple(out_sizes) if size is not None else None,
+                             scale=None if size is not None else tuple(factors), mode=mode))
+
+    def make(i, n):
+        low, high = interpolate_window(n, out_sizes[i], mode, align_corners, scales[i])
+        return low, high, out_sizes[i]
+
+    return _apply(call, x, _spatial_windows(call, x, nd, make))
+
+
+def interpolate_function_rule(call: OpCall) -> SymTensor:
+    if call.arg(6, "antialias", False):
+        # Antialiased downsampling widens the kernel with the scale; no rule yet.
+        return call.interp.fallback(call) if call.interp is not None else tensor_arg(call).as_unknown("antialias")
+    return interpolate(
+        call,
+        tensor_arg(call),
+        call.arg(1, "size", None),
+        call.arg(2, "scale_factor", None),
+        call.arg(3, "mode", "nearest"),
+        call.arg(4, "align_corners", None),
+        call.arg(5, "recompute_scale_factor", None),
+    )
+
+
+def upsample_module_rule(call: OpCall) -> SymTensor:
+    m = call.module
+    return interpolate(
+        call, tensor_arg(call), m.size, m.scale_factor, m.mode, getattr(m, "align_corners", None),
+        getattr(m, "recompute_scale_factor", None),
+    )
+
+
+def _pad(call: OpCall, x: SymTensor, pad: Sequence[int]) -> SymTensor:
+    # F.pad lists (left, right) pairs starting from the last dim.
+    pairs = [(int(pad[2 * j]), int(pad[2 * j + 1])) for j in range(len(pad) // 2)][::-1]
+    call.record(WindowParams("pad", padding_left=tuple(a for a, _ in pairs), padding_right=tuple(b for _, b in pairs)))
+    per_dim = {}
+    for j in range(len(pad) // 2):
+        d = x.ndim - 1 - j
+        left, right = int(pad[2 * j]), int(pad[2 * j + 1])
+        n_out = x.shape[d] + left + right
+        if n_out <= 0:
+            raise call.too_small(d, x.shape[d], f"padding ({left}, {right})")
+        shift = PAMap.affine(1, -left)
+        per_dim[d] = (shift, shift, n_out)
+    return x.windows(per_dim, call.describe())
+
+
+def pad_function_rule(call: OpCall) -> SymTensor:
+    return _pad(call, tensor_arg(call), call.arg(1, "pad"))
+
+
+def pad_module_rule(call: OpCall) -> SymTensor:
+    return _pad(call, tensor_arg(call), call.module.padding)
+
+
+def _pixel_shuffle(call: OpCall, x: SymTensor, r: int, inverse: bool) -> SymTensor:
+    call.record(WindowParams("pixel_unshuffle" if inverse else "pixel_shuffle", scale=(1 / r if inverse else r,) * 2))
+    per_dim = {}
+    for d in (x.ndim - 2, x.ndim - 1):
+        n = x.shape[d]
+        if inverse:
+            if n % r:
+                raise RuleError(f"{call.describe()} at node {call.name!r}: size {n} not divisible by {r}")
+            per_dim[d] = (PAMap.affine(r, 0), PAMap.affine(r, r - 1), n // r)
+        else:
+            per_dim[d] = (PAMap.floor_div(r), PAMap.floor_div(r), n * r)
+    out = x.windows(per_dim, call.describe())
+    shape = list(out.shape)
+    c = x.shape[-3]
+    shape[-3] = c * r * r if inverse else c // (r * r)
+    out.shape = tuple(shape)
+    return out
+
+
+def pixel_shuffle_rule(call: OpCall) -> SymTensor:
+    r = call.module.upscale_factor if call.module is not None else call.arg(1, "upscale_factor")
+    return _pixel_shuffle(call, tensor_arg(call), int(r), inverse=False)
+
+
+def pixel_unshuffle_rule(call: OpCall) -> SymTensor:
+    r = call.module.downscale_factor if call.module is not None else call.arg(1, "downscale_factor")
+    return _pixel_shuffle(call, tensor_arg(call), int(r), inverse=True)
+
+
