@@ -13,6 +13,8 @@ named.
 
 from __future__ import annotations
 
+import os
+import types
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -24,7 +26,7 @@ from .errors import InputShapeError, InputTooSmallError, NotAModuleError, RFGrap
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target
 from .tracing import Traced, trace
-from .values import MergeInfo, SymTensor, collect
+from .values import MergeInfo, SymTensor, collect, shape_by_execution
 
 __all__ = ["analyze", "SymbolicPass", "contains_sym", "shape_by_execution"]
 
@@ -46,47 +48,6 @@ def _model_device(model: nn.Module) -> torch.device:
     for b in model.buffers():
         return b.device
     return torch.device("cpu")
-
-
-def shape_by_execution(fn: Callable, args: tuple, kwargs: dict, device: torch.device) -> Any:
-    """Run ``fn`` on data-free stand-ins of the `SymTensor` arguments; return the results' stand-ins.
-
-    Meta tensors when the model lives on the meta device; otherwise fake CPU
-    tensors, so that no activation memory is used in either case.
-    """
-
-    def to_tensor(v):
-        if isinstance(v, SymTensor):
-            return torch.empty(v.shape, dtype=v.dtype, device=device if device.type == "meta" else "cpu")
-        if isinstance(v, (list, tuple)):
-            return type(v)(to_tensor(x) for x in v) if not hasattr(v, "_fields") else type(v)(*map(to_tensor, v))
-        if isinstance(v, dict):
-            return {k: to_tensor(x) for k, x in v.items()}
-        return v
-
-    if device.type == "meta":
-        return fn(*to_tensor(args), **to_tensor(kwargs))
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    try:
-        with FakeTensorMode(allow_non_fake_inputs=True):
-            return fn(*to_tensor(args), **to_tensor(kwargs))
-    except Exception:
-        # Data-dependent code (``if x.sum() > 0``) cannot run on fake tensors: run it on zeros.
-        with torch.no_grad():
-            real_args = _map_sym(args, lambda v: torch.zeros(v.shape, dtype=v.dtype))
-            return fn(*real_args, **_map_sym(kwargs, lambda v: torch.zeros(v.shape, dtype=v.dtype)))
-
-
-def _map_sym(value: Any, fn: Callable) -> Any:
-    if isinstance(value, SymTensor):
-        return fn(value)
-    if isinstance(value, (list, tuple)):
-        items = [_map_sym(v, fn) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-    if isinstance(value, dict):
-        return {k: _map_sym(v, fn) for k, v in value.items()}
-    return value
 
 
 def _mutable(value: Any) -> Any:
@@ -119,10 +80,12 @@ class SymbolicPass(fx.Interpreter):
         rules: RuleSet = DEFAULT_RULES,
         device: Optional[torch.device] = None,
         fallback: Optional[Callable[[OpCall], Any]] = None,
+        check_shapes: bool = False,
     ):
         super().__init__(traced.graph_module, garbage_collect_values=True)
         self.traced = traced
         self.rules = rules
+        self.check_shapes = check_shapes
         self.device = device if device is not None else _model_device(traced.graph_module)
         self.fallback = fallback or self.unknown_fallback
         self.records: list[NodeRF] = []
@@ -167,34 +130,48 @@ class SymbolicPass(fx.Interpreter):
             # fx hands list constants over as immutable lists; the eager code may mutate them
             # (torchvision's video Swin adapts its window list in place).
             return target(*map(_mutable, args), **{k: _mutable(v) for k, v in kwargs.items()})
-        rule = self.rules.functions.get(target)
-        return self._apply(rule, target, None, args, kwargs)
+        return self._apply(target, None, args, kwargs)
 
     def call_method(self, target: str, args, kwargs):
         if not contains_sym(args) and not contains_sym(kwargs):
             self_obj, *rest = args
             return getattr(self_obj, target)(*rest, **kwargs)
-        rule = self.rules.methods.get(target) if isinstance(args[0], SymTensor) else None
-        if rule is None and not isinstance(args[0], SymTensor):
-            # A constant tensor's method with a SymTensor argument: use the function's rule.
-            rule = self.rules.functions.get(getattr(torch, target, None))
-        return self._apply(rule, target, None, args, kwargs)
+        return self._apply(target, None, args, kwargs)
 
     def call_module(self, target: str, args, kwargs):
         module = self.fetch_attr(target)
         if not contains_sym(args) and not contains_sym(kwargs):
             return module(*args, **kwargs)
-        rule = self.rules.for_module(module)
-        return self._apply(rule, target, module, args, kwargs)
+        return self._apply(target, module, args, kwargs)
 
     def output(self, target, args, kwargs):
         return args[0]
 
-    def _apply(self, rule, target, module, args, kwargs):
+    def _apply(self, target, module, args, kwargs):
         call = OpCall(self._current, target, module, tuple(args), dict(kwargs), self)
+        rule = self.rules.lookup(call)
         if rule is None:
             return self.fallback(call)
-        return rule(call)
+        out = rule(call)
+        if self.check_shapes:
+            self._check_shapes(rule, call, out)
+        return out
+
+    def _check_shapes(self, rule, call: OpCall, out: Any) -> None:
+        """Debug mode: the rule's output shapes must be torch's (run on data-free tensors)."""
+        try:
+            real = shape_by_execution(self._callable(call), call.args, call.kwargs, self.device)
+        except Exception:  # the op cannot run on stand-ins (data-dependent): nothing to compare with
+            return
+        ours = [tuple(t.shape) for t in collect(out, SymTensor)]
+        theirs = [tuple(t.shape) for t in collect(real, torch.Tensor)]
+        if ours != theirs:
+            what = getattr(rule, "__qualname__", None) or repr(rule)
+            raise RuleError(
+                f"rule {what} for {call.describe()} at node {call.name!r} gives shape "
+                f"{ours[0] if len(ours) == 1 else ours}, torch gives {theirs[0] if len(theirs) == 1 else theirs} "
+                "(check_shapes / RFGRAPH_CHECK_SHAPES)"
+            )
 
     # -- fallback ------------------------------------------------------------------
 
@@ -320,6 +297,18 @@ def _ruled_leaves(rules: Optional[RuleSet]) -> tuple[type, ...]:
     return tuple(t for t in (rules or DEFAULT_RULES).modules if not t.__module__.startswith("torch.nn"))
 
 
+def _ruled_functions(rules: Optional[RuleSet]) -> tuple[Callable, ...]:
+    """Python functions given a rule by the user are kept whole by fx (autowrapped), so that
+    their rule, not their body, decides; no need to also pass them as ``autowrap_functions``."""
+    if rules is None or rules is DEFAULT_RULES:
+        return ()
+    return tuple(f for f in rules.functions if isinstance(f, types.FunctionType) and f not in DEFAULT_RULES.functions)
+
+
+def _check_shapes_default() -> bool:
+    return os.environ.get("RFGRAPH_CHECK_SHAPES", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _check_input_shape(input_shape: Any, dtype: Optional[torch.dtype] = None) -> tuple[int, ...]:
     if dtype is not None:
         from .inputs import check_input_shape
@@ -350,12 +339,17 @@ def analyze(
     dtype: torch.dtype = torch.float32,
     fallback: Union[Callable[[OpCall], Any], str, None] = None,
     traced: Optional[Traced] = None,
+    check_shapes: Optional[bool] = None,
 ) -> Analysis:
     """Receptive field of every tensor node of ``model`` for inputs of ``input_shape``.
 
     Ops with no rule go to ``fallback``: by default `rfgraph.probing.fallback`,
     which probes the op alone and fits its window maps (nodes marked
     ``source="probed"``); ``fallback="unknown"`` marks them unknown instead.
+    ``check_shapes=True`` (or the environment variable ``RFGRAPH_CHECK_SHAPES=1``)
+    compares every rule's output shape with torch's on data-free tensors and
+    raises a `RuleError` naming the rule that disagrees (a debug mode for rule
+    authors; slower).
 
     >>> import torch.nn as nn
     >>> net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3, stride=2), nn.Conv2d(1, 1, 3))
@@ -384,8 +378,11 @@ def analyze(
         from .inputs import example_input
 
         traced = trace(model, leaf_modules=tuple(leaf_modules) + _ruled_leaves(rules),
-                       autowrap_functions=autowrap_functions, example_inputs=(example_input(model, shape, dtype),))
-    interp = SymbolicPass(traced, rules or DEFAULT_RULES, fallback=fallback)
+                       autowrap_functions=tuple(autowrap_functions) + _ruled_functions(rules),
+                       example_inputs=(example_input(model, shape, dtype),))
+    if check_shapes is None:
+        check_shapes = _check_shapes_default()
+    interp = SymbolicPass(traced, rules or DEFAULT_RULES, fallback=fallback, check_shapes=check_shapes)
     try:
         records = interp.propagate(shape, dtype)
     except InputTooSmallError as exc:
