@@ -46,6 +46,7 @@ from .passes import analyze
 from .results import Analysis, NodeRF
 from .tracing import Traced, ancestors
 from .values import collect
+from .windows import META_KEY
 
 __all__ = [
     "Resizer",
@@ -582,12 +583,20 @@ def _path_causes(analysis: Analysis, nodes: Iterable[Any], sizes: Sequence[int])
             where = n.target if module is same else (n.meta.get("rf_module") or label)
             causes.append(f"size-dependent 'same' padding ({type(same).__name__}) in {where}")
             continue
-        params = _window_params(n, module, gm)
+        params = n.meta.get(META_KEY)  # recorded by the windowed rule that ran on this node
         if params is None:
             continue
-        kind, k, s, pl, pr, d, ceil = params
+        if params.kind in ("adaptive", "interpolate"):
+            if params.kind == "adaptive" or params.size is not None:
+                causes.append(f"size-dependent resampling at {label}")
+            continue
+        if params.kind not in ("conv", "pool", "pad"):
+            continue
+        kind, nd = params.kind, params.nd
+        k, s, d = params.kernel or (1,) * nd, params.stride or (1,) * nd, params.dilation or (1,) * nd
+        pl, pr, ceil = params.padding_left, params.padding_right, params.ceil_mode
         n_in = _input_length(analysis, n, records)
-        for i in range(len(k)):
+        for i in range(nd):
             ext = d[i] * (k[i] - 1)
             if ext % 2:
                 causes.append(f"even kernel {k[i]} at {label}")
@@ -604,8 +613,6 @@ def _path_causes(analysis: Analysis, nodes: Iterable[Any], sizes: Sequence[int])
                 elif n_in[i] % s[i]:
                     causes.append(f"size {n_in[i]} not divisible by stride {s[i]} at {label}")
             break  # one axis is enough to name the op (square kernels)
-        if params[0] == "resample":
-            causes.append(f"size-dependent resampling at {label}")
     return list(dict.fromkeys(causes))
 
 
@@ -629,106 +636,6 @@ def _input_length(analysis: Analysis, n, records) -> Optional[tuple[int, ...]]:
     if r.shape is None:
         return None
     return tuple(r.shape[-analysis.ndim:])
-
-
-def _window_params(n, module: Optional[nn.Module], gm=None):
-    """``(kind, k, s, p_left, p_right, d, ceil_mode)`` per spatial axis for conv / pool / pad / resampling nodes."""
-    def tup(v, nd):
-        return tuple(v) if isinstance(v, (tuple, list)) else (v,) * nd
-
-    if module is not None:
-        if isinstance(module, (nn.modules.conv._ConvNd,)) and not isinstance(module, nn.modules.conv._ConvTransposeNd):
-            nd = len(module.kernel_size)
-            k, d = module.kernel_size, tup(module.dilation, nd)
-            if module.padding == "same":
-                tot = [d[i] * (k[i] - 1) for i in range(nd)]
-                pl, pr = tuple(t // 2 for t in tot), tuple(t - t // 2 for t in tot)
-            elif module.padding == "valid":
-                pl = pr = (0,) * nd
-            else:
-                pl = pr = tup(module.padding, nd)
-            return ("conv", k, tup(module.stride, nd), pl, pr, d, False)
-        if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
-            nd = int(type(module).__name__[-2])
-            k = tup(module.kernel_size, nd)
-            s = tup(module.stride if module.stride not in (None, ()) else module.kernel_size, nd)
-            p = tup(module.padding, nd)
-            return ("pool", k, s, p, p, tup(getattr(module, "dilation", 1), nd), bool(module.ceil_mode))
-        if isinstance(module, (nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
-                               nn.modules.padding._ReplicationPadNd)):
-            pad = module.padding
-            return _pad_params(pad)
-        if isinstance(module, nn.Upsample) and module.size is not None:
-            return ("resample", (1,), (1,), (0,), (0,), (1,), False)
-        if type(module).__name__.startswith("AdaptiveAvg") or type(module).__name__.startswith("AdaptiveMax"):
-            return ("resample", (1,), (1,), (0,), (0,), (1,), False)
-        return None
-    if n.op != "call_function":
-        return None
-    name = _target_name(n.target)
-
-    def arg(i, key, default):
-        return n.args[i] if len(n.args) > i else n.kwargs.get(key, default)
-
-    if name in ("pad", "constant_pad_nd"):
-        pad = arg(1, "pad", None)
-        return _pad_params(pad) if isinstance(pad, (tuple, list)) and all(isinstance(p, int) for p in pad) else None
-    if name in ("interpolate", "upsample_nearest2d", "upsample_bilinear2d") or name.startswith("adaptive_"):
-        return ("resample", (1,), (1,), (0,), (0,), (1,), False)
-    if name in ("conv1d", "conv2d", "conv3d"):
-        nd = int(name[4])
-        w = arg(1, "weight", None)
-        shape = _const_shape(w, gm)
-        if shape is None:
-            return None
-        k = tuple(shape[2:])
-        d = tup(arg(5, "dilation", 1), nd)
-        pad = arg(4, "padding", 0)
-        if isinstance(pad, str):
-            tot = [d[i] * (k[i] - 1) for i in range(nd)]
-            pl = tuple(t // 2 for t in tot) if pad == "same" else (0,) * nd
-            pr = tuple(t - t // 2 for t in tot) if pad == "same" else (0,) * nd
-        else:
-            pl = pr = tup(pad, nd)
-        return ("conv", k, tup(arg(3, "stride", 1), nd), pl, pr, d, False)
-    for prefix in ("max_pool", "avg_pool"):
-        if name.startswith(prefix) and name[len(prefix):len(prefix) + 2] in ("1d", "2d", "3d"):
-            nd = int(name[len(prefix)])
-            k = tup(arg(1, "kernel_size", 1), nd)
-            st = arg(2, "stride", None)
-            s = tup(st if st not in (None, [], ()) else k, nd)
-            p = tup(arg(3, "padding", 0), nd)
-            if prefix == "max_pool":
-                d, ceil = tup(arg(4, "dilation", 1), nd), bool(arg(5, "ceil_mode", False))
-            else:
-                d, ceil = (1,) * nd, bool(arg(4, "ceil_mode", False))
-            return ("pool", k, s, p, p, d, ceil)
-    return None
-
-
-def _target_name(target: Any) -> str:
-    """``torch.conv2d``, ``F.conv2d`` and ``aten.conv2d.default`` all give ``"conv2d"``."""
-    name = getattr(target, "__name__", None) or str(target)
-    name = name.split(".")[-1] if "." in name else name
-    if name in ("default", "Tensor", "padding") and hasattr(target, "name"):  # OpOverload: aten::conv2d
-        name = target.name().split("::")[-1].split(".")[0]
-    return name.lstrip("_")
-
-
-def _const_shape(v: Any, gm) -> Optional[tuple[int, ...]]:
-    if hasattr(v, "op") and v.op == "get_attr" and gm is not None:
-        obj = gm
-        for part in str(v.target).split("."):
-            obj = getattr(obj, part, None)
-        return tuple(obj.shape) if obj is not None and hasattr(obj, "shape") else None
-    return tuple(v.shape) if hasattr(v, "shape") else None
-
-
-def _pad_params(pad):
-    pad = tuple(int(p) for p in pad)
-    pairs = [(pad[2 * j], pad[2 * j + 1]) for j in range(len(pad) // 2)][::-1]
-    nd = len(pairs)
-    return ("pad", (1,) * nd, (1,) * nd, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), (1,) * nd, False)
 
 
 def _merges(analysis: Analysis) -> list[tuple[NodeRF, list[NodeRF]]]:
