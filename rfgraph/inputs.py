@@ -24,7 +24,7 @@ from torch import nn
 
 from .errors import InputShapeError, InputTooSmallError
 
-__all__ = ["example_input", "forward_parameters", "analyze_inputs", "explain_too_small", "check_input_shape"]
+__all__ = ["example_input", "forward_parameters", "ordered_inputs", "explain_too_small", "check_input_shape"]
 
 #: Largest spatial size tried when searching for the smallest input that works.
 SEARCH_LIMIT = 1 << 14
@@ -74,7 +74,7 @@ def forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
     return [p for p in params if p.kind in kinds]
 
 
-def _ordered_inputs(model: nn.Module, shapes: dict) -> list[str]:
+def ordered_inputs(model: nn.Module, shapes: dict) -> list[str]:
     params = forward_parameters(model)
     names = [p.name for p in params]
     unknown = [k for k in shapes if k not in names]
@@ -94,37 +94,6 @@ def _ordered_inputs(model: nn.Module, shapes: dict) -> list[str]:
             f"inputs after {skipped!r} are given but {skipped!r} is not: give a shape for it as well"
         )
     return used
-
-
-def analyze_inputs(model: nn.Module, shapes: dict, *, analyze: Callable, dtype: Any = torch.float32,
-                   rules=None, leaf_modules=(), autowrap_functions=(), fallback=None) -> dict:
-    """Per-input analyses of a model with several inputs (see the module docstring)."""
-    from .passes import SymbolicPass, _ruled_leaves
-    from .results import Analysis
-    from .tracing import trace
-    from .values import SymTensor
-
-    if not shapes:
-        raise InputShapeError("no input shapes given: pass {input_name: shape, ...}")
-    names = _ordered_inputs(model, shapes)
-    dtypes = {n: dtype.get(n, torch.float32) if isinstance(dtype, dict) else dtype for n in names}
-    checked = {n: check_input_shape(shapes[n], dtypes[n], name=f"shape of input {n!r}") for n in names}
-    examples = tuple(example_input(model, checked[n], dtypes[n]) for n in names)
-    traced = trace(model, leaf_modules=tuple(leaf_modules) + _ruled_leaves(rules),
-                   autowrap_functions=autowrap_functions, example_inputs=examples)
-    out = {}
-    for name in names:
-        args = [
-            SymTensor.input(checked[n], dtypes[n]) if n == name else SymTensor(checked[n], dtypes[n])
-            for n in names
-        ]
-        interp = SymbolicPass(traced, rules, fallback=fallback)
-        records = interp.propagate(checked[name], dtypes[name], args=args)
-        out[name] = Analysis(
-            records, checked[name], model_name=type(model).__name__, graph_module=traced.graph_module,
-            model=model, meta={"unknown_ops": dict(interp.unknown_ops), "trace": traced.method, "input": name},
-        )
-    return out
 
 
 def explain_too_small(

@@ -23,6 +23,8 @@ from torch import nn
 
 from .algebra import GLOBAL, Field, SlopeMismatch
 from .errors import InputShapeError, InputTooSmallError, NotAModuleError, RFGraphError, RuleError
+from .fallback import fallback as probe_fallback
+from .inputs import check_input_shape, example_input, explain_too_small, ordered_inputs
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target
 from .tracing import Traced, trace
@@ -175,12 +177,12 @@ class SymbolicPass(fx.Interpreter):
 
     # -- fallback ------------------------------------------------------------------
 
-    def unknown_fallback(self, call: OpCall) -> Any:
-        """No rule: learn the output shape by running the op on stand-ins, mark it unknown."""
+    def unknown_fallback(self, call: OpCall, reason: Optional[str] = None) -> Any:
+        """No rule: learn the output shape by running the op on stand-ins, mark it unknown (with ``reason``)."""
         what = call.describe()
         self.unknown_ops[what] = self.unknown_ops.get(what, 0) + 1
         upstream = next((a.unknown for a in call.sym_args() if a.unknown), None)
-        reason = upstream or f"no rule for {what}"
+        reason = upstream or reason or f"no rule for {what}"
         fn = self._callable(call)
         try:
             out = shape_by_execution(fn, call.args, call.kwargs, self.device)
@@ -309,26 +311,6 @@ def _check_shapes_default() -> bool:
     return os.environ.get("RFGRAPH_CHECK_SHAPES", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _check_input_shape(input_shape: Any, dtype: Optional[torch.dtype] = None) -> tuple[int, ...]:
-    if dtype is not None:
-        from .inputs import check_input_shape
-
-        return check_input_shape(input_shape, dtype)
-    try:
-        shape = tuple(int(s) for s in input_shape)
-    except TypeError:
-        raise InputShapeError(
-            f"input_shape must be a sequence of ints like (1, 3, 224, 224), got {input_shape!r}"
-        ) from None
-    if not 3 <= len(shape) <= 5:
-        raise InputShapeError(
-            f"input_shape {shape} has rank {len(shape)}; expected (N, C, L), (N, C, H, W) or (N, C, D, H, W)"
-        )
-    if any(s <= 0 for s in shape):
-        raise InputShapeError(f"input_shape {shape} has a non-positive size")
-    return shape
-
-
 def analyze(
     model: nn.Module,
     input_shape: Any,
@@ -343,7 +325,7 @@ def analyze(
 ) -> Analysis:
     """Receptive field of every tensor node of ``model`` for inputs of ``input_shape``.
 
-    Ops with no rule go to ``fallback``: by default `rfgraph.probing.fallback`,
+    Ops with no rule go to ``fallback``: by default `rfgraph.fallback.fallback`,
     which probes the op alone and fits its window maps (nodes marked
     ``source="probed"``); ``fallback="unknown"`` marks them unknown instead.
     ``check_shapes=True`` (or the environment variable ``RFGRAPH_CHECK_SHAPES=1``)
@@ -362,21 +344,17 @@ def analyze(
             f"analyze() needs a torch.nn.Module, got {type(model).__name__}"
             + (" (a class: instantiate it first)" if isinstance(model, type) else "")
         )
-    if fallback is None:  # ops without a rule: probe them alone (rfgraph.probing.fallback)
-        from .probing import fallback
+    if fallback is None:  # ops without a rule: probe them alone (rfgraph.fallback)
+        fallback = probe_fallback
     elif isinstance(fallback, str):
         if fallback != "unknown":
             raise ValueError(f"fallback must be a callable, None (probe) or 'unknown', got {fallback!r}")
         fallback = None
-    if isinstance(input_shape, dict):  # several inputs: one analysis per input (rfgraph.inputs)
-        from .inputs import analyze_inputs
-
-        return analyze_inputs(model, input_shape, analyze=analyze, dtype=dtype, rules=rules or DEFAULT_RULES,
-                              leaf_modules=leaf_modules, autowrap_functions=autowrap_functions, fallback=fallback)
-    shape = _check_input_shape(input_shape, dtype)
+    if isinstance(input_shape, dict):  # several inputs: one analysis per input
+        return _analyze_inputs(model, input_shape, dtype=dtype, rules=rules or DEFAULT_RULES,
+                               leaf_modules=leaf_modules, autowrap_functions=autowrap_functions, fallback=fallback)
+    shape = check_input_shape(input_shape, dtype)
     if traced is None:
-        from .inputs import example_input
-
         traced = trace(model, leaf_modules=tuple(leaf_modules) + _ruled_leaves(rules),
                        autowrap_functions=tuple(autowrap_functions) + _ruled_functions(rules),
                        example_inputs=(example_input(model, shape, dtype),))
@@ -386,7 +364,6 @@ def analyze(
     try:
         records = interp.propagate(shape, dtype)
     except InputTooSmallError as exc:
-        from .inputs import explain_too_small
 
         def run(candidate):
             SymbolicPass(traced, rules or DEFAULT_RULES, fallback=fallback).propagate(candidate, dtype)
@@ -401,3 +378,28 @@ def analyze(
         meta={"unknown_ops": dict(interp.unknown_ops), "trace": traced.method},
     )
 
+
+def _analyze_inputs(model: nn.Module, shapes: dict, *, dtype: Any = torch.float32,
+                    rules=None, leaf_modules=(), autowrap_functions=(), fallback=None) -> dict:
+    """Per-input analyses of a model with several inputs (see `rfgraph.inputs`)."""
+    if not shapes:
+        raise InputShapeError("no input shapes given: pass {input_name: shape, ...}")
+    names = ordered_inputs(model, shapes)
+    dtypes = {n: dtype.get(n, torch.float32) if isinstance(dtype, dict) else dtype for n in names}
+    checked = {n: check_input_shape(shapes[n], dtypes[n], name=f"shape of input {n!r}") for n in names}
+    examples = tuple(example_input(model, checked[n], dtypes[n]) for n in names)
+    traced = trace(model, leaf_modules=tuple(leaf_modules) + _ruled_leaves(rules),
+                   autowrap_functions=tuple(autowrap_functions) + _ruled_functions(rules), example_inputs=examples)
+    out = {}
+    for name in names:
+        args = [
+            SymTensor.input(checked[n], dtypes[n]) if n == name else SymTensor(checked[n], dtypes[n])
+            for n in names
+        ]
+        interp = SymbolicPass(traced, rules, fallback=fallback)
+        records = interp.propagate(checked[name], dtypes[name], args=args)
+        out[name] = Analysis(
+            records, checked[name], model_name=type(model).__name__, graph_module=traced.graph_module,
+            model=model, meta={"unknown_ops": dict(interp.unknown_ops), "trace": traced.method, "input": name},
+        )
+    return out

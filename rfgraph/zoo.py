@@ -43,6 +43,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
+from .models import default_input_shape, load_model
+from .passes import analyze
+from .probing import validate_analysis
+
 __all__ = [
     "FAMILIES",
     "ROW_KEYS",
@@ -430,19 +434,14 @@ VALIDATE_MAX_PARAMS = 200_000_000
 
 
 def _validate(analysis, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Probe verdict per node name (`Analysis.validate`): ``probe``, ``probe_rf``, ``probe_stride``,
+    """Probe verdict per node name (`rfgraph.probing.validate_analysis`): ``probe``, ``probe_rf``, ``probe_stride``,
     ``probe_start``, ``probe_note``.  ``probe`` is ``agree``, ``DISAGREE``, ``error`` or ``""`` (not probed)."""
     n_params = sum(p.numel() for p in analysis.model.parameters()) if analysis.model is not None else 0
     if n_params > VALIDATE_MAX_PARAMS:
         note = f"not probed: {n_params / 1e6:.0f}M parameters (limit {VALIDATE_MAX_PARAMS / 1e6:.0f}M)"
         return {n: {"probe": "", "probe_note": note} for n in names}
-    validate = getattr(analysis, "validate", None)
     try:
-        if validate is None:
-            raise ImportError
-        report = validate(nodes=names)
-    except ImportError:
-        return {n: {"probe": "", "probe_note": "probe not available (rfgraph.probe)"} for n in names}
+        report = validate_analysis(analysis, names)
     except Exception as exc:
         note = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         return {n: {"probe": "error", "probe_note": note} for n in names}
@@ -472,8 +471,6 @@ def run_task(task: ZooModel, validate: bool = False, nodes: Optional[Sequence[st
     """Build, analyse (and with ``validate`` probe) one model; its rows.  Never raises for a model's failure."""
     import torch
 
-    from .models import default_input_shape, load_model
-    from .passes import analyze
 
     _reset_peak_rss()
     base = _blank_row(task)

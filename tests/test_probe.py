@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 import rfgraph
-from rfgraph.probing.measure import ProbeResult, fallback, probe, sanitized_copy, validate_analysis
+from rfgraph.probing import ProbeResult, fallback, probe, sanitized_copy, validate_analysis
 
 
 def agree(result: ProbeResult, record) -> None:

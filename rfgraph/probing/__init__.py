@@ -1,8 +1,36 @@
-"""The numeric probe: gradient measurement of receptive fields on a sanitized copy, and validation.
+"""The numeric probe: receptive fields measured by back-propagation on a sanitized copy, and validation.
 
-The public entry points are re-exported at the package root as ``rfgraph.probe``
-(a function) and ``rfgraph.validate``; this package is ``rfgraph.probing``.
+``measure`` holds `probe` (one node, every axis), ``runner`` runs the graph cut
+at the probed nodes (an `fx.Interpreter`), ``validate`` compares an analysis with
+the probe.  The package root re-exports the public names as ``rfgraph.probe``
+(the function) and ``rfgraph.validate``; this package itself is ``rfgraph.probing``.
 """
 
-from .measure import *  # noqa: F401,F403
-from .measure import __all__
+from ..fallback import fallback
+from ..sanitize import sanitized_copy
+from .measure import AxisProbe, NotIsolableError, ProbeResult, probe
+from .validate import (
+    Disagreement,
+    ValidationReport,
+    ValidationRow,
+    compare,
+    default_nodes,
+    validate,
+    validate_analysis,
+)
+
+__all__ = [
+    "probe",
+    "ProbeResult",
+    "AxisProbe",
+    "validate",
+    "validate_analysis",
+    "ValidationReport",
+    "Disagreement",
+    "ValidationRow",
+    "NotIsolableError",
+    "default_nodes",
+    "compare",
+    "fallback",
+    "sanitized_copy",
+]

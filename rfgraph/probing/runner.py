@@ -1,0 +1,416 @@
+"""Running a model's graph, cut at the probed nodes, on the sanitized copy (see `rfgraph.probing`)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ProbeError, RFGraphError
+from ..sanitize import FUNCTION_REPLACEMENTS, IDENTITY_METHODS, IDENTITY_MODULE_TYPES, NORM_ALIASES, aten_overloads
+from ..tracing import ancestors
+
+__all__ = ["Runner", "getattr_path"]
+
+
+#: Elementwise ops with broadcasting: an operand broadcast along a dimension
+#: that carries the measured axis is a context path (detached).
+_BROADCAST_FUNCTIONS = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub, operator.imul,
+    operator.itruediv, operator.pow, torch.add, torch.sub, torch.mul, torch.div, torch.true_divide, torch.where,
+    torch.maximum, torch.minimum, torch.addcmul, torch.addcdiv, torch.lerp, torch.pow, torch.subtract,
+    torch.multiply, torch.divide,
+} | {op for name in ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "where", "maximum", "minimum",
+                     "addcmul", "lerp") for op in aten_overloads(name)}
+_BROADCAST_METHODS = {
+    "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "pow", "maximum", "minimum", "lerp", "addcmul",
+    "addcdiv", "where", "__add__", "__radd__", "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__",
+    "__rtruediv__",
+}
+#: Ops that broadcast their single operand to a larger shape.
+_EXPAND_METHODS = {"expand", "expand_as", "broadcast_to", "repeat"}
+#: Resampling ops: upsampling a size-1 dim spreads one value (a global pooling branch, as in
+#: DeepLab's ASPP image pooling) like a broadcast: also context.
+_RESAMPLE_FUNCTIONS = {F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nearest} | {
+    op for name in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_linear1d",
+                    "upsample_bilinear2d", "upsample_trilinear3d", "upsample_bicubic2d", "_upsample_nearest_exact2d",
+                    "_upsample_bilinear2d_aa")
+    for op in aten_overloads(name, ("default", "vec"))}
+_EXPAND_FUNCTIONS = {torch.broadcast_to} | {op for name in ("expand", "expand_as", "broadcast_to", "repeat")
+                                            for op in aten_overloads(name)}
+
+
+def _norm(x, dims, weight, bias, eps, detach, rms=False):
+    if rms:
+        scale = x.pow(2).mean(dims, keepdim=True)
+        if detach:
+            scale = scale.detach()
+        y = x * torch.rsqrt(scale + (eps if eps is not None else torch.finfo(x.dtype).eps))
+    else:
+        mean = x.mean(dims, keepdim=True)
+        var = x.var(dims, unbiased=False, keepdim=True)
+        if detach:
+            mean, var = mean.detach(), var.detach()
+        y = (x - mean) / torch.sqrt(var + eps)
+    return y, weight, bias
+
+
+def _affine(y, weight, bias, channel_dim: Optional[int]):
+    if channel_dim is not None:
+        shape = [1] * y.ndim
+        shape[channel_dim] = -1
+        weight = None if weight is None else weight.reshape(shape)
+        bias = None if bias is None else bias.reshape(shape)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+# ---------------------------------------------------------------------------
+# running the truncated graph
+# ---------------------------------------------------------------------------
+
+
+def _shape(v: Any) -> Optional[tuple[int, ...]]:
+    return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+
+class Runner:
+    """Runs the graph up to ``target`` on the sanitized copy.
+
+    With ``alt_shapes`` (the node shapes of a shape-only run at another size of
+    the measured axis) it also cuts context paths and registers the gradient
+    renormalisation hooks.
+    """
+
+    def __init__(self, gm: fx.GraphModule, holder: nn.Module, keys: dict[str, str], raw: dict[str, Any],
+                 target: fx.Node, seed: int = 0):
+        self.gm = holder
+        self.keys = keys
+        self.raw = raw
+        self.target = target
+        needed = ancestors(target)
+        self.nodes = [n for n in gm.graph.nodes if n in needed]
+        self.gen = torch.Generator().manual_seed(seed + 1)
+        self._pool: Optional[torch.Tensor] = None
+        self._meta_ok = True
+        self._state_cache: Optional[dict[str, torch.Tensor]] = None
+
+    def module(self, target: str) -> nn.Module:
+        return getattr(self.gm, self.keys[target])
+
+    # -- shape-only runs -------------------------------------------------------
+
+    def shapes(self, input_shape: Sequence[int], dtype: torch.dtype) -> dict[fx.Node, Any]:
+        """Node output shapes for an input of ``input_shape``: on the meta device (a real run as a last resort)."""
+        from torch.nn.utils.stateless import _reparametrize_module
+
+        if self._meta_ok:
+            tensors = {k: torch.empty_like(v, device="meta") for k, v in self._state().items()}
+            try:
+                with _reparametrize_module(self.gm, tensors):
+                    _, shapes = self.run(torch.empty(tuple(input_shape), dtype=dtype, device="meta"), None, True)
+                return shapes
+            except RFGraphError:
+                raise
+            except Exception:
+                pass
+        with torch.no_grad():
+            _, shapes = self.run(torch.rand(tuple(input_shape), dtype=dtype), None, True)
+        return shapes
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        if self._state_cache is None:
+            state = dict(self.gm.named_parameters(remove_duplicate=False))
+            state.update(self.gm.named_buffers(remove_duplicate=False))
+            self._state_cache = state
+        return self._state_cache
+
+    # -- the run -------------------------------------------------------------------
+
+    def run(self, x: torch.Tensor, alt: Optional[dict[fx.Node, Any]], shape_only: bool = False):
+        env: dict[fx.Node, Any] = {}
+        shapes: dict[fx.Node, Any] = {}
+        first = True
+        self.cut = 0
+        for n in self.nodes:
+            if n.op == "placeholder":
+                if first:
+                    value = x
+                    first = False
+                elif n.args:
+                    value = n.args[0]
+                else:
+                    raise ProbeError(
+                        f"the model takes several inputs ({n.name!r} has no default); the probe feeds one tensor. "
+                        "Hint: wrap the model so that it takes a single image tensor."
+                    )
+            elif n.op == "get_attr":
+                value = self._fetch(n.target)
+            elif n.op == "output":
+                continue
+            else:
+                args = fx.node.map_arg(n.args, lambda a: env[a])
+                kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a])
+                if shape_only and n.op == "call_module" and isinstance(self.module(n.target), _SHAPE_KEEPING):
+                    value = args[0]
+                else:
+                    value = self._call(n, args, kwargs, env, shapes, alt)
+            if alt is not None:
+                value = _rescale(value)
+                self._hook(value)
+            env[n] = value
+            shapes[n] = _shapes_of(value)
+        return env[self.target], shapes
+
+    def _fetch(self, target: str) -> Any:
+        if target in self.raw:
+            return self.raw[target]
+        return getattr(self.gm, self.keys[target])
+
+    def _hook(self, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.requires_grad and value.is_floating_point():
+                value.register_hook(self._renormalise)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                self._hook(v)
+
+    def _renormalise(self, g: torch.Tensor) -> torch.Tensor:
+        """Keep the gradient's non-zero pattern; give it fresh positive random magnitudes.
+
+        The magnitudes are a random slice of a pool of ``U(0.5, 1.5)`` values
+        (drawing a new tensor for every node would dominate the backward's cost).
+        """
+        if g is None:  # an output of a multi-output op that this unit does not reach
+            return g
+        numel = g.numel()
+        pool = self._pool
+        if pool is None or pool.numel() < 2 * numel or pool.dtype != g.dtype:
+            pool = self._pool = torch.rand(max(2 * numel, 1 << 16), generator=self.gen, dtype=g.dtype).add_(0.5)
+        offset = int(torch.randint(0, pool.numel() - numel + 1, (1,), generator=self.gen))
+        return pool[offset: offset + numel].view(g.shape) * (g != 0)
+
+    # -- per-op behaviour ------------------------------------------------------------
+
+    def _varies(self, node_or_value: Any, shapes, alt) -> set[int]:
+        """Dims (of a node's output) whose size differs between this run and the shape-only run."""
+        if not isinstance(node_or_value, fx.Node):
+            return set()
+        a, b = shapes.get(node_or_value), alt.get(node_or_value)
+        if not isinstance(a, tuple) or not isinstance(b, tuple) or len(a) != len(b):
+            return set()
+        if a and isinstance(a[0], tuple):
+            return set()
+        return {d for d, (x, y) in enumerate(zip(a, b)) if x != y}
+
+    def _call(self, n: fx.Node, args, kwargs, env, shapes, alt):
+        if n.op == "call_module":
+            m = self.module(n.target)
+            if alt is not None and isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm))\
+                    or alt is not None and hasattr(nn, "RMSNorm") and isinstance(m, nn.RMSNorm):
+                out = self._norm_module(n, m, args, kwargs, shapes, alt)
+                if out is not None:
+                    return out
+            out = m(*args, **kwargs)
+            if alt is not None and isinstance(m, nn.Upsample) and n.args:
+                out = self._detach_if_expanded(n, n.args[0], out, shapes, alt)
+            return out
+        if n.op == "call_method":
+            name = n.target
+            if name in IDENTITY_METHODS:
+                return args[0]
+            if alt is not None and name in _BROADCAST_METHODS:
+                return self._broadcast(n, lambda *a: getattr(a[0], name)(*a[1:], **kwargs), args, shapes, alt)
+            out = getattr(args[0], name)(*args[1:], **kwargs)
+            if alt is not None and name in _EXPAND_METHODS:
+                out = self._detach_if_expanded(n, n.args[0], out, shapes, alt)
+            return out
+        fn = n.target
+        replacement = FUNCTION_REPLACEMENTS.get(fn) if _hashable(fn) else None
+        if replacement is not None:
+            return replacement(*args, **kwargs)
+        if alt is not None and _hashable(fn):
+            if fn in _BROADCAST_FUNCTIONS:
+                return self._broadcast(n, lambda *a: fn(*a, **kwargs), args, shapes, alt)
+            if fn in (F.layer_norm, F.group_norm, F.instance_norm) or fn is getattr(F, "rms_norm", None):
+                return self._norm_function(n, fn, args, kwargs, shapes, alt)
+            if fn in NORM_ALIASES:
+                return self._norm_function(n, NORM_ALIASES[fn], args, kwargs, shapes, alt, call=fn)
+            out = fn(*args, **kwargs)
+            if fn in _EXPAND_FUNCTIONS or fn in _RESAMPLE_FUNCTIONS:
+                out = self._detach_if_expanded(n, n.args[0] if n.args else n.kwargs.get("input"), out, shapes, alt)
+            return out
+        return fn(*args, **kwargs)
+
+    def _broadcast(self, n: fx.Node, fn: Callable, args, shapes, alt):
+        """Elementwise op: detach operands broadcast from size 1 along a dim that carries the measured axis."""
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if len(tensors) < 2:
+            return fn(*args)
+        out_shape = tuple(torch.broadcast_shapes(*[t.shape for t in tensors]))
+        alt_out = alt.get(n)
+        if not isinstance(alt_out, tuple) or len(alt_out) != len(out_shape) or \
+                (alt_out and isinstance(alt_out[0], tuple)):
+            return fn(*args)
+        varying = {d for d, (x, y) in enumerate(zip(out_shape, alt_out)) if x != y}
+        if not varying:
+            return fn(*args)
+        new_args = list(args)
+        sources = list(n.args) + [None] * len(args)
+        for i, a in enumerate(args):
+            if not isinstance(a, torch.Tensor) or not a.requires_grad:
+                continue
+            if _broadcast_along(tuple(a.shape), _alt_shape(sources[i], alt), len(out_shape), varying):
+                new_args[i] = a.detach()
+                self.cut += 1
+        return fn(*new_args)
+
+    def _detach_if_expanded(self, n: fx.Node, src: Any, out: Any, shapes, alt):
+        if not isinstance(out, torch.Tensor) or not isinstance(src, fx.Node):
+            return out
+        varying = self._varies(n, {n: tuple(out.shape)}, alt)
+        a = shapes.get(src)
+        if not varying or not isinstance(a, tuple) or (a and isinstance(a[0], tuple)):
+            return out
+        if _broadcast_along(a, _alt_shape(src, alt), out.ndim, varying):
+            self.cut += 1
+            return out.detach()
+        return out
+
+    def _stat_dims_vary(self, src: Any, dims: Iterable[int], shapes, alt) -> bool:
+        varying = self._varies(src, shapes, alt)
+        return any(d in varying for d in dims)
+
+    def _norm_module(self, n, m, args, kwargs, shapes, alt):
+        x = args[0] if args else kwargs.get("input")
+        if not isinstance(x, torch.Tensor) or len(args) > 1:
+            return None
+        src = n.args[0] if n.args else n.kwargs.get("input")
+        if isinstance(m, nn.GroupNorm):
+            dims = range(2, x.ndim)
+            if not self._stat_dims_vary(src, dims, shapes, alt):
+                return None
+            xs = x.reshape(x.shape[0], m.num_groups, -1)
+            y, _, _ = _norm(xs, (2,), None, None, m.eps, True)
+            return _affine(y.reshape(x.shape), m.weight, m.bias, 1)
+        if isinstance(m, nn.modules.instancenorm._InstanceNorm):
+            if m.track_running_stats and not m.training:
+                return None
+            dims = tuple(range(2, x.ndim))
+            if not self._stat_dims_vary(src, dims, shapes, alt):
+                return None
+            y, _, _ = _norm(x, dims, None, None, m.eps, True)
+            return _affine(y, m.weight, m.bias, 1)
+        k = len(tuple(m.normalized_shape))
+        dims = tuple(range(x.ndim - k, x.ndim))
+        if not self._stat_dims_vary(src, dims, shapes, alt):
+            return None
+        rms = not isinstance(m, nn.LayerNorm)
+        y, _, _ = _norm(x, dims, None, None, m.eps, True, rms=rms)
+        return _affine(y, m.weight, getattr(m, "bias", None), None)
+
+    def _norm_function(self, n, fn, args, kwargs, shapes, alt, call=None):
+        """``fn`` (an F normalisation) says how to read the arguments; ``call`` is what the graph calls."""
+        x = args[0]
+        src = n.args[0]
+        if call is not None:
+            original = call
+
+            def fn_call(*a, **k):
+                return original(*a, **k)
+        else:
+            fn_call = fn
+        if fn is F.group_norm:
+            names = ("input", "num_groups", "weight", "bias", "eps")
+            a = {"weight": None, "bias": None, "eps": 1e-5, **dict(zip(names, args)), **kwargs}
+            if not self._stat_dims_vary(src, range(2, x.ndim), shapes, alt):
+                return fn_call(*args, **kwargs)
+            y, _, _ = _norm(x.reshape(x.shape[0], a["num_groups"], -1), (2,), None, None, a["eps"], True)
+            return _affine(y.reshape(x.shape), a["weight"], a["bias"], 1)
+        if fn is F.instance_norm:
+            names = ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats", "momentum", "eps")
+            a = {"running_mean": None, "running_var": None, "weight": None, "bias": None, "use_input_stats": True,
+                 "momentum": 0.1, "eps": 1e-5, **dict(zip(names, args)), **kwargs}
+            dims = tuple(range(2, x.ndim))
+            if not a["use_input_stats"] or not self._stat_dims_vary(src, dims, shapes, alt):
+                return fn_call(*args, **kwargs)
+            y, _, _ = _norm(x, dims, None, None, a["eps"], True)
+            return _affine(y, a["weight"], a["bias"], 1)
+        rms = fn is not F.layer_norm
+        names = ("input", "normalized_shape", "weight", "eps") if rms else \
+            ("input", "normalized_shape", "weight", "bias", "eps")
+        a = {"weight": None, "bias": None, "eps": None if rms else 1e-5, **dict(zip(names, args)), **kwargs}
+        shape = a["normalized_shape"]
+        k = 1 if isinstance(shape, int) else len(tuple(shape))
+        dims = tuple(range(x.ndim - k, x.ndim))
+        if not self._stat_dims_vary(src, dims, shapes, alt):
+            return fn_call(*args, **kwargs)
+        y, _, _ = _norm(x, dims, None, None, a["eps"], True, rms=rms)
+        return _affine(y, a["weight"], a.get("bias"), None)
+
+
+#: Modules whose output has their input's shape: skipped by shape-only runs (meta batchnorm is slow).
+_SHAPE_KEEPING: tuple[type, ...] = (
+    nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.Identity, nn.modules.instancenorm._InstanceNorm,
+) + IDENTITY_MODULE_TYPES
+
+
+def _rescale(value: Any) -> Any:
+    """Divide a tensor whose magnitude drifts far from 1 by a detached scalar.
+
+    Multiplicative gates (x * f(x)) square magnitudes block after block, which
+    overflows even float64; dividing by a constant changes no dependence.
+    """
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.requires_grad and value.numel():
+        m = float(value.detach().abs().amax())
+        if m > 1e6 or 0 < m < 1e-6:
+            return value / m
+    return value
+
+
+def getattr_path(obj: Any, target: str) -> Any:
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _alt_shape(src: Any, alt: dict) -> Optional[tuple]:
+    if not isinstance(src, fx.Node):
+        return None  # a constant: the same shape in every run
+    shape = alt.get(src)
+    return shape if isinstance(shape, tuple) and not (shape and isinstance(shape[0], tuple)) else None
+
+
+def _broadcast_along(shape: tuple, alt_shape: Optional[tuple], out_ndim: int, varying: Iterable[int]) -> bool:
+    """Whether an operand of ``shape`` (``alt_shape`` in the other run) is spread from size 1 (or a missing
+    leading dim) along some output dim in ``varying``: a constant along the measured axis, i.e. context."""
+    lead = out_ndim - len(shape)
+    for d in varying:
+        if d < lead:
+            return True
+        if shape[d - lead] == 1 and (alt_shape is None or len(alt_shape) != len(shape) or alt_shape[d - lead] == 1):
+            return True
+    return False
+
+
+def _hashable(v: Any) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
+def _shapes_of(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+        return tuple(_shapes_of(v) if isinstance(v, torch.Tensor) else None for v in value)
+    return None

@@ -1,0 +1,262 @@
+"""Validation: the symbolic results of an analysis against the numeric probe, every disagreement listed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ProbeError, RFGraphError
+from .measure import MAX_SIZE, NotIsolableError, Prober, ProbeResult, format_value, probe, tensor_node
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..results import Analysis, NodeRF
+
+
+__all__ = ["validate", "validate_analysis", "ValidationReport", "ValidationRow", "Disagreement", "default_nodes", "compare"]
+
+
+# ---------------------------------------------------------------------------
+# validation: symbolic vs numeric
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """One quantity on which the symbolic pass and the probe differ."""
+
+    node: str
+    axis: int
+    quantity: str
+    symbolic: Any
+    numeric: Any
+
+    def __str__(self) -> str:
+        return (f"{self.node} axis {self.axis}: {self.quantity} symbolic {format_value(self.symbolic)} "
+                f"!= numeric {format_value(self.numeric)}")
+
+
+@dataclass
+class ValidationRow:
+    """Symbolic and numeric results of one node."""
+
+    node: str
+    symbolic: "NodeRF"
+    numeric: Optional[ProbeResult]
+    disagreements: list[Disagreement] = field(default_factory=list)
+    error: Optional[str] = None
+    #: a default-chosen node the probe cannot measure (why); not counted against `ValidationReport.ok`
+    skipped: Optional[str] = None
+
+    @property
+    def status(self) -> str:
+        if self.skipped:
+            return "skipped"
+        if self.error:
+            return "error"
+        if self.disagreements:
+            return "DISAGREE"
+        if self.numeric is not None and not self.numeric.exact:
+            return "clipped"
+        return "ok"
+
+
+class ValidationReport:
+    """Symbolic vs numeric receptive fields of the probed nodes; ``str()`` gives a table."""
+
+    def __init__(self, rows: Sequence[ValidationRow], model_name: str = "", input_shape: tuple[int, ...] = ()):
+        self.rows = list(rows)
+        self.model_name = model_name
+        self.input_shape = tuple(input_shape)
+
+    @property
+    def disagreements(self) -> list[Disagreement]:
+        return [d for r in self.rows for d in r.disagreements]
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        return [(r.node, r.error) for r in self.rows if r.error and not r.skipped]
+
+    @property
+    def ok(self) -> bool:
+        """True when every probed node agrees exactly and was measured unclipped."""
+        return all(r.status in ("ok", "skipped") for r in self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        def axis_values(values):
+            return [None if v is None else (str(v) if isinstance(v, Fraction) else v) for v in values]
+
+        return {
+            "model": self.model_name,
+            "input_shape": list(self.input_shape),
+            "ok": self.ok,
+            "rows": [
+                {
+                    "node": r.node,
+                    "status": r.status,
+                    "symbolic": {"rf": axis_values(r.symbolic.rf), "stride": axis_values(r.symbolic.stride),
+                                 "start": axis_values(r.symbolic.start), "global": list(r.symbolic.is_global)},
+                    "numeric": None if r.numeric is None else {
+                        "rf": axis_values(r.numeric.rf), "stride": axis_values(r.numeric.stride),
+                        "start": axis_values(r.numeric.start), "global": list(r.numeric.is_global),
+                        "exact": r.numeric.exact,
+                    },
+                    "error": r.error,
+                }
+                for r in self.rows
+            ],
+            "disagreements": [
+                {"node": d.node, "axis": d.axis, "quantity": d.quantity, "symbolic": format_value(d.symbolic),
+                 "numeric": format_value(d.numeric)}
+                for d in self.disagreements
+            ],
+        }
+
+    def __str__(self) -> str:
+        header = ("node", "rf sym", "rf num", "stride sym", "stride num", "start sym", "start num", "status")
+        lines = []
+        for r in self.rows:
+            num = r.numeric
+            lines.append((
+                r.node,
+                _axes(r.symbolic.rf, r.symbolic.is_global),
+                "-" if num is None else _axes(num.rf, num.is_global),
+                _axes(r.symbolic.stride, r.symbolic.is_global),
+                "-" if num is None else _axes(num.stride, num.is_global),
+                _axes(r.symbolic.start, r.symbolic.is_global),
+                "-" if num is None else _axes(num.start, num.is_global),
+                r.status,
+            ))
+        widths = [max(len(h), *(len(str(line[i])) for line in lines)) if lines else len(h)
+                  for i, h in enumerate(header)]
+        out = [f"validation of {self.model_name or 'model'} {self.input_shape}: symbolic vs numeric probe"]
+        out.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        out.append("  ".join("-" * w for w in widths))
+        for line in lines:
+            out.append("  ".join(str(v).ljust(w) for v, w in zip(line, widths)))
+        dis = self.disagreements
+        if dis:
+            out.append(f"{len(dis)} disagreement(s):")
+            out.extend(f"  {d}" for d in dis)
+        for r in self.rows:
+            if r.skipped:
+                out.append(f"skipped {r.node}: {r.skipped}")
+        for node, err in self.errors:
+            out.append(f"could not probe {node}: {err}")
+        if not dis and not self.errors:
+            out.append("all probed nodes agree" + ("" if self.ok else " (some measurements clipped)"))
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return f"<ValidationReport {self.model_name} nodes={len(self.rows)} disagreements={len(self.disagreements)}>"
+
+
+def _axes(values: Sequence[Any], is_global: Sequence[bool]) -> str:
+    parts = ["global" if g else format_value(v) for v, g in zip(values, is_global)]
+    if len(set(parts)) == 1:
+        return parts[0]
+    return "x".join(parts)
+
+
+def default_nodes(analysis: "Analysis", count: int = 4) -> list[str]:
+    """A handful of nodes spread over the depth, plus the last spatial node (with the input's rank)."""
+    rank = len(analysis.input_shape)
+    # Spatial nodes that still have the input's layout (not flattened: a probe isolates units along real dims).
+    spatial = [r.name for r in analysis if r.is_spatial and r.name != "output" and not all(r.is_global)
+               and (r.shape is None or len(r.shape) == rank)]
+    if not spatial:
+        return []
+    picks = []
+    for i in range(1, count + 1):
+        picks.append(spatial[min(len(spatial) - 1, (i * len(spatial)) // (count + 1))])
+    picks.append(spatial[-1])  # the last spatial node (the output node itself may hold several tensors)
+    return list(dict.fromkeys(picks))
+
+
+def compare(node: str, sym: "NodeRF", num: ProbeResult) -> list[Disagreement]:
+    """Every quantity on which ``sym`` and ``num`` differ (rf, stride, start; global-ness)."""
+    out = []
+    for a in num.axes:
+        axis = a.axis
+        if sym.is_global[axis] or a.is_global:
+            if sym.is_global[axis] != a.is_global:
+                out.append(Disagreement(node, axis, "global", sym.is_global[axis], a.is_global))
+            continue
+        if sym.rf[axis] is None:
+            out.append(Disagreement(node, axis, "rf", None, a.rf))
+            continue
+        for q, s, v in (("rf", sym.rf[axis], a.rf), ("stride", sym.stride[axis], a.stride),
+                        ("start", sym.start[axis], a.start)):
+            if s != v:
+                out.append(Disagreement(node, axis, q, s, v))
+    return out
+
+
+def validate_analysis(
+    analysis: "Analysis",
+    nodes: Optional[Sequence[str]] = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    max_size: int = MAX_SIZE,
+) -> ValidationReport:
+    """Probe ``nodes`` (default: `default_nodes`) and compare with the symbolic results of ``analysis``."""
+    if analysis.model is None or analysis.graph_module is None:
+        raise ProbeError("this analysis holds no model / graph to probe; run rfgraph.analyze() on a model")
+    names = default_nodes(analysis) if nodes is None else [analysis.resolve(n) for n in nodes]
+    rows = []
+    shared = None  # one sanitized copy for all nodes
+    try:
+        fx_names = [tensor_node(analysis.graph_module, analysis[n].fx_name or n, n) for n in names
+                    if analysis[n].source in ("symbolic", "probed")]
+        if fx_names:
+            shared = Prober(analysis.graph_module, fx_names, dtype, seed)
+    except RFGraphError:
+        shared = None
+    for name in names:
+        sym = analysis[name]
+        if sym.source not in ("symbolic", "probed"):
+            rows.append(ValidationRow(name, sym, None, error=f"symbolic result is {sym.source}: {sym.reason}"))
+            continue
+        try:
+            num = probe(analysis.model, name, analysis=analysis, dtype=dtype, seed=seed, max_size=max_size,
+                        _prober=shared)
+        except NotIsolableError as exc:
+            rows.append(ValidationRow(name, sym, None, error=str(exc), skipped=str(exc) if nodes is None else None))
+            continue
+        except RFGraphError as exc:
+            rows.append(ValidationRow(name, sym, None, error=str(exc)))
+            continue
+        rows.append(ValidationRow(name, sym, num, compare(name, sym, num)))
+    return ValidationReport(rows, analysis.model_name, analysis.input_shape)
+
+
+def validate(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    nodes: Optional[Sequence[str]] = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    **analyze_kwargs: Any,
+) -> ValidationReport:
+    """Analyse ``model`` symbolically, probe ``nodes`` numerically, and report every disagreement.
+
+    >>> import torch.nn as nn
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 1, 3))
+    >>> validate(net, (1, 1, 32, 32)).ok
+    True
+    """
+    from ..passes import analyze
+
+    analysis = analyze(model, input_shape, **analyze_kwargs)
+    return validate_analysis(analysis, nodes, dtype=dtype, seed=seed)

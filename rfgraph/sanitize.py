@@ -1,0 +1,285 @@
+"""The sanitized copy of a model that the numeric probes run on, and the functional
+replacements they apply by op.
+
+Shared by the whole-model probe (`rfgraph.probing`) and the symbolic pass's local
+fallback (`rfgraph.fallback`).  Chosen by op, never by a symbolic rule.  The user's
+model is never modified: `sanitized_copy` deep-copies it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["sanitized_copy", "FUNCTION_REPLACEMENTS", "IDENTITY_METHODS", "IDENTITY_MODULE_TYPES", "NORM_ALIASES", "aten_overloads"]
+
+
+# ---------------------------------------------------------------------------
+# the sanitized copy
+# ---------------------------------------------------------------------------
+
+
+class _WindowSum(nn.Module):
+    """Max pooling made linear: the sum (average) over the same window, so that backward reaches all of it."""
+
+    def __init__(self, nd: int, kernel, stride, padding, dilation, ceil_mode: bool, return_indices: bool = False):
+        super().__init__()
+        self.nd = nd
+        self.kernel = _tup(kernel, nd)
+        self.stride = _tup(stride if stride not in (None, (), []) else kernel, nd)
+        self.padding = _tup(padding, nd)
+        self.dilation = _tup(dilation, nd)
+        self.ceil_mode = bool(ceil_mode)
+        self.return_indices = bool(return_indices)
+
+    @classmethod
+    def of(cls, m: nn.Module, nd: int) -> _WindowSum:
+        return cls(nd, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices)
+
+    def forward(self, x: torch.Tensor):
+        out = _window_sum(x, self.nd, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+        if self.return_indices:
+            return out, torch.zeros(out.shape, dtype=torch.int64, device=out.device)
+        return out
+
+
+def _tup(v: Any, nd: int) -> tuple[int, ...]:
+    if isinstance(v, (list, tuple)):
+        if len(v) == 1:
+            return tuple(int(v[0]) for _ in range(nd))
+        return tuple(int(x) for x in v)
+    return (int(v),) * nd
+
+
+def _window_sum(x, nd, kernel, stride, padding, dilation, ceil_mode):
+    if all(d == 1 for d in dilation):
+        avg = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[nd - 1]
+        return avg(x, kernel, stride, padding, ceil_mode, True)
+    # Dilated: a depthwise convolution with a kernel of ones over the same taps,
+    # cropped / right-padded to the size max pooling gives.
+    maxp = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[nd - 1]
+    target = maxp(torch.empty(x.shape, device="meta"), kernel, stride, padding, dilation, ceil_mode).shape[2:]
+    pads: list[int] = []
+    for i in reversed(range(nd)):
+        n = x.shape[x.ndim - nd + i]
+        need = (target[i] - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1
+        pads += [padding[i], max(padding[i], need - n - padding[i])]
+    c = x.shape[1]
+    weight = torch.ones((c, 1) + tuple(kernel), dtype=x.dtype, device=x.device)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    out = conv(F.pad(x, pads), weight, None, stride, 0, dilation, c)
+    index = (slice(None), slice(None)) + tuple(slice(0, t) for t in target)
+    return out[index]
+
+
+_MAX_POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
+_ADAPTIVE_MAX = {nn.AdaptiveMaxPool1d: nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool2d: nn.AdaptiveAvgPool2d,
+                 nn.AdaptiveMaxPool3d: nn.AdaptiveAvgPool3d}
+
+#: Pointwise modules whose gradient can vanish (saturation, dead zones, zero
+#: derivative) or that only matter in training: replaced by the identity.  A
+#: pointwise op never changes which input positions a value depends on.
+IDENTITY_MODULE_TYPES: tuple[type, ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Hardshrink, nn.Softshrink, nn.Sigmoid, nn.Tanh, nn.Softplus,
+    nn.Softsign, nn.Tanhshrink, nn.Threshold, nn.LogSigmoid,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+)
+
+
+def _replace_children(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, IDENTITY_MODULE_TYPES):
+            setattr(module, name, nn.Identity())
+        elif type(child) in _MAX_POOLS:
+            setattr(module, name, _WindowSum.of(child, _MAX_POOLS[type(child)]))
+        elif type(child) in _ADAPTIVE_MAX:
+            if child.return_indices:
+                _replace_children(child)
+                continue
+            setattr(module, name, _ADAPTIVE_MAX[type(child)](child.output_size))
+        else:
+            _replace_children(child)
+
+
+_POOL = 4_194_301  # prime
+
+
+def _fill(t: torch.Tensor, pool: torch.Tensor, gen: torch.Generator) -> None:
+    n = t.numel()
+    if n == 0:
+        return
+    offset = int(torch.randint(0, max(pool.numel() - n, 0) + 1, (1,), generator=gen)) % pool.numel()
+    reps = -(-(offset + n) // pool.numel())
+    src = pool.repeat(reps)[offset: offset + n] if reps > 1 else pool[offset: offset + n]
+    t.copy_(src.view(t.shape))
+
+
+def sanitized_copy(
+    module: nn.Module, dtype: torch.dtype = torch.float64, seed: int = 0
+) -> nn.Module:
+    """A copy of ``module`` ready for probing; ``module`` itself is not modified.
+
+    Parameters become positive random values (``U(0.5, 1.5) / fan_in``, so that
+    activations neither explode nor vanish), batchnorm statistics become
+    ``mean 0, var 1``, other buffers keep their values (positive random for a
+    model on the ``meta`` device, where there are none), saturating
+    activations and dropout become identities, max pooling a window sum; eval
+    mode, float ``dtype``, no parameter requires grad.
+    """
+    memo: dict[int, Any] = {}
+    for p in module.parameters():
+        kind = dtype if p.is_floating_point() else p.dtype
+        memo[id(p)] = nn.Parameter(torch.empty(p.shape, dtype=kind, device="meta"), requires_grad=False)
+    originals = dict(module.named_buffers())
+    for b in originals.values():
+        memo[id(b)] = torch.empty(b.shape, dtype=dtype if b.is_floating_point() else b.dtype, device="meta")
+    out = copy.deepcopy(module, memo)
+    out.to_empty(device="cpu")
+    gen = torch.Generator().manual_seed(seed)
+    # One pool of U(0.5, 1.5) values of prime length, read cyclically from a random offset per
+    # tensor: positive, random-looking, and much cheaper than drawing every weight.
+    pool = torch.rand(_POOL, generator=gen, dtype=torch.float64).add_(0.5)
+    stats = set()
+    for name, m in out.named_modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase):
+            for b in ("running_mean", "running_var", "num_batches_tracked"):
+                if getattr(m, b, None) is not None:
+                    stats.add(f"{name}.{b}" if name else b)
+    with torch.no_grad():
+        for name, b in out.named_buffers():
+            src = originals.get(name)
+            if name in stats:
+                b.fill_(1 if name.endswith("running_var") else 0)
+            elif src is not None and not src.is_meta:
+                b.copy_(src)
+            elif b.is_floating_point():
+                _fill(b, pool, gen)
+            else:
+                b.zero_()
+        for p in out.parameters():
+            if not p.is_floating_point():
+                p.zero_()
+                continue
+            fan = p.numel() // p.shape[0] if p.ndim >= 2 and p.shape[0] else 1
+            _fill(p, pool, gen)
+            if fan > 1:
+                p.div_(fan)
+    _replace_children(out)
+    out.eval()
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# functional replacements, chosen by op (never by a symbolic rule)
+# ---------------------------------------------------------------------------
+
+
+def _identity_first(*args, **kwargs):
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a
+    return kwargs.get("input", next(iter(kwargs.values())))
+
+
+_IDENTITY_FUNCTIONS = {
+    f for f in (
+        F.relu, F.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.elu, F.elu_, F.selu, F.celu, F.gelu, F.silu,
+        F.mish, F.hardswish, F.hardsigmoid, F.hardtanh, F.hardtanh_, F.sigmoid, F.tanh, F.softplus, F.softsign,
+        F.tanhshrink, F.threshold, getattr(F, "threshold_", None), F.logsigmoid, F.prelu, F.rrelu, F.hardshrink,
+        F.softshrink, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
+        torch.relu, torch.relu_, torch.sigmoid, torch.tanh, torch.clamp, torch.clip, torch.clamp_min,
+        torch.clamp_max, torch.sign, torch.floor, torch.ceil, torch.round, torch.trunc, torch.dropout,
+        torch.hardshrink, torch.threshold, torch.selu, torch.celu, torch.prelu, torch.rrelu,
+    ) if f is not None
+}
+IDENTITY_METHODS = {
+    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "clip_", "clamp_min",
+    "clamp_min_", "clamp_max", "clamp_max_", "sign", "sign_", "floor", "floor_", "ceil", "ceil_", "round", "round_",
+    "trunc", "trunc_", "hardshrink",
+}
+
+
+def _max_pool_function(nd: int, indices: bool = False) -> Callable:
+    names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    defaults = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": indices}
+
+    def replacement(*args, **kwargs):
+        a = dict(defaults)
+        a.update(zip(names, args))
+        a.update(kwargs)
+        out = _window_sum(a["input"], nd, _tup(a["kernel_size"], nd),
+                          _tup(a["stride"] if a["stride"] not in (None, (), []) else a["kernel_size"], nd),
+                          _tup(a["padding"], nd), _tup(a["dilation"], nd), a["ceil_mode"])
+        if a["return_indices"]:
+            return out, torch.zeros(out.shape, dtype=torch.int64)
+        return out
+
+    return replacement
+
+
+def _adaptive_max_function(nd: int, indices: bool = False) -> Callable:
+    avg = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[nd - 1]
+
+    def replacement(x, output_size, return_indices=indices):
+        out = avg(x, output_size)
+        if return_indices:
+            return out, torch.zeros(out.shape, dtype=torch.int64)
+        return out
+
+    return replacement
+
+
+FUNCTION_REPLACEMENTS: dict[Any, Callable] = {}
+for _nd in (1, 2, 3):
+    for _f in (getattr(F, f"max_pool{_nd}d"), getattr(torch, f"max_pool{_nd}d", None)):
+        if _f is not None:
+            FUNCTION_REPLACEMENTS[_f] = _max_pool_function(_nd)
+    if hasattr(F, f"max_pool{_nd}d_with_indices"):
+        FUNCTION_REPLACEMENTS[getattr(F, f"max_pool{_nd}d_with_indices")] = _max_pool_function(_nd, True)
+    FUNCTION_REPLACEMENTS[getattr(F, f"adaptive_max_pool{_nd}d")] = _adaptive_max_function(_nd)
+    if hasattr(F, f"adaptive_max_pool{_nd}d_with_indices"):
+        FUNCTION_REPLACEMENTS[getattr(F, f"adaptive_max_pool{_nd}d_with_indices")] = _adaptive_max_function(_nd, True)
+for _f in _IDENTITY_FUNCTIONS:
+    FUNCTION_REPLACEMENTS[_f] = _identity_first
+
+# Graphs exported by torch.export (rfgraph.tracing's fallback) call aten ops: the same replacements.
+_aten = torch.ops.aten
+
+
+def aten_overloads(name: str, overloads: Sequence[str] = ("default", "Tensor", "Scalar")) -> list:
+    packet = getattr(_aten, name, None)
+    if packet is None:
+        return []
+    return [getattr(packet, ov) for ov in packet.overloads() if ov in overloads]
+
+
+for _name in ("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "hardsigmoid", "hardsigmoid_", "hardswish",
+              "hardswish_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clamp_min", "clamp_max",
+              "gelu", "gelu_", "silu", "silu_", "mish", "mish_", "leaky_relu", "leaky_relu_", "elu", "elu_",
+              "dropout", "feature_dropout", "sign", "floor", "ceil", "round", "trunc", "hardshrink", "softshrink",
+              "threshold", "softplus", "log_sigmoid"):
+    for _op in aten_overloads(_name):
+        FUNCTION_REPLACEMENTS[_op] = _identity_first
+for _nd in (1, 2, 3):
+    for _op in aten_overloads(f"max_pool{_nd}d"):
+        FUNCTION_REPLACEMENTS[_op] = _max_pool_function(_nd)
+    for _op in aten_overloads(f"max_pool{_nd}d_with_indices"):
+        FUNCTION_REPLACEMENTS[_op] = _max_pool_function(_nd, True)
+    for _op in aten_overloads(f"adaptive_max_pool{_nd}d"):
+        FUNCTION_REPLACEMENTS[_op] = _adaptive_max_function(_nd, True)
+
+#: aten normalisations with the argument order of their F counterparts.
+NORM_ALIASES: dict[Any, Any] = {}
+for _op in aten_overloads("layer_norm"):
+    NORM_ALIASES[_op] = F.layer_norm
+for _op in aten_overloads("group_norm"):
+    NORM_ALIASES[_op] = F.group_norm
+for _op in aten_overloads("instance_norm"):
+    NORM_ALIASES[_op] = F.instance_norm
