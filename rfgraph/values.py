@@ -128,7 +128,28 @@ _CONST0 = PAMap.constant(0)
 
 
 class SymTensor:
-    """Shape, dtype and receptive fields of one tensor in the symbolic pass."""
+    """Shape, dtype and receptive fields of one tensor in the symbolic pass: what rules receive and return.
+
+    ``shape`` and ``dtype`` are those of the real tensor.  ``tags[d]`` says which
+    input spatial axes tensor dim ``d`` carries (``None``: a channel or batch
+    dim), with the receptive `Field` of each position; ``pinned`` holds the
+    fields of axes no dim carries any more (after a mean, an integer index).
+    ``unknown`` is the reason when some op upstream had no exact rule (then no
+    number is reported), ``global_context`` marks a global path that scales a
+    local one (squeeze-and-excitation), ``probed`` a field measured by the probe.
+
+    Rules build their result from their input with the methods below, which
+    never modify ``self``:
+
+    >>> from rfgraph.algebra import PAMap
+    >>> x = SymTensor.input((1, 3, 8, 8))                  # (N, C, H, W): H, W carry axes 0, 1
+    >>> y = x.window(2, PAMap.affine(2, -1), PAMap.affine(2, 1), 4, "my conv")   # k=3, s=2, p=1 along H
+    >>> y.shape, y.tags[2].field.rf, y.tags[2].field.stride
+    ((1, 3, 4, 8), 3, Fraction(2, 1))
+    >>> z = y.reduce([3], keepdim=False)                   # a mean over W: axis 1 becomes global
+    >>> z.shape, z.pinned[1].is_global
+    ((1, 3, 4), True)
+    """
 
     __slots__ = ("shape", "dtype", "tags", "pinned", "unknown", "global_context", "probed", "parts")
 
@@ -167,6 +188,7 @@ class SymTensor:
 
     @property
     def ndim(self) -> int:
+        """Number of dims."""
         return len(self.shape)
 
     def like(self, shape=None, tags=None, dtype=None, pinned=None) -> SymTensor:
@@ -182,6 +204,7 @@ class SymTensor:
         )
 
     def as_unknown(self, reason: str, shape=None, dtype=None) -> SymTensor:
+        """A tensor with no known fields (``reason`` says why; an upstream reason is kept first)."""
         out = SymTensor(self.shape if shape is None else shape, self.dtype if dtype is None else dtype)
         out.unknown = self.unknown or reason
         return out
@@ -217,6 +240,13 @@ class SymTensor:
         return self.windows({dim: (low, high, size)}, what)
 
     def windows(self, per_dim: dict[int, tuple[PAMap, PAMap, int]], what: str) -> SymTensor:
+        """Apply window ops along several dims at once: ``{dim: (L, H, size)}``.
+
+        A 4th entry ``(L, H, size, step)`` is a dilated window that reads only every
+        ``step``-th position of ``[L(u), H(u)]``.  A window along a dim holding
+        flattened or shuffled positions gives an unknown tensor; ``what`` names the
+        op in that reason.
+        """
         shape = list(self.shape)
         tags = list(self.tags)
         pinned = self.pinned
@@ -277,6 +307,7 @@ class SymTensor:
         return self.like(tags=tags)
 
     def permute(self, order: Sequence[int]) -> SymTensor:
+        """Reorder the dims (``x.permute(order)``); fields move with their dims."""
         return self.like(shape=[self.shape[i] for i in order], tags=[self.tags[i] for i in order])
 
     def index(self, dim: int, position: int) -> SymTensor:
@@ -296,6 +327,8 @@ class SymTensor:
         return self.like(shape=shape, tags=tags, pinned=pinned)
 
     def reshape(self, new_shape: Sequence[int]) -> SymTensor:
+        """``x.reshape(new_shape)`` (one ``-1`` allowed): flattening keeps each part's field so that
+        un-flattening restores it; a split that undoes no flatten gives irregular (``Mixed``) dims."""
         return _reshape(self, tuple(int(s) for s in new_shape))
 
     def __repr__(self) -> str:
@@ -484,8 +517,6 @@ def _merge_dim_tags(candidates: list[Tag], is_concat: bool, info: MergeInfo, see
         axes = {c.axis for c in candidates}
         if len(axes) != 1:
             raise _Incompatible(f"operands carry different input axes {sorted(axes)}")
-        if is_concat:
-            raise _Incompatible("concat along a spatial dimension")
         fields = [c.field for c in candidates]
         local = [f for f in fields if not f.is_global]
         if len(local) < len(fields):

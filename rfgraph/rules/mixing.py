@@ -17,6 +17,7 @@ import torch
 from ..algebra import GLOBAL
 from ..values import SymTensor, is_complete, merge_tensors
 from .call import OpCall, Rule, as_operand, as_tuple, norm_dim, tensor_arg
+from .pointwise import mix_channels
 
 __all__ = [
     "norm_context_rule",
@@ -37,7 +38,8 @@ __all__ = [
 def norm_context_rule(dims_of: Callable[[OpCall, SymTensor], Iterable[int]]) -> Rule:
     """Normalisations whose statistics span ``dims_of(call, x)``.
 
-    Over channel dims only they are pointwise; where the statistics also span
+    Over channel dims only they read position u alone but mix the channels
+    (concat pieces along those dims do not survive); where the statistics also span
     spatial dims (GroupNorm, InstanceNorm, LayerNorm over tokens) each output
     depends on the whole extent through a spatially constant statistic: a
     context path, like squeeze-and-excitation.
@@ -52,6 +54,8 @@ def norm_context_rule(dims_of: Callable[[OpCall, SymTensor], Iterable[int]]) -> 
             out = x.like()
             out.global_context = True
             return out
+        for d in dims:
+            x = mix_channels(x, d)
         return x
 
     return rule

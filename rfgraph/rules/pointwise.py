@@ -24,6 +24,7 @@ from .call import OpCall, as_operand, hand_over, norm_dim, tensor_arg
 from .shapes import apply_index
 
 __all__ = [
+    "mix_channels",
     "identity_rule",
     "channel_mixing_rule",
     "dtype_rule",

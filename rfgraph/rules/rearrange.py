@@ -12,6 +12,7 @@ the first piece's map); otherwise it is piecewise and goes to the fallback.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..algebra import PAMap
@@ -46,7 +47,7 @@ def roll_rule(call: OpCall) -> SymTensor:
     dims = call.arg(2, "dims", None)
     if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
         # roll of the flattened tensor: every position can move to any dim
-        if any(_local_axis(x, d) for d in range(x.ndim)) and int(_as_list(shifts)[0]) % max(1, _numel(x)):
+        if any(_local_axis(x, d) for d in range(x.ndim)) and int(_as_list(shifts)[0]) % max(1, math.prod(x.shape)):
             return hand_over(call, x, "roll of the flattened tensor moves spatial positions; no exact rule")
         return x
     for d, s in zip(dims_arg(dims, x.ndim), _as_list(shifts)):
@@ -58,13 +59,6 @@ def roll_rule(call: OpCall) -> SymTensor:
 
 def _as_list(v: Any) -> list:
     return list(v) if isinstance(v, (list, tuple)) else [v]
-
-
-def _numel(x: SymTensor) -> int:
-    n = 1
-    for s in x.shape:
-        n *= s
-    return n
 
 
 def select_rule(call: OpCall) -> SymTensor:

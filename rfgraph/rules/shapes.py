@@ -204,7 +204,7 @@ def expand_rule(call: OpCall) -> SymTensor:
     lead = len(sizes) - x.ndim
     shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
     base = x.reshape((1,) * lead + x.shape) if lead else x
-    out, info = merge_tensors([base], shape, call.describe())
+    out, _ = merge_tensors([base], shape, call.describe())
     return out
 
 

@@ -273,12 +273,11 @@ def adaptive(call: OpCall, x: SymTensor, nd: int, output_size) -> SymTensor:
         n = x.shape[d]
         m = n if sizes[i] is None else int(sizes[i])
         if m == 1:
-            global_dims.append(d)
-            per_dim[d] = (PAMap.constant(0), PAMap.constant(0), 1)  # placeholder; dim made global below
+            global_dims.append(d)  # made global below
             continue
         low, high = adaptive_window(n, m)
         per_dim[d] = (low, high, m)
-    out = x.windows({d: w for d, w in per_dim.items() if d not in global_dims}, call.describe())
+    out = x.windows(per_dim, call.describe())
     if global_dims:
         out = out.reduce(global_dims, keepdim=True, what=call.describe())
     return out
@@ -390,8 +389,8 @@ def _pixel_shuffle(call: OpCall, x: SymTensor, r: int, inverse: bool) -> SymTens
     shape = list(out.shape)
     c = x.shape[-3]
     shape[-3] = c * r * r if inverse else c // (r * r)
-    out.shape = tuple(shape)
-    return out
+    # a new tensor: channels move into space, so concat pieces along channels do not survive
+    return out.like(shape=shape) if not out.unknown else out.as_unknown(out.unknown, shape=tuple(shape))
 
 
 def pixel_shuffle_rule(call: OpCall) -> SymTensor:
