@@ -249,23 +249,6 @@ def test_output_formats(factories, tmp_path):
         zoo.write_rows(result, tmp_path / "t.txt")
 
 
-def test_cli(factories, tmp_path, capsys):
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="rfgraph")
-    zoo.add_cli(parser.add_subparsers(dest="command"))
-    spec = factories("tiny").spec
-    out = tmp_path / "z.md"
-    args = parser.parse_args(["zoo", "--models", spec, "-o", str(out), "--no-progress"])
-    assert args.handler(args) == 0
-    assert "| 2 | 5 | 2 | 0 |" not in out.read_text()  # cells are model, input, node, rf, stride, start ...
-    assert "`2` | 5 | 2 | 0 |" in out.read_text()
-    args = parser.parse_args(["zoo", "--models", spec, "--resume"])
-    assert args.handler(args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("rfgraph zoo: error: resume needs an output file")
-
-
 # ---------------------------------------------------------------------------
 # families: segmentation, detection, video
 # ---------------------------------------------------------------------------

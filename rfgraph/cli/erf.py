@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from ..effective import ERFWarning, default_nodes, erf, plot_erf
     from ..tracing import trace
 
+    stages = bool(args.nodes) and args.nodes.strip() == "stages"
+    named = [] if stages else split_names(args.nodes)
     torch.manual_seed(args.seed)  # random-init weights: the same seed gives the same model and numbers
     model = load(args.model, device="cpu")
     template = tuple(args.input_shape) if args.input_shape else default_input_shape(args.model, model)
@@ -76,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
                        EXIT_USAGE)
     ndim = len(template) - 2
     traced = trace(model)
-    if args.nodes and args.nodes.strip() == "stages":
-        nodes = default_nodes(model, template, "stages", traced=traced)
-    else:
-        nodes = split_names(args.nodes)
+    nodes = default_nodes(model, template, "stages", traced=traced) if stages else named
     if args.node:
         nodes = [args.node] + [n for n in nodes if n != args.node]
     if not nodes:

@@ -56,11 +56,17 @@ class CLIError(Exception):
         self.code = code
 
 
-_SEPARATORS = re.compile(r"\s*[,xX]\s*|\s+")
+#: commas, whitespace, or an ``x`` between two digits (``224x224``; ``1,3,x`` stays a bad item)
+_SEPARATORS = re.compile(r"\s*,\s*|(?<=\d)\s*[xX]\s*(?=\d)|\s+")
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
-def parse_ints(text: str, what: str, minimum: int = 1) -> tuple[int, ...]:
+def _show(text: str, limit: int = 40) -> str:
+    """``repr(text)``, cut to ``limit`` characters: an error message stays one readable line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def parse_ints(text: str, what: str, minimum: int = 1, noun: str = "size") -> tuple[int, ...]:
     """``"1,3,224,224"`` (also ``1x3x224x224`` or spaces) as a tuple of ints ``>= minimum`` and ``<= MAX_SIZE``.
 
     Anything else (floats, empty items, out-of-range values) is a one-line `CLIError` (exit code 2).
@@ -71,17 +77,19 @@ def parse_ints(text: str, what: str, minimum: int = 1) -> tuple[int, ...]:
     values = []
     for item in _SEPARATORS.split(stripped):
         if not item:
-            raise CLIError(f"{what} {text!r} has an empty item; give comma-separated integers like 1,3,224,224",
+            raise CLIError(f"{what} {_show(text)} has an empty item; give comma-separated integers like 1,3,224,224",
                            EXIT_USAGE)
         if not _INTEGER.fullmatch(item):
-            raise CLIError(f"{what} must be comma-separated integers like 1,3,224,224, got {text!r} "
-                           f"({item!r} is not an integer)", EXIT_USAGE)
-        value = int(item)
+            raise CLIError(f"{what} must be comma-separated integers like 1,3,224,224, got {_show(text)} "
+                           f"({_show(item)} is not an integer)", EXIT_USAGE)
+        # int() refuses strings of more than 4300 digits: anything that long is out of range anyway
+        value = int(item) if len(item) <= 40 else (minimum - 1 if item.startswith("-") else MAX_SIZE + 1)
         if value < minimum:
-            kind = "non-positive" if minimum == 1 else f"below {minimum}"
-            raise CLIError(f"{what} {text!r}: {value} is {kind}; every value must be at least {minimum}", EXIT_USAGE)
+            kind = f"a non-positive {noun}" if minimum == 1 else f"below {minimum}"
+            raise CLIError(f"{what} {_show(text)}: {_show(item, 20)} is {kind}; every value must be at least "
+                           f"{minimum}", EXIT_USAGE)
         if value > MAX_SIZE:
-            raise CLIError(f"{what} {text!r}: {value} is too large (at most 2**31)", EXIT_USAGE)
+            raise CLIError(f"{what} {_show(text)}: {_show(item, 20)} is too large (at most 2**31)", EXIT_USAGE)
         values.append(value)
     return tuple(values)
 
@@ -100,9 +108,9 @@ def int_type(what: str, minimum: int = 1) -> Callable[[str], int]:
     """An argparse ``type=`` for one integer ``>= minimum`` (``--rf``, ``--jobs``, ``--noise`` ...)."""
 
     def parse(text: str) -> int:
-        values = parse_ints(text, what, minimum)
+        values = parse_ints(text, what, minimum, noun="value")
         if len(values) != 1:
-            raise CLIError(f"{what} takes one integer, got {text!r}", EXIT_USAGE)
+            raise CLIError(f"{what} takes one integer, got {_show(text)}", EXIT_USAGE)
         return values[0]
 
     parse.__name__ = what
@@ -116,9 +124,9 @@ def floats_type(what: str) -> Callable[[str], tuple[float, ...]]:
         try:
             values = tuple(float(v) for v in text.split(","))
         except ValueError:
-            raise CLIError(f"{what} must be comma-separated numbers, got {text!r}", EXIT_USAGE) from None
+            raise CLIError(f"{what} must be comma-separated numbers, got {_show(text)}", EXIT_USAGE) from None
         if not all(v == v and abs(v) != float("inf") for v in values):
-            raise CLIError(f"{what} must be finite numbers, got {text!r}", EXIT_USAGE)
+            raise CLIError(f"{what} must be finite numbers, got {_show(text)}", EXIT_USAGE)
         return values
 
     parse.__name__ = what
@@ -131,7 +139,7 @@ def split_names(text: Optional[str], what: str = "--nodes") -> list[str]:
         return []
     names = [n.strip() for n in text.split(",")]
     if not all(names):
-        raise CLIError(f"{what} {text!r} has an empty name; give comma-separated names like layer1,layer4",
+        raise CLIError(f"{what} {_show(text)} has an empty name; give comma-separated names like layer1,layer4",
                        EXIT_USAGE)
     return names
 

@@ -1,13 +1,12 @@
-"""The ``rfgraph`` command line: run as a user would (subprocess), plus fast in-process checks.
+"""``rfgraph MODEL`` / ``rfgraph analyze MODEL`` (`rfgraph.cli.analyze`): run as a user would, plus in-process checks.
 
-Each subprocess imports torch (about 2 s), so the subprocess tests are few
-and each checks several things.
+Each subprocess imports torch (about 2 s), so the subprocess tests are few and each checks several things.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
+import re
 import sys
 import textwrap
 
@@ -15,22 +14,7 @@ import pytest
 
 from rfgraph import cli
 
-PY = [sys.executable, "-m", "rfgraph"]
-
-
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*PY, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("rfgraph: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-
+from .helpers import assert_one_line_error, run
 
 # -- subprocess: what a user sees -----------------------------------------------------------------
 
@@ -116,21 +100,7 @@ def test_error_untraceable_model(tmp_path):
     assert_one_line_error(run("odd.py:build", cwd=tmp_path), 1, "could not trace Branchy")
 
 
-# -- in process: argument handling without importing a model ------------------------------------------
-
-
-def test_no_arguments_prints_usage(capsys):
-    assert cli.main([]) == 2
-    err = capsys.readouterr().err
-    assert "usage: rfgraph" in err and "analyze" in err
-
-
-def test_help_lists_commands(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["--help"])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
-    assert "MODEL [options]" in out and "analyze" in out
+# -- in process: argument handling ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -146,19 +116,14 @@ def test_help_lists_commands(capsys):
         (["torchvision:resnet18", "--input-shape", "1,3,x"], 2, "--input-shape must be comma-separated integers"),
         (["torchvision:resnet18", "--input-shape", "1,3,224"], 2, "takes 4-D inputs"),
         (["torchvision:resnet18", "--nodes", "layer5", "-q"], 1, "node 'layer5' is not present"),
+        (["analyze", "resnet50"], 2, "Did you mean: torchvision:resnet50"),
+        (["torchvision:resnet18", "--input-shape", "1,3,8,8,8,8"], 2, "has 6 dims"),
+        (["torchvision:resnet18", "--input-size", "64,64,64"], 2, "gives 3 sizes but the model takes 2"),
+        (["torchvision:resnet18", "--unit=-1,2", "--overlay", "blank"], 2, "below 0"),
     ],
 )
-def test_usage_errors_are_one_line(capsys, argv, code, fragment):
-    assert cli.main(argv) == code
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("rfgraph: error: ") and fragment in err[0]
-
-
-def test_parse_ints():
-    assert cli.parse_ints("1,3,224,224", "x") == (1, 3, 224, 224)
-    assert cli.parse_ints("1x3x224x224", "x") == (1, 3, 224, 224)
-    with pytest.raises(cli.CLIError):
-        cli.parse_ints("1,a", "x")
+def test_usage_errors_are_one_line(one_line_error, argv, code, fragment):
+    one_line_error(cli.main(argv), code, fragment)
 
 
 def test_input_size_per_axis(capsys):
@@ -167,3 +132,38 @@ def test_input_size_per_axis(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["input_shape"] == [1, 3, 64, 32]
     assert data["nodes"][0]["shape"] == [1, 64, 32, 16]
+
+
+_MARKED = '''
+from torch import nn
+
+
+class Marked(nn.Module):
+    """A module whose name looks like rich markup."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_module("[bold]c[/bold]", nn.Conv2d(1, 1, 3))
+
+    def forward(self, x):
+        return getattr(self, "[bold]c[/bold]")(x)
+'''
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_names_are_not_rich_markup(tmp_path, capsys, monkeypatch, tty):
+    """A node named ``[bold]c[/bold]`` is printed as it is, on a terminal (rich) and in a pipe (plain text)."""
+    (tmp_path / "marked.py").write_text(_MARKED)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: tty)
+    assert cli.main([f"{tmp_path / 'marked.py'}:Marked", "--input-shape", "1,1,8,8", "-q"]) == 0
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # colours, on a terminal
+    row = next(line for line in out.splitlines() if "Conv2d" in line)
+    assert "[bold]c[/bold]" in row and row.split()[-3:] == ["3", "1", "0"]
+
+
+def test_table_written_to_a_file_is_plain_text(tmp_path, capsys):
+    (tmp_path / "marked.py").write_text(_MARKED)
+    out = tmp_path / "rf.txt"
+    assert cli.main([f"{tmp_path / 'marked.py'}:Marked", "--input-shape", "1,1,8,8", "-o", str(out)]) == 0
+    assert "[bold]c[/bold]" in out.read_text() and "\x1b[" not in out.read_text()
+    assert capsys.readouterr().err == f"rfgraph: wrote {out} (table)\n"
