@@ -1,4 +1,5 @@
-"""One test per rule family, with values derived by hand in each docstring.
+"""Windowed rules (`rfgraph.rules.windowed`): conv, transposed conv, pooling, adaptive pooling,
+interpolation, padding, pixel shuffle; values derived by hand in each docstring.
 
 Notation: ``n`` input length, ``k`` kernel, ``s`` stride, ``p`` padding, ``d``
 dilation; ``L(u)``/``H(u)`` the first/last input coordinate read by output
@@ -44,6 +45,7 @@ def test_conv1d_stride_padding():
     assert_windows_match(m, (1, 1, 10), r, 0)
 
 
+
 def test_conv1d_dilation():
     """k=3, d=2, p=0: L(u) = u, H(u) = u + 4 -> rf 5, start 0, center 2; n_out = 10 - 4 = 6."""
     m = nn.Conv1d(1, 1, 3, dilation=2)
@@ -52,6 +54,7 @@ def test_conv1d_dilation():
     assert r.center == (2,)
     assert r.shape == (1, 1, 6)
     assert_windows_match(m, (1, 1, 10), r, 0)
+
 
 
 def test_conv2d_groups_anisotropic():
@@ -68,6 +71,7 @@ def test_conv2d_groups_anisotropic():
     assert r.dims == (2, 3)
     assert_windows_match(m, (1, 4, 9, 11), r, 0)
     assert_windows_match(m, (1, 4, 9, 11), r, 1)
+
 
 
 def test_conv3d_per_axis():
@@ -87,6 +91,7 @@ def test_conv3d_per_axis():
         assert_windows_match(m, (1, 1, 5, 6, 7), r, axis)
 
 
+
 def test_conv_padding_same_even_kernel():
     """padding="same", k=4: total padding 3, torch puts 1 left and 2 right.
 
@@ -100,6 +105,7 @@ def test_conv_padding_same_even_kernel():
     assert_windows_match(m, (1, 1, 10), r, 0)
 
 
+
 def test_conv_padding_same_dilated():
     """padding="same", k=3, d=2: total 4, 2 left: L(u) = u - 2, H(u) = u + 2: rf 5, start -2, center 0."""
     m = nn.Conv2d(1, 1, 3, padding="same", dilation=2)
@@ -110,11 +116,13 @@ def test_conv_padding_same_dilated():
     assert_windows_match(m, (1, 1, 9, 9), r, 0, interior_only=True)
 
 
+
 def test_conv_padding_valid():
     """padding="valid", k=3: L(u) = u, H(u) = u + 2: rf 3, start 0; n_out = 8 - 2 = 6."""
     r = last(check(nn.Conv1d(1, 1, 3, padding="valid"), (1, 1, 8)))
     assert summary(r) == (3, 3, 1, 0)
     assert r.shape == (1, 1, 6)
+
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
@@ -129,6 +137,7 @@ def test_conv_padding_mode(mode):
     assert_windows_match(m, (1, 1, 9), r, 0, interior_only=True)
 
 
+
 def test_conv_padding_same_with_circular_mode():
     """padding="same" with padding_mode="circular", k=4: 1 left, 2 right (torch's split),
     so L(u) = u - 1, H(u) = u + 2 as with zeros: rf 4, start -1."""
@@ -136,6 +145,7 @@ def test_conv_padding_same_with_circular_mode():
     r = last(check(m, (1, 1, 8, 8)))
     assert summary(r, 0) == (4, 4, 1, -1)
     assert_windows_match(m, (1, 1, 8, 8), r, 1, interior_only=True)
+
 
 
 def test_conv_functional_positional_and_keyword():
@@ -156,6 +166,7 @@ def test_conv_functional_positional_and_keyword():
     assert summary(a["conv2d"], 0) == (3, 3, 2, -1)
     assert summary(a["conv2d_1"], 0) == (11, 11, 2, -1)
     assert a["conv2d_1"].shape == (1, 1, 1, 1)
+
 
 
 # ---------------------------------------------------------------------------
@@ -179,6 +190,7 @@ def test_conv_transpose1d_stride2_k3():
     assert_windows_match(m, (1, 1, 5), r, 0)
 
 
+
 def test_conv_transpose1d_padding_output_padding():
     """k=3, s=2, p=1, output_padding=1: u + 1 = 2i + j.
 
@@ -192,6 +204,7 @@ def test_conv_transpose1d_padding_output_padding():
     assert r.lo[0] == PAMap(2, 1, (0, 0)) and r.hi[0] == PAMap(2, 1, (0, 1))
     assert r.shape == (1, 1, 10)
     assert_windows_match(m, (1, 1, 5), r, 0)
+
 
 
 def test_conv_transpose2d_k4_s2_p1():
@@ -208,6 +221,7 @@ def test_conv_transpose2d_k4_s2_p1():
     assert_windows_match(m, (1, 2, 4, 4), r, 1)
 
 
+
 def test_conv_transpose_stride1_is_a_flipped_conv():
     """s=1, k=3, p=1: u + 1 = i + j -> i in [u - 1, u + 1]: rf 3, stride 1, start -1; n_out = n."""
     m = nn.Sequential(nn.ConvTranspose1d(1, 1, 3, padding=1))
@@ -216,9 +230,11 @@ def test_conv_transpose_stride1_is_a_flipped_conv():
     assert r.shape == (1, 1, 6)
 
 
+
 def _gap(k, s, p, d):
     """Whether transposed-conv output u is reached by no tap (u + p - j d never a multiple of s)."""
     return lambda u: all((u + p - j * d) % s for j in range(k))
+
 
 
 def test_conv_transpose_dilated_leaves_gaps():
@@ -240,6 +256,7 @@ def test_conv_transpose_dilated_leaves_gaps():
         assert r.source == "unknown" or r.rf == (2,)
 
 
+
 @pytest.mark.parametrize("before", ["input", "avgpool"])
 def test_gap_outputs_read_nothing(before):
     """ConvTranspose1d(k=2, d=2, s=2) on the input, or ConvTranspose1d(k=1, s=2) after AvgPool1d(2, 1):
@@ -251,6 +268,7 @@ def test_gap_outputs_read_nothing(before):
         net = nn.Sequential(nn.AvgPool1d(2, 1), nn.ConvTranspose1d(1, 1, 1, stride=2))
     r = last(check(net, (1, 1, 8)))
     assert r.source != "symbolic" or (r.rf_min == (0,) and r.hi[0](1) < r.lo[0](1))
+
 
 
 def test_conv_transpose3d():
@@ -269,6 +287,7 @@ def test_conv_transpose3d():
     assert_windows_match(m, (1, 1, 3, 3, 4), r, 0)
 
 
+
 def test_conv_transpose_functional():
     """F.conv_transpose1d(x, w, stride=2) with w of shape (1, 2, 3): same windows as the k=3, s=2 module,
     and out_channels = w.shape[1] * groups = 2."""
@@ -276,6 +295,45 @@ def test_conv_transpose_functional():
     r = last(check(Lambda(lambda x: F.conv_transpose1d(x, w, stride=2)), (1, 1, 5)))
     assert summary(r) == (2, 1, HALF, -1)
     assert r.shape == (1, 2, 11)
+
+
+
+def test_conv_transpose_output_size():
+    """Regression: ConvTranspose2d(k=3, s=2, p=1)(y, output_size=x.size()) (the U-Net idiom) picks the
+    output_padding that reaches x's size: 4 -> (4-1)*2 - 2 + 2 + 1 = 7 by default, 8 with output_padding 1.
+    Windows on y as for k=3, s=2, p=1: u=2m reads y[m], u=2m+1 reads y[m..m+1]; y[v] = x[2v], so in x:
+    u=2m reads [2m, 2m], u=2m+1 reads [2m, 2m+2]: rf 3, rf_min 1, stride 2 * 1/2 = 1, start 0."""
+
+    class Up(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = nn.ConvTranspose2d(1, 1, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.up(x[:, :, ::2, ::2], output_size=x.size())
+
+    for n in (7, 8):
+        r = last(check(Up(), (1, 1, n, n)))
+        assert r.shape == (1, 1, n, n)
+        assert summary(r, 0) == (3, 1, 1, 0)
+
+
+
+def test_conv_transpose_out_of_order_taps_then_conv():
+    """Regression: ConvTranspose1d(k=3, s=3, d=2): u = 3i + 2j, j = 0, 1, 2 lands taps out of order:
+    u = 3m reads i = m (j=0), u = 3m+1 reads i = m-1 (j=2, 3(m-1) + 4), u = 3m+2 reads i = m (j=1).
+    Then Conv1d(k=2) reads units u, u+1:
+    u = 3m: {m, m-1} -> [m-1, m];  u = 3m+1: {m-1, m} -> [m-1, m];  u = 3m+2: {m, m+1} -> [m, m+1].
+    lo = (-1, -1, 0) + 1 per 3, hi = (0, 0, 1) + 1 per 3: rf 2, stride 1/3, start -1 (not the empty
+    window [m, m-1] that composing with the first unit's lo and the last one's hi gave)."""
+    net = nn.Sequential(nn.ConvTranspose1d(1, 1, 3, stride=3, dilation=2), nn.Conv1d(1, 1, 2))
+    a = check(net, (1, 1, 6))
+    assert a["0"].lo[0] == PAMap(3, 1, (0, -1, 0))
+    r = last(a)
+    assert r.lo[0] == PAMap(3, 1, (-1, -1, 0)) and r.hi[0] == PAMap(3, 1, (0, 0, 1))
+    assert summary(r) == (2, 2, Fraction(1, 3), -1)
+    assert_windows_match(net, (1, 1, 6), r, 0)
+
 
 
 # ---------------------------------------------------------------------------
@@ -290,11 +348,13 @@ def test_maxpool_stride_padding():
     assert r.shape == (1, 1, 5)
 
 
+
 def test_maxpool_dilation_and_default_stride():
     """MaxPool2d(3, dilation=2): stride defaults to k=3; rf 1 + 2*2 = 5, start 0; n_out = floor((11-4-1)/3)+1 = 3."""
     r = last(check(nn.MaxPool2d(3, dilation=2), (1, 1, 11, 11)))
     assert summary(r, 0) == (5, 5, 3, 0)
     assert r.shape == (1, 1, 3, 3)
+
 
 
 @pytest.mark.parametrize(
@@ -315,6 +375,7 @@ def test_pool_ceil_mode_lengths(k, s, p, n, n_out):
         assert summary(r) == (k, k, s, -p)
 
 
+
 def test_avgpool_anisotropic_numeric():
     """AvgPool2d((3, 2), stride=(1, 2), padding=(1, 0)): H rf 3, stride 1, start -1; W rf 2, stride 2, start 0."""
     m = nn.AvgPool2d((3, 2), stride=(1, 2), padding=(1, 0))
@@ -325,6 +386,7 @@ def test_avgpool_anisotropic_numeric():
     assert_windows_match(m, (1, 1, 6, 8), r, 1)
 
 
+
 def test_lppool():
     """LPPool1d(2, 3, stride=2): no padding: rf 3, stride 2, start 0; n_out = floor((9-3)/2)+1 = 4.
     LPPool2d(2, 2) (stride = kernel): rf 2, stride 2."""
@@ -332,6 +394,7 @@ def test_lppool():
     assert summary(r) == (3, 3, 2, 0) and r.shape == (1, 1, 4)
     r = last(check(nn.LPPool2d(2, 2), (1, 1, 8, 8)))
     assert summary(r, 1) == (2, 2, 2, 0)
+
 
 
 def test_pool_functionals():
@@ -348,6 +411,7 @@ def test_pool_functionals():
     assert last(a).shape == (1, 1, 4)
 
 
+
 def test_adaptive_max_pool_function_with_indices():
     """Regression: F.adaptive_max_pool2d(x, 2, return_indices=True) traces to adaptive_max_pool2d_with_indices.
     6 -> 2: windows [3u, 3u + 2]: rf 3, stride 3; both the values and the indices carry it."""
@@ -356,6 +420,7 @@ def test_adaptive_max_pool_function_with_indices():
     assert r.source == "symbolic"
     assert summary(r, 0) == (3, 3, 3, 0)
     assert r.shape == (1, 2, 2, 2)
+
 
 
 def test_maxpool_module_return_indices():
@@ -375,10 +440,6 @@ def test_maxpool_module_return_indices():
     assert r.shape == (1, 1, 4, 4)
 
 
-# ---------------------------------------------------------------------------
-# adaptive pooling
-# ---------------------------------------------------------------------------
-
 
 def test_adaptive_pool_to_one_is_global():
     """AdaptiveAvgPool2d(1): every output reads the whole input: global on both axes, shape (1, 3, 1, 1)."""
@@ -389,12 +450,14 @@ def test_adaptive_pool_to_one_is_global():
     assert r.source == "symbolic"
 
 
+
 def test_adaptive_pool_exact_windows_divisible():
     """AdaptiveAvgPool1d(3) on n=6: [floor(2u), ceil(2(u+1)) - 1] = [2u, 2u + 1]: rf 2, stride 2, start 0."""
     m = nn.AdaptiveAvgPool1d(3)
     r = last(check(m, (1, 1, 6)))
     assert summary(r) == (2, 2, 2, 0)
     assert_windows_match(m, (1, 1, 6), r, 0)
+
 
 
 def test_adaptive_pool_exact_windows_uneven():
@@ -409,6 +472,7 @@ def test_adaptive_pool_exact_windows_uneven():
     assert_windows_match(m, (1, 1, 8), last(check(m, (1, 1, 8))), 0)
 
 
+
 def test_adaptive_pool_none_and_partial_global():
     """AdaptiveAvgPool2d((None, 2)) on 5 x 6: H untouched (rf 1), W [3u, 3u + 2]: rf 3, stride 3.
     F.adaptive_avg_pool2d(x, (2, 1)) on 6 x 5: H [3u, 3u + 2] (rf 3, stride 3), W global."""
@@ -421,6 +485,7 @@ def test_adaptive_pool_none_and_partial_global():
     assert r.is_global == (False, True)
 
 
+
 def test_adaptive_pool_3d():
     """AdaptiveAvgPool3d((2, 1, 4)) on 4 x 3 x 4: D [2u, 2u + 1] rf 2 stride 2; H global; W identity windows rf 1."""
     r = last(check(nn.AdaptiveAvgPool3d((2, 1, 4)), (1, 1, 4, 3, 4)))
@@ -429,8 +494,9 @@ def test_adaptive_pool_3d():
     assert summary(r, 2) == (1, 1, 1, 0)
 
 
+
 # ---------------------------------------------------------------------------
-# interpolation
+# resampling, padding, shuffles
 # ---------------------------------------------------------------------------
 
 
@@ -444,6 +510,7 @@ def test_upsample_nearest_x2():
     assert_windows_match(m, (1, 1, 5, 5), r, 0)
 
 
+
 def test_nearest_by_size():
     """nearest 4 -> 6: src = floor(u * 4/6): 0, 0, 1, 2, 2, 3 = (0, 0, 1) + 2 per 3: rf 1, stride 2/3."""
     m = Lambda(lambda x: F.interpolate(x, size=6, mode="nearest"))
@@ -451,6 +518,7 @@ def test_nearest_by_size():
     assert summary(r) == (1, 1, Fraction(2, 3), 0)
     assert r.lo[0] == PAMap(3, 2, (0, 0, 1))
     assert_windows_match(m, (1, 1, 4), r, 0)
+
 
 
 def test_nearest_exact():
@@ -461,11 +529,13 @@ def test_nearest_exact():
     assert_windows_match(m, (1, 1, 4), r, 0)
 
 
+
 def test_nearest_downsample_by_scale():
     """scale_factor=0.5 nearest on 8: u reads floor(2u) = 2u: rf 1, stride 2; 8 -> 4."""
     r = last(check(Lambda(lambda x: F.interpolate(x, scale_factor=0.5)), (1, 1, 8)))
     assert summary(r) == (1, 1, 2, 0)
     assert r.shape == (1, 1, 4)
+
 
 
 def test_bilinear_x2_align_corners_false():
@@ -483,6 +553,7 @@ def test_bilinear_x2_align_corners_false():
     assert_windows_match(m, (1, 1, 4, 4), r, 1)
 
 
+
 def test_linear_align_corners_true():
     """linear 4 -> 7, align_corners=True: src(u) = u * 3/6 = u/2.
     Even u = 2m: [m, m] (integer); odd u = 2m + 1: [m, m + 1].  rf 2, rf_min 1, stride 1/2, start 0."""
@@ -490,6 +561,7 @@ def test_linear_align_corners_true():
     r = last(check(m, (1, 1, 4)))
     assert summary(r) == (2, 1, HALF, 0)
     assert_windows_match(m, (1, 1, 4), r, 0)
+
 
 
 def test_linear_align_corners_true_uneven_ratio():
@@ -506,6 +578,7 @@ def test_linear_align_corners_true_uneven_ratio():
     assert r.lo[0].values(8) == [0, 0, 0, 1, 1, 2, 2, 3]
     assert r.hi[0].values(8) == [0, 1, 1, 2, 2, 3, 3, 3]
     assert_windows_match(m, (1, 1, 4), r, 0)
+
 
 
 def test_scale_factor_sets_the_stride():
@@ -526,12 +599,14 @@ def test_scale_factor_sets_the_stride():
     assert_windows_match(m, (1, 1, 7), r, 0)
 
 
+
 def test_upsampling_bilinear2d_module_align_corners():
     """nn.UpsamplingBilinear2d(size=7) uses align_corners=True: same windows as above on both axes."""
     m = nn.UpsamplingBilinear2d(size=7)
     r = last(check(m, (1, 1, 4, 4)))
     assert summary(r, 0) == summary(r, 1) == (2, 1, HALF, 0)
     assert_windows_match(m, (1, 1, 4, 4), r, 0)
+
 
 
 def test_linear_downsample():
@@ -541,6 +616,7 @@ def test_linear_downsample():
     r = last(check(m, (1, 1, 8, 8)))
     assert summary(r, 0) == (2, 2, 2, 0)
     assert_windows_match(m, (1, 1, 8, 8), r, 0)
+
 
 
 def test_trilinear_x2():
@@ -553,6 +629,7 @@ def test_trilinear_x2():
     assert_windows_match(m, (1, 1, 3, 3, 3), r, 2)
 
 
+
 def test_bicubic_x2():
     """bicubic x2: src = u/2 - 1/4; non-integer src reads [floor - 1, floor + 2]: u=0 [-2, 1], u=1 [-1, 2].
     rf 4, stride 1/2, start -2."""
@@ -560,6 +637,7 @@ def test_bicubic_x2():
     r = last(check(m, (1, 1, 6, 6)))
     assert summary(r, 0) == (4, 4, HALF, -2)
     assert_windows_match(m, (1, 1, 6, 6), r, 0, interior_only=True)
+
 
 
 def test_interpolate_antialias_is_not_guessed():
@@ -575,15 +653,12 @@ def test_interpolate_antialias_is_not_guessed():
         assert_windows_match(m, (1, 1, 8, 8), r, 0)
 
 
+
 def test_interpolate_area_is_adaptive():
     """mode="area" 8 -> 4 is adaptive average pooling: [2u, 2u + 1]: rf 2, stride 2, start 0."""
     r = last(check(Lambda(lambda x: F.interpolate(x, size=4, mode="area")), (1, 1, 8)))
     assert summary(r) == (2, 2, 2, 0)
 
-
-# ---------------------------------------------------------------------------
-# padding and pixel shuffles
-# ---------------------------------------------------------------------------
 
 
 def test_functional_pad():
@@ -595,11 +670,13 @@ def test_functional_pad():
     assert r.shape == (1, 1, 9, 6)
 
 
+
 def test_negative_pad_crops():
     """F.pad(x, (-1, -2)): crop 1 left, 2 right: L = H = u + 1, start 1; 8 -> 5."""
     r = last(check(Lambda(lambda x: F.pad(x, (-1, -2))), (1, 1, 8)))
     assert summary(r) == (1, 1, 1, 1)
     assert r.shape == (1, 1, 5)
+
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
@@ -621,6 +698,7 @@ def test_pad_modes_then_conv(mode):
     assert r.shape == (1, 1, 7)
 
 
+
 def test_pad_modules():
     """ZeroPad2d((1, 2, 3, 4)) on 4 x 4: W start -1 (4 -> 7), H start -3 (4 -> 11).
     ReflectionPad1d(2): start -2, 6 -> 10."""
@@ -630,6 +708,7 @@ def test_pad_modules():
     assert r.start == (-2,) and r.shape == (1, 1, 10)
 
 
+
 def test_pixel_shuffle():
     """PixelShuffle(2): (1, 4, 3, 3) -> (1, 1, 6, 6); output u reads input floor(u/2): rf 1, stride 1/2, start 0."""
     m = nn.PixelShuffle(2)
@@ -637,6 +716,7 @@ def test_pixel_shuffle():
     assert summary(r, 0) == summary(r, 1) == (1, 1, HALF, 0)
     assert r.shape == (1, 1, 6, 6)
     assert_windows_match(m, (1, 4, 3, 3), r, 1)
+
 
 
 def test_pixel_unshuffle():
@@ -652,216 +732,14 @@ def test_pixel_unshuffle():
     assert r.shape == (1, 4, 3, 3)
 
 
-# ---------------------------------------------------------------------------
-# pointwise ops, norms, dropout
-# ---------------------------------------------------------------------------
-
-POINTWISE = {
-    "relu": nn.ReLU(),
-    "gelu": nn.GELU(),
-    "hardswish": nn.Hardswish(),
-    "silu_f": Lambda(F.silu),
-    "sigmoid_t": Lambda(torch.sigmoid),
-    "tanh_m": Lambda(lambda x: x.tanh()),
-    "exp_m": Lambda(lambda x: x.exp()),
-    "clamp": Lambda(lambda x: torch.clamp(x, 0, 1)),
-    "mul_const": Lambda(lambda x: x * 2.0),
-    "radd": Lambda(lambda x: 1 + x),
-    "div": Lambda(lambda x: x / 3),
-    "pow": Lambda(lambda x: x**2),
-    "neg": Lambda(lambda x: -x),
-    "sub_self": Lambda(lambda x: x - x.sigmoid()),
-    "where": Lambda(lambda x: torch.where(x > 0, x, 0.1 * x)),
-    "batchnorm": nn.BatchNorm2d(2),
-    "layernorm_channels_last": Lambda(lambda x: F.layer_norm(x.permute(0, 2, 3, 1), (2,)).permute(0, 3, 1, 2)),
-    "instancenorm_running": nn.InstanceNorm2d(2, track_running_stats=True),
-    "dropout": nn.Dropout(0.5),
-    "dropout2d": nn.Dropout2d(0.5),
-    "f_dropout": Lambda(lambda x: F.dropout(x, 0.3, training=False)),
-    "contiguous_float": Lambda(lambda x: x.contiguous().float()),
-    "channel_shuffle": nn.ChannelShuffle(2),
-}
-
-
-@pytest.mark.parametrize("name", list(POINTWISE))
-def test_pointwise_ops_keep_the_field(name):
-    """conv k=3, p=1 (rf 3, stride 1, start -1) followed by a position-by-position op: unchanged,
-    no global context (batch norm in eval mode and instance norm with running stats use fixed statistics)."""
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), POINTWISE[name])
-    r = last(check(model, (1, 1, 6, 6)))
-    assert r.source == "symbolic"
-    assert summary(r, 0) == summary(r, 1) == (3, 3, 1, -1)
-    assert not r.global_context
-    assert r.shape == (1, 2, 6, 6)
-
-
-def test_stochastic_depth():
-    """torchvision.ops.StochasticDepth in eval mode is the identity: after conv k=3 rf 3; a residual
-    x + sd(conv(x)) merges rf 1 and rf 3 centered paths: rf 3, rf_path_min 1, aligned."""
-    from torchvision.ops import StochasticDepth
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(1, 1, 3, padding=1)
-            self.sd = StochasticDepth(0.2, "row")
-
-        def forward(self, x):
-            return x + self.sd(self.conv(x))
-
-    model = Block().train()
-    r = last(check(model, (2, 1, 6, 6)))
-    assert summary(r, 0) == (3, 3, 1, -1)
-    assert r.rf_path_min == (1, 1)
-    assert r.aligned
-
-
-@pytest.mark.parametrize(
-    "norm",
-    [nn.GroupNorm(1, 2), nn.InstanceNorm2d(2, affine=True), nn.LayerNorm([2, 6, 6])],
-    ids=["groupnorm", "instancenorm", "layernorm_chw"],
-)
-def test_norms_over_space_are_context(norm):
-    """Statistics over H, W are a spatially constant context path: the local field of conv k=3
-    (rf 3, start -1) is kept and global_context is set."""
-    r = last(check(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), norm), (1, 1, 6, 6)))
-    assert summary(r, 0) == (3, 3, 1, -1)
-    assert r.global_context
-    assert r.source == "symbolic"
-
-
-# ---------------------------------------------------------------------------
-# merges and shape ops
-# ---------------------------------------------------------------------------
-
-
-def test_channel_concat():
-    """cat([conv k=3 p=1, conv k=5 p=2], dim=1): both centered at u: rf 5, rf_path_min 3, aligned, 2 + 3 channels."""
-
-    class M(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Conv2d(1, 2, 3, padding=1)
-            self.b = nn.Conv2d(1, 3, 5, padding=2)
-
-        def forward(self, x):
-            return torch.cat([self.a(x), self.b(x)], dim=1)
-
-    r = last(check(M(), (1, 1, 8, 8)))
-    assert summary(r, 0) == (5, 5, 1, -2)
-    assert r.rf_path_min == (3, 3)
-    assert r.aligned and r.max_center_shift == 0
-    assert r.shape == (1, 5, 8, 8)
-
-
-def test_channel_reshapes_keep_the_field():
-    """Channel shuffle by view/transpose/reshape, a flatten of (N, C) and a permute round trip touch
-    no spatial dim: rf 3 (conv k=3, p=1) and the spatial dims stay at (2, 3) of the result."""
-
-    def shuffle(x):
-        n, c, h, w = x.shape
-        y = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
-        y = y.flatten(0, 1).unsqueeze(0)  # (1, N*C, H, W)
-        return y.permute(0, 2, 3, 1).permute(0, 3, 1, 2).contiguous()
-
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), Lambda(shuffle))
-    r = last(check(model, (2, 1, 5, 5)))
-    assert summary(r, 0) == summary(r, 1) == (3, 3, 1, -1)
-    assert r.dims == (2, 3)
-    assert r.shape == (1, 8, 5, 5)
-
-
-def test_channels_last_dims_are_tracked():
-    """x.permute(0, 2, 3, 1): H now at dim 1, W at dim 2; a LayerNorm over C keeps rf 1, no context."""
-    r = last(check(Lambda(lambda x: F.layer_norm(x.permute(0, 2, 3, 1), (3,))), (1, 3, 4, 5)))
-    assert r.dims == (1, 2)
-    assert r.rf == (1, 1)
-    assert not r.global_context
-
-
-@pytest.mark.parametrize(
-    "fn, is_global, shape",
-    [
-        (lambda x: x.mean((2, 3)), (True, True), (1, 2)),
-        (lambda x: x.sum(dim=2, keepdim=True), (True, False), (1, 2, 1, 6)),
-        (lambda x: x.amax(dim=-1), (False, True), (1, 2, 5)),
-        (lambda x: torch.mean(x, dim=[-2, -1], keepdim=True), (True, True), (1, 2, 1, 1)),
-        (lambda x: x.max(dim=3)[0], (False, True), (1, 2, 5)),
-    ],
-    ids=["mean_hw", "sum_h_keepdim", "amax_w", "torch_mean_keepdim", "max_w_values"],
-)
-def test_spatial_reductions(fn, is_global, shape):
-    """A reduction over a spatial dim makes that axis global; the other axis keeps conv k=3's rf 3."""
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Lambda(fn))
-    r = last(check(model, (1, 1, 5, 6)))
-    assert r.is_global == is_global
-    for axis, g in enumerate(is_global):
-        assert r.rf[axis] == (None if g else 3)
-    assert r.shape == shape
-
-
-def test_flatten_then_linear_is_global():
-    """flatten(1) puts C, H, W in one dim; Linear contracts it: every output depends on every pixel."""
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 5))
-    a = check(model, (1, 1, 6, 6))
-    assert last(a).is_global == (True, True)
-    assert last(a).shape == (1, 5)
-    # the flattened tensor itself is not global: it still holds positions, just not as a window dim
-    assert not any(a["1"].is_global)
-
-
-def test_size_shape_getitem_drive_shape_arithmetic():
-    """x.size(0), x.shape[-2:], h * 2 are plain integers: interpolate(size=(2h, 2w)) nearest gives
-    rf 1, stride 1/2; x.view(x.size(0), -1) of a pooled (N, C, 1, 1) tensor is global."""
-
-    class M(nn.Module):
-        def forward(self, x):
-            h, w = x.shape[-2:]
-            y = F.interpolate(x, size=(h * 2, w * 2))
-            z = F.adaptive_avg_pool2d(y, 1)
-            return y, z.view(z.size(0), -1)
-
-    a = check(M(), (1, 3, 4, 5))
-    r = a["interpolate"]
-    assert summary(r, 0) == (1, 1, HALF, 0)
-    assert r.shape == (1, 3, 8, 10)
-    assert a["view"].is_global == (True, True)
-    assert a["view"].shape == (1, 3)
-
-
-def test_getitem_slices():
-    """x[:, :, 1:-1]: L = H = u + 1 (start 1), 8 -> 6.  x[..., ::2]: L = H = 2u, stride 2, 6 -> 3.
-    x[:, 0] selects a channel: fields unchanged.  x[:, :, 2] pins H (no dim carries it), W unchanged."""
-    r = last(check(Lambda(lambda x: x[:, :, 1:-1]), (1, 2, 8)))
-    assert summary(r) == (1, 1, 1, 1) and r.shape == (1, 2, 6)
-    r = last(check(Lambda(lambda x: x[..., ::2]), (1, 2, 6)))
-    assert summary(r) == (1, 1, 2, 0) and r.shape == (1, 2, 3)
-    r = last(check(Lambda(lambda x: x[:, 0]), (1, 2, 5, 6)))
-    assert r.dims == (1, 2) and r.rf == (1, 1)
-    r = last(check(Lambda(lambda x: x[:, :, 2]), (1, 2, 5, 6)))
-    assert r.dims == (None, 2)
-    assert r.rf[1] == 1
-
-
-def test_unknown_op_is_reported_not_guessed():
-    """With fallback="unknown", an op with no rule (torch.fft.fft2 along H, W) makes the node and its
-    consumers unknown, op named; ``.real`` of the complex result is position by position and keeps the
-    (unknown) state.  With the default (probe) fallback the node is never silently symbolic."""
-    model = Lambda(lambda x: torch.fft.fft2(x).real + 1)
-    a = check(model, (1, 1, 4, 4), fallback="unknown")
-    r = last(a)
-    assert r.source == "unknown"
-    assert "fft" in r.reason
-    assert r.rf == (None, None)
-    assert a["getattr"].source == "unknown" and a["getattr"].shape == (1, 1, 4, 4)
-    assert check(model, (1, 1, 4, 4))["fft_fft2"].source in ("probed", "unknown")
-
 
 # ---------------------------------------------------------------------------
 # symbolic vs numeric on random configurations
 # ---------------------------------------------------------------------------
 
+
 _NUMERIC = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 
 
 @_NUMERIC
@@ -887,6 +765,7 @@ def test_conv_transpose_windows_match_backprop(k, s, p, d, op, n):
         assert_windows_match(m, (1, 1, n), r, 0, interior_only=d > 1, skip=gap)
 
 
+
 @_NUMERIC
 @given(k=st.integers(1, 5), s=st.integers(1, 3), data=st.data(), n=st.integers(5, 12), ceil=st.booleans())
 def test_avg_pool_windows_match_backprop(k, s, data, n, ceil):
@@ -897,6 +776,7 @@ def test_avg_pool_windows_match_backprop(k, s, data, n, ceil):
     r = last(check(m, (1, 1, n)))
     assert summary(r) == (k, k, s, -p)
     assert_windows_match(m, (1, 1, n), r, 0)
+
 
 
 @_NUMERIC
@@ -911,6 +791,7 @@ def test_adaptive_avg_pool_windows_match_backprop(n, m_out):
     for u in range(m_out):
         assert (r.lo[0](u), r.hi[0](u)) == ((u * n) // m_out, -(-(u + 1) * n // m_out) - 1)
     assert_windows_match(m, (1, 1, n), r, 0)
+
 
 
 @_NUMERIC
@@ -939,8 +820,9 @@ def test_interpolate_windows_match_backprop(mode, n, how, data):
     assert_windows_match(m, (1, 1, n), r, 0)
 
 
+
 # ---------------------------------------------------------------------------
-# torchvision.ops building blocks, contractions
+# torchvision building blocks traced through
 # ---------------------------------------------------------------------------
 
 
@@ -957,60 +839,3 @@ def test_torchvision_conv_norm_activation_is_traced_through():
     assert summary(r, 1) == (9, 9, 1, -4)
     assert r.shape == (1, 4, 12, 12)
 
-
-def test_torchvision_permute_and_mlp_are_pointwise():
-    """ops.Permute to channels-last, ops.MLP over the last (channel) dim, and back: rf 1, dims (2, 3)."""
-    from torchvision.ops import MLP, Permute
-
-    r = last(check(nn.Sequential(Permute([0, 2, 3, 1]), MLP(1, [4, 3]), Permute([0, 3, 1, 2])), (1, 1, 5, 5)))
-    assert r.rf == (1, 1) and r.dims == (2, 3)
-    assert r.shape == (1, 3, 5, 5)
-
-
-def test_contractions():
-    """x.flatten(2) @ W (16 x 5) contracts the token dim: global on both axes.
-    tokens (N, HW, C) @ (C, 3) contracts channels: positions kept (rf 1, a flattened dim).
-    einsum("bchw,wv->bchv") contracts W only: W global, H rf 1."""
-    w_tokens, w_chan, w_w = torch.rand(16, 5), torch.rand(2, 3), torch.rand(4, 3)
-    r = last(check(Lambda(lambda x: torch.matmul(x.flatten(2), w_tokens)), (1, 2, 4, 4)))
-    assert r.is_global == (True, True)
-    r = last(check(Lambda(lambda x: x.flatten(2).transpose(1, 2) @ w_chan), (1, 2, 4, 4)))
-    assert r.rf == (1, 1) and not any(r.is_global)
-    r = last(check(Lambda(lambda x: torch.einsum("bchw,wv->bchv", x, w_w)), (1, 2, 4, 4)))
-    assert r.is_global == (False, True) and r.rf[0] == 1
-
-
-def test_conv_transpose_output_size():
-    """Regression: ConvTranspose2d(k=3, s=2, p=1)(y, output_size=x.size()) (the U-Net idiom) picks the
-    output_padding that reaches x's size: 4 -> (4-1)*2 - 2 + 2 + 1 = 7 by default, 8 with output_padding 1.
-    Windows on y as for k=3, s=2, p=1: u=2m reads y[m], u=2m+1 reads y[m..m+1]; y[v] = x[2v], so in x:
-    u=2m reads [2m, 2m], u=2m+1 reads [2m, 2m+2]: rf 3, rf_min 1, stride 2 * 1/2 = 1, start 0."""
-
-    class Up(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.up = nn.ConvTranspose2d(1, 1, 3, stride=2, padding=1)
-
-        def forward(self, x):
-            return self.up(x[:, :, ::2, ::2], output_size=x.size())
-
-    for n in (7, 8):
-        r = last(check(Up(), (1, 1, n, n)))
-        assert r.shape == (1, 1, n, n)
-        assert summary(r, 0) == (3, 1, 1, 0)
-
-
-def test_conv_transpose_out_of_order_taps_then_conv():
-    """Regression: ConvTranspose1d(k=3, s=3, d=2): u = 3i + 2j, j = 0, 1, 2 lands taps out of order:
-    u = 3m reads i = m (j=0), u = 3m+1 reads i = m-1 (j=2, 3(m-1) + 4), u = 3m+2 reads i = m (j=1).
-    Then Conv1d(k=2) reads units u, u+1:
-    u = 3m: {m, m-1} -> [m-1, m];  u = 3m+1: {m-1, m} -> [m-1, m];  u = 3m+2: {m, m+1} -> [m, m+1].
-    lo = (-1, -1, 0) + 1 per 3, hi = (0, 0, 1) + 1 per 3: rf 2, stride 1/3, start -1 (not the empty
-    window [m, m-1] that composing with the first unit's lo and the last one's hi gave)."""
-    net = nn.Sequential(nn.ConvTranspose1d(1, 1, 3, stride=3, dilation=2), nn.Conv1d(1, 1, 2))
-    a = check(net, (1, 1, 6))
-    assert a["0"].lo[0] == PAMap(3, 1, (0, -1, 0))
-    r = last(a)
-    assert r.lo[0] == PAMap(3, 1, (-1, -1, 0)) and r.hi[0] == PAMap(3, 1, (0, 0, 1))
-    assert summary(r) == (2, 2, Fraction(1, 3), -1)
-    assert_windows_match(net, (1, 1, 6), r, 0)

@@ -1,0 +1,81 @@
+"""Mixing rules (`rfgraph.rules.mixing`): reductions, norms, linear layers, contractions.
+
+Notation: ``n`` input length, ``k`` kernel, ``s`` stride, ``p`` padding, ``d``
+dilation; ``L(u)``/``H(u)`` the first/last input coordinate read by output
+``u`` (unclipped).  Every analysis also checks each node's shape against what
+torch computes on a real tensor (`rfcheck.check`), and where cheap, every
+output unit's window against a numeric back-propagation (`assert_windows_match`).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from rfcheck import Lambda, check, last, summary
+from torch import nn
+
+# ---------------------------------------------------------------------------
+# norms, reductions, contractions
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "norm",
+    [nn.GroupNorm(1, 2), nn.InstanceNorm2d(2, affine=True), nn.LayerNorm([2, 6, 6])],
+    ids=["groupnorm", "instancenorm", "layernorm_chw"],
+)
+def test_norms_over_space_are_context(norm):
+    """Statistics over H, W are a spatially constant context path: the local field of conv k=3
+    (rf 3, start -1) is kept and global_context is set."""
+    r = last(check(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), norm), (1, 1, 6, 6)))
+    assert summary(r, 0) == (3, 3, 1, -1)
+    assert r.global_context
+    assert r.source == "symbolic"
+
+
+
+@pytest.mark.parametrize(
+    "fn, is_global, shape",
+    [
+        (lambda x: x.mean((2, 3)), (True, True), (1, 2)),
+        (lambda x: x.sum(dim=2, keepdim=True), (True, False), (1, 2, 1, 6)),
+        (lambda x: x.amax(dim=-1), (False, True), (1, 2, 5)),
+        (lambda x: torch.mean(x, dim=[-2, -1], keepdim=True), (True, True), (1, 2, 1, 1)),
+        (lambda x: x.max(dim=3)[0], (False, True), (1, 2, 5)),
+    ],
+    ids=["mean_hw", "sum_h_keepdim", "amax_w", "torch_mean_keepdim", "max_w_values"],
+)
+def test_spatial_reductions(fn, is_global, shape):
+    """A reduction over a spatial dim makes that axis global; the other axis keeps conv k=3's rf 3."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Lambda(fn))
+    r = last(check(model, (1, 1, 5, 6)))
+    assert r.is_global == is_global
+    for axis, g in enumerate(is_global):
+        assert r.rf[axis] == (None if g else 3)
+    assert r.shape == shape
+
+
+
+def test_flatten_then_linear_is_global():
+    """flatten(1) puts C, H, W in one dim; Linear contracts it: every output depends on every pixel."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 5))
+    a = check(model, (1, 1, 6, 6))
+    assert last(a).is_global == (True, True)
+    assert last(a).shape == (1, 5)
+    # the flattened tensor itself is not global: it still holds positions, just not as a window dim
+    assert not any(a["1"].is_global)
+
+
+
+def test_contractions():
+    """x.flatten(2) @ W (16 x 5) contracts the token dim: global on both axes.
+    tokens (N, HW, C) @ (C, 3) contracts channels: positions kept (rf 1, a flattened dim).
+    einsum("bchw,wv->bchv") contracts W only: W global, H rf 1."""
+    w_tokens, w_chan, w_w = torch.rand(16, 5), torch.rand(2, 3), torch.rand(4, 3)
+    r = last(check(Lambda(lambda x: torch.matmul(x.flatten(2), w_tokens)), (1, 2, 4, 4)))
+    assert r.is_global == (True, True)
+    r = last(check(Lambda(lambda x: x.flatten(2).transpose(1, 2) @ w_chan), (1, 2, 4, 4)))
+    assert r.rf == (1, 1) and not any(r.is_global)
+    r = last(check(Lambda(lambda x: torch.einsum("bchw,wv->bchv", x, w_w)), (1, 2, 4, 4)))
+    assert r.is_global == (False, True) and r.rf[0] == 1
+

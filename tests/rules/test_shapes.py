@@ -1,0 +1,107 @@
+"""Shape rules (`rfgraph.rules.shapes`): concat, reshapes, permutes, indexing, shape arithmetic.
+
+Notation: ``n`` input length, ``k`` kernel, ``s`` stride, ``p`` padding, ``d``
+dilation; ``L(u)``/``H(u)`` the first/last input coordinate read by output
+``u`` (unclipped).  Every analysis also checks each node's shape against what
+torch computes on a real tensor (`rfcheck.check`), and where cheap, every
+output unit's window against a numeric back-propagation (`assert_windows_match`).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+from rfcheck import Lambda, check, last, summary
+from torch import nn
+
+F1 = Fraction(1)
+HALF = Fraction(1, 2)
+
+
+# ---------------------------------------------------------------------------
+# merges and shape ops
+# ---------------------------------------------------------------------------
+
+
+def test_channel_concat():
+    """cat([conv k=3 p=1, conv k=5 p=2], dim=1): both centered at u: rf 5, rf_path_min 3, aligned, 2 + 3 channels."""
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 2, 3, padding=1)
+            self.b = nn.Conv2d(1, 3, 5, padding=2)
+
+        def forward(self, x):
+            return torch.cat([self.a(x), self.b(x)], dim=1)
+
+    r = last(check(M(), (1, 1, 8, 8)))
+    assert summary(r, 0) == (5, 5, 1, -2)
+    assert r.rf_path_min == (3, 3)
+    assert r.aligned and r.max_center_shift == 0
+    assert r.shape == (1, 5, 8, 8)
+
+
+
+def test_channel_reshapes_keep_the_field():
+    """Channel shuffle by view/transpose/reshape, a flatten of (N, C) and a permute round trip touch
+    no spatial dim: rf 3 (conv k=3, p=1) and the spatial dims stay at (2, 3) of the result."""
+
+    def shuffle(x):
+        n, c, h, w = x.shape
+        y = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        y = y.flatten(0, 1).unsqueeze(0)  # (1, N*C, H, W)
+        return y.permute(0, 2, 3, 1).permute(0, 3, 1, 2).contiguous()
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), Lambda(shuffle))
+    r = last(check(model, (2, 1, 5, 5)))
+    assert summary(r, 0) == summary(r, 1) == (3, 3, 1, -1)
+    assert r.dims == (2, 3)
+    assert r.shape == (1, 8, 5, 5)
+
+
+
+def test_channels_last_dims_are_tracked():
+    """x.permute(0, 2, 3, 1): H now at dim 1, W at dim 2; a LayerNorm over C keeps rf 1, no context."""
+    r = last(check(Lambda(lambda x: F.layer_norm(x.permute(0, 2, 3, 1), (3,))), (1, 3, 4, 5)))
+    assert r.dims == (1, 2)
+    assert r.rf == (1, 1)
+    assert not r.global_context
+
+
+
+def test_size_shape_getitem_drive_shape_arithmetic():
+    """x.size(0), x.shape[-2:], h * 2 are plain integers: interpolate(size=(2h, 2w)) nearest gives
+    rf 1, stride 1/2; x.view(x.size(0), -1) of a pooled (N, C, 1, 1) tensor is global."""
+
+    class M(nn.Module):
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            y = F.interpolate(x, size=(h * 2, w * 2))
+            z = F.adaptive_avg_pool2d(y, 1)
+            return y, z.view(z.size(0), -1)
+
+    a = check(M(), (1, 3, 4, 5))
+    r = a["interpolate"]
+    assert summary(r, 0) == (1, 1, HALF, 0)
+    assert r.shape == (1, 3, 8, 10)
+    assert a["view"].is_global == (True, True)
+    assert a["view"].shape == (1, 3)
+
+
+
+def test_getitem_slices():
+    """x[:, :, 1:-1]: L = H = u + 1 (start 1), 8 -> 6.  x[..., ::2]: L = H = 2u, stride 2, 6 -> 3.
+    x[:, 0] selects a channel: fields unchanged.  x[:, :, 2] pins H (no dim carries it), W unchanged."""
+    r = last(check(Lambda(lambda x: x[:, :, 1:-1]), (1, 2, 8)))
+    assert summary(r) == (1, 1, 1, 1) and r.shape == (1, 2, 6)
+    r = last(check(Lambda(lambda x: x[..., ::2]), (1, 2, 6)))
+    assert summary(r) == (1, 1, 2, 0) and r.shape == (1, 2, 3)
+    r = last(check(Lambda(lambda x: x[:, 0]), (1, 2, 5, 6)))
+    assert r.dims == (1, 2) and r.rf == (1, 1)
+    r = last(check(Lambda(lambda x: x[:, :, 2]), (1, 2, 5, 6)))
+    assert r.dims == (None, 2)
+    assert r.rf[1] == 1
+
