@@ -32,7 +32,8 @@ from torch import nn
 
 from .errors import TraceError
 
-__all__ = ["ancestors", "RFTracer", "Traced", "trace", "export_trace", "OPAQUE_TORCHVISION_MODULES"]
+__all__ = [
+    "cut","ancestors", "RFTracer", "Traced", "trace", "export_trace", "OPAQUE_TORCHVISION_MODULES"]
 
 
 def _opaque_torchvision_modules() -> tuple[type, ...]:
@@ -274,3 +275,37 @@ def ancestors(node: fx.Node) -> set[fx.Node]:
                 seen.add(a)
                 stack.append(a)
     return seen
+
+
+def cut(gm: fx.GraphModule, fx_names: Sequence[str]) -> fx.GraphModule:
+    """A new graph module computing only the named nodes: its output is the tuple of their values, and
+    every node they do not depend on is gone.
+
+    The graph is copied, never modified; the new module holds references to
+    ``gm``'s submodules and attributes that the kept nodes use, nothing else
+    (copy it before changing weights).  ``"output"`` names the tensor the model
+    returns.  Node names are kept, so results can be looked up by the names of
+    ``gm``.  Shared by the numeric probe and the effective-RF measurement.
+    """
+    by_name = {n.name: n for n in gm.graph.nodes}
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    graph.graph_copy(gm.graph, env)
+    targets = []
+    for name in fx_names:
+        if name not in by_name:
+            raise TraceError(f"the graph has no node {name!r}")
+        n = by_name[name]
+        if n.op == "output":  # the model's output: the tensor it returns
+            n = n.args[0]
+            if not isinstance(n, fx.Node):
+                raise TraceError(
+                    f"the model returns {type(n).__name__}, not one tensor: name a node instead of 'output'"
+                )
+        targets.append(env[n])
+    graph.output(tuple(targets))
+    out = fx.GraphModule(gm, graph, type(gm).__name__ + "Cut")
+    out.graph.eliminate_dead_code()
+    out.delete_all_unused_submodules()
+    out.recompile()
+    return out

@@ -5,4 +5,4 @@ this package is ``rfgraph.effective``.
 """
 
 from .measure import *  # noqa: F401,F403
-from .measure import __all__
+from .measure import __all__ as __all__

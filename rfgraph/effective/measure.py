@@ -51,14 +51,13 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.fx as fx
 from torch import nn
 
-from ..errors import InputTooSmallError, RFGraphError
+from ..errors import InputTooSmallError, RFGraphError, TraceError
 from ..passes import analyze
 from ..results import Analysis, NodeRF
 from ..rules import RuleSet
-from ..tracing import Traced, trace
+from ..tracing import Traced, cut, trace
 
 __all__ = [
     "erf",
@@ -537,30 +536,6 @@ def _analyze_growing(model, traced, rules, channels, spatial) -> Analysis:
     raise ERFError(f"the model rejects every input size up to {tuple(spatial)}")
 
 
-# -- the truncated graph -------------------------------------------------------------------------------
-
-
-def _truncate(gm: fx.GraphModule, fx_names: Sequence[str]) -> fx.GraphModule:
-    """A copy of ``gm`` whose output is the tuple of the named nodes (dead code removed)."""
-    by_name = {n.name: n for n in gm.graph.nodes}
-    graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
-    graph.graph_copy(gm.graph, env)
-    targets = []
-    for name in fx_names:
-        n = by_name[name]
-        if n.op == "output":  # the model's output: the tensor it returns
-            n = n.args[0]
-            if not isinstance(n, fx.Node):
-                raise ERFError(f"the model returns {type(n).__name__}, not one tensor: name a node instead of 'output'")
-        targets.append(env[n])
-    graph.output(tuple(targets))
-    out = fx.GraphModule(gm, graph, type(gm).__name__ + "Truncated")
-    out.graph.eliminate_dead_code()
-    out.recompile()
-    return out
-
-
 # -- the measurement -------------------------------------------------------------------------------------
 
 
@@ -724,7 +699,10 @@ def _check_node(rec: NodeRF, requested: str) -> None:
 
 
 def _measure(traced, records, units, source, spatial, batch_size, dtype, device, channel, progress):
-    gm = _truncate(traced.graph_module, [r.fx_name or r.name for r in records])
+    try:
+        gm = cut(traced.graph_module, [r.fx_name or r.name for r in records])
+    except TraceError as exc:
+        raise ERFError(str(exc)) from exc
     model_modules = list(traced.graph_module.modules())
     training = {m: m.training for m in model_modules}
     if dtype != torch.float32:

@@ -65,8 +65,8 @@ from torch import nn
 from ..algebra import PAMap
 from ..errors import NodeNotFoundError, ProbeError, RFGraphError
 from ..sanitize import sanitized_copy
-from ..tracing import ancestors, trace
-from .runner import Runner, getattr_path
+from ..tracing import cut, trace
+from .runner import Runner
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..results import Analysis, NodeRF
@@ -184,47 +184,22 @@ class Prober:
     """Probe state shared by the axes of one node: the sanitized truncated graph and the runner."""
 
     def __init__(self, gm: fx.GraphModule, fx_names: Sequence[str], dtype: torch.dtype, seed: int):
-        nodes = {n.name: n for n in gm.graph.nodes}
-        # Only what the nodes need is copied: the modules and attributes of their ancestors, gathered
-        # under flat names in one holder (the graph itself is read, never copied or modified).
-        needed: set[fx.Node] = set()
-        for name in fx_names:
-            needed |= ancestors(nodes[name])
-        holder = nn.Module()
-        keys: dict[str, str] = {}
-        raw: dict[str, Any] = {}
-        for n in gm.graph.nodes:
-            if n not in needed or n.op not in ("call_module", "get_attr") or n.target in keys or n.target in raw:
-                continue
-            obj = gm.get_submodule(n.target) if n.op == "call_module" else getattr_path(gm, n.target)
-            key = f"k{len(keys)}"
-            if isinstance(obj, nn.Module):
-                holder.add_module(key, obj)
-            elif isinstance(obj, nn.Parameter):
-                holder.register_parameter(key, obj)
-            elif isinstance(obj, torch.Tensor):
-                holder.register_buffer(key, obj)
-            else:
-                raw[n.target] = obj
-                continue
-            keys[n.target] = key
-        self.graph_module = gm
-        self.nodes = nodes
-        self.needed = needed
-        self.keys, self.raw = keys, raw
-        self.holder = sanitized_copy(holder, dtype, seed)
+        # Only what the nodes need is copied and sanitized: the graph cut at them (the user's graph
+        # module is read, never modified).
+        self.sanitized = sanitized_copy(cut(gm, fx_names), dtype, seed)
+        self.nodes = {n.name: n for n in self.sanitized.graph.nodes}
         self.dtype = dtype
         self.seed = seed
         self.gen = torch.Generator().manual_seed(seed + 2)
         self.select(fx_names[0])
 
     def has(self, fx_name: str) -> bool:
-        return fx_name in self.nodes and self.nodes[fx_name] in self.needed
+        return fx_name in self.nodes
 
     def select(self, fx_name: str) -> None:
         """Probe ``fx_name`` next (one of the nodes this copy was made for)."""
-        self.target = self.nodes[fx_name]
-        self.runner = Runner(self.graph_module, self.holder, self.keys, self.raw, self.target, self.seed)
+        self.runner = Runner(cut(self.sanitized, [fx_name]), self.seed)
+        self.target = next(n for n in self.runner.graph.nodes if n.name == fx_name)
 
     def input_tensor(self, shape: Sequence[int]) -> torch.Tensor:
         # small positive values

@@ -12,9 +12,8 @@ from torch import nn
 
 from ..errors import ProbeError, RFGraphError
 from ..sanitize import FUNCTION_REPLACEMENTS, IDENTITY_METHODS, IDENTITY_MODULE_TYPES, NORM_ALIASES, aten_overloads
-from ..tracing import ancestors
 
-__all__ = ["Runner", "getattr_path"]
+__all__ = ["Runner"]
 
 
 #: Elementwise ops with broadcasting: an operand broadcast along a dimension
@@ -81,29 +80,25 @@ def _shape(v: Any) -> Optional[tuple[int, ...]]:
     return tuple(v.shape) if isinstance(v, torch.Tensor) else None
 
 
-class Runner:
-    """Runs the graph up to ``target`` on the sanitized copy.
+class Runner(fx.Interpreter):
+    """Runs a graph module cut at one probed node (`rfgraph.tracing.cut`) on its sanitized copy.
 
-    With ``alt_shapes`` (the node shapes of a shape-only run at another size of
+    ``run(x, alt)`` returns the probed node's value and every node's output
+    shape.  With ``alt`` (the node shapes of a shape-only run at another size of
     the measured axis) it also cuts context paths and registers the gradient
     renormalisation hooks.
     """
 
-    def __init__(self, gm: fx.GraphModule, holder: nn.Module, keys: dict[str, str], raw: dict[str, Any],
-                 target: fx.Node, seed: int = 0):
-        self.gm = holder
-        self.keys = keys
-        self.raw = raw
-        self.target = target
-        needed = ancestors(target)
-        self.nodes = [n for n in gm.graph.nodes if n in needed]
+    def __init__(self, gm: fx.GraphModule, seed: int = 0):
+        super().__init__(gm, garbage_collect_values=True)
         self.gen = torch.Generator().manual_seed(seed + 1)
         self._pool: Optional[torch.Tensor] = None
         self._meta_ok = True
         self._state_cache: Optional[dict[str, torch.Tensor]] = None
-
-    def module(self, target: str) -> nn.Module:
-        return getattr(self.gm, self.keys[target])
+        self.alt: Optional[dict[fx.Node, Any]] = None
+        self.shape_only = False
+        self.node_shapes: dict[fx.Node, Any] = {}
+        self.cut = 0
 
     # -- shape-only runs -------------------------------------------------------
 
@@ -114,7 +109,7 @@ class Runner:
         if self._meta_ok:
             tensors = {k: torch.empty_like(v, device="meta") for k, v in self._state().items()}
             try:
-                with _reparametrize_module(self.gm, tensors):
+                with _reparametrize_module(self.module, tensors):
                     _, shapes = self.run(torch.empty(tuple(input_shape), dtype=dtype, device="meta"), None, True)
                 return shapes
             except RFGraphError:
@@ -127,52 +122,54 @@ class Runner:
 
     def _state(self) -> dict[str, torch.Tensor]:
         if self._state_cache is None:
-            state = dict(self.gm.named_parameters(remove_duplicate=False))
-            state.update(self.gm.named_buffers(remove_duplicate=False))
+            state = dict(self.module.named_parameters(remove_duplicate=False))
+            state.update(self.module.named_buffers(remove_duplicate=False))
             self._state_cache = state
         return self._state_cache
 
     # -- the run -------------------------------------------------------------------
 
-    def run(self, x: torch.Tensor, alt: Optional[dict[fx.Node, Any]], shape_only: bool = False):
-        env: dict[fx.Node, Any] = {}
-        shapes: dict[fx.Node, Any] = {}
-        first = True
+    def run(self, x: torch.Tensor, alt: Optional[dict[fx.Node, Any]], shape_only: bool = False):  # type: ignore[override]
+        """The probed node's value for input ``x``, and the output shape of every node."""
+        self.alt, self.shape_only = alt, shape_only
+        self.node_shapes = {}
         self.cut = 0
-        for n in self.nodes:
-            if n.op == "placeholder":
-                if first:
-                    value = x
-                    first = False
-                elif n.args:
-                    value = n.args[0]
-                else:
-                    raise ProbeError(
-                        f"the model takes several inputs ({n.name!r} has no default); the probe feeds one tensor. "
-                        "Hint: wrap the model so that it takes a single image tensor."
-                    )
-            elif n.op == "get_attr":
-                value = self._fetch(n.target)
-            elif n.op == "output":
-                continue
-            else:
-                args = fx.node.map_arg(n.args, lambda a: env[a])
-                kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a])
-                if shape_only and n.op == "call_module" and isinstance(self.module(n.target), _SHAPE_KEEPING):
-                    value = args[0]
-                else:
-                    value = self._call(n, args, kwargs, env, shapes, alt)
-            if alt is not None:
-                value = _rescale(value)
-                self._hook(value)
-            env[n] = value
-            shapes[n] = _shapes_of(value)
-        return env[self.target], shapes
+        self._first_input = True
+        (out,) = super().run(x)
+        return out, self.node_shapes
 
-    def _fetch(self, target: str) -> Any:
-        if target in self.raw:
-            return self.raw[target]
-        return getattr(self.gm, self.keys[target])
+    def run_node(self, n: fx.Node) -> Any:
+        self._node = n
+        value = super().run_node(n)
+        if n.op == "output":
+            return value
+        if self.alt is not None:
+            value = _rescale(value)
+            self._hook(value)
+        self.node_shapes[n] = _shapes_of(value)
+        return value
+
+    def placeholder(self, target, args, kwargs):
+        if self._first_input:
+            self._first_input = False
+            return next(self.args_iter)
+        if args:  # a further input with a default value
+            return args[0]
+        raise ProbeError(
+            f"the model takes several inputs ({target!r} has no default); the probe feeds one tensor. "
+            "Hint: wrap the model so that it takes a single image tensor."
+        )
+
+    def call_module(self, target, args, kwargs):
+        if self.shape_only and isinstance(self.fetch_attr(target), _SHAPE_KEEPING):
+            return args[0]
+        return self._call(self._node, args, kwargs)
+
+    def call_method(self, target, args, kwargs):
+        return self._call(self._node, args, kwargs)
+
+    def call_function(self, target, args, kwargs):
+        return self._call(self._node, args, kwargs)
 
     def _hook(self, value: Any) -> None:
         if isinstance(value, torch.Tensor):
@@ -210,9 +207,10 @@ class Runner:
             return set()
         return {d for d, (x, y) in enumerate(zip(a, b)) if x != y}
 
-    def _call(self, n: fx.Node, args, kwargs, env, shapes, alt):
+    def _call(self, n: fx.Node, args, kwargs):
+        shapes, alt = self.node_shapes, self.alt
         if n.op == "call_module":
-            m = self.module(n.target)
+            m = self.fetch_attr(n.target)
             if alt is not None and isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm))\
                     or alt is not None and hasattr(nn, "RMSNorm") and isinstance(m, nn.RMSNorm):
                 out = self._norm_module(n, m, args, kwargs, shapes, alt)
@@ -373,12 +371,6 @@ def _rescale(value: Any) -> Any:
         if m > 1e6 or 0 < m < 1e-6:
             return value / m
     return value
-
-
-def getattr_path(obj: Any, target: str) -> Any:
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _alt_shape(src: Any, alt: dict) -> Optional[tuple]:
