@@ -26,6 +26,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check rfgraph tests benchmarks
+	.venv/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py

@@ -64,6 +64,7 @@ from torch import nn
 
 from ..algebra import PAMap
 from ..errors import NodeNotFoundError, ProbeError, RFGraphError
+from ..passes import analyze
 from ..sanitize import sanitized_copy
 from ..tracing import cut, trace
 from .runner import Runner
@@ -527,8 +528,6 @@ def probe(
     """
     t0 = time.perf_counter()
     if analysis is None and input_shape is not None and use_estimate:
-        from ..passes import analyze
-
         try:
             analysis = analyze(model, input_shape, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
         except RFGraphError:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ProbeError, RFGraphError
+from ..passes import analyze
 from .measure import MAX_SIZE, NotIsolableError, Prober, ProbeResult, format_value, probe, tensor_node
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -256,7 +257,5 @@ def validate(
     >>> validate(net, (1, 1, 32, 32)).ok
     True
     """
-    from ..passes import analyze
-
     analysis = analyze(model, input_shape, **analyze_kwargs)
     return validate_analysis(analysis, nodes, dtype=dtype, seed=seed)
