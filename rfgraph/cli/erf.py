@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from typing import Any, Sequence
 
@@ -62,7 +61,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    # deferred: torch and the ERF machinery are imported only when the command runs
+    # deferred (as is json): torch and the ERF machinery are imported only when the command runs
+    import json
+
     import torch
 
     from ..effective import ERFWarning, default_nodes, erf, plot_erf

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import os
 import sys
 from types import ModuleType
@@ -120,6 +119,8 @@ def _main(argv: list[str]) -> int:
 
 def _spec_hint(spec: str) -> str:
     """A message for a model spec without ``kind:``, naming a close command or torchvision model."""
+    import difflib  # deferred: only this error path needs it, and `--help` should start fast
+
     hints = [f"command {c}" for c in difflib.get_close_matches(spec, list(COMMANDS), n=3, cutoff=0.6)]
     try:
         import torchvision.models as tvm  # deferred: only on this error path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from .load import default_input_shape, load
@@ -31,7 +30,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    # deferred: torch and the probe are imported only when the command runs
+    # deferred (as is json): torch and the probe are imported only when the command runs
+    import json
+
     import torch
 
     from ..passes import analyze

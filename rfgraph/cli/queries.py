@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-from fractions import Fraction
 from typing import Any, Callable
 
 from .load import default_input_shape, load
@@ -31,10 +30,12 @@ __all__ = ["COMMANDS", "fmt"]
 def fmt(v: Any) -> str:
     """A number as it reads best: integers plain, finite decimals exact, others to 6 digits; tuples ``AxB``.
 
+    >>> from fractions import Fraction
     >>> fmt(Fraction(1, 2)), fmt(Fraction(1, 3)), fmt((Fraction(4), Fraction(4))), fmt(None)
     ('0.5', '0.333333', '4', '-')
     """
-    if isinstance(v, Fraction):
+    # Fractions are recognised by their protocol: importing `fractions` (and `decimal`) would slow `--help`.
+    if hasattr(v, "denominator") and not isinstance(v, (int, bool)):
         if v.denominator == 1:
             return str(v.numerator)
         den, places = v.denominator, 0
