@@ -1,4 +1,4 @@
-"""What the command line writes to the terminal: one-line errors and warnings, progress, rich tables."""
+"""What the command line writes to stderr: one-line errors, warnings and notes, and progress."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, Iterator
 
-__all__ = ["error", "warn", "note", "one_line", "Progress", "print_rich"]
+__all__ = ["error", "warn", "note", "one_line", "Progress"]
 
 #: Where torch.fx appends its own context to an exception message (not useful to a CLI user).
 _NOISE_MARKERS = ("While executing %", "Original traceback:", "Use tlparse to see")
@@ -35,13 +35,6 @@ def warn(message: Any) -> None:
 def note(message: str) -> None:
     """A status line on stderr (``rfgraph: wrote FILE``), kept out of the report on stdout."""
     print(f"rfgraph: {message}", file=sys.stderr)
-
-
-def print_rich(renderable: Any) -> None:
-    """Print a rich renderable on stdout; text inside it is never read as markup (see `rfgraph.report`)."""
-    from rich.console import Console
-
-    Console(highlight=False).print(renderable)
 
 
 class Progress:
