@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 from rfcheck import Lambda, assert_windows_match, check, last, summary
 from torch import nn
 
+import rfgraph
 from rfgraph.algebra import PAMap
+from rfgraph.errors import InputTooSmallError
+from rfgraph.rules import OpCall
+from rfgraph.rules.windowed import conv_module_rule, interpolate_function_rule, max_pool_function_rule
+from rfgraph.values import SymTensor
+from rfgraph.windows import META_KEY, WindowParams
 
 F1 = Fraction(1)
 HALF = Fraction(1, 2)
@@ -839,3 +845,71 @@ def test_torchvision_conv_norm_activation_is_traced_through():
     assert summary(r, 1) == (9, 9, 1, -4)
     assert r.shape == (1, 4, 12, 12)
 
+
+
+# ---------------------------------------------------------------------------
+# parameters recorded on the node (read once), handlers called directly
+# ---------------------------------------------------------------------------
+
+
+def test_window_params_recorded_on_nodes():
+    """Each windowed rule records what it read in node.meta["rfgraph.window"], as ShapeProp records shapes."""
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 4, stride=2, padding=1)
+            self.pool = nn.MaxPool2d(3, 2, 1, ceil_mode=True)
+            self.up = nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1)
+
+        def forward(self, x):
+            y = self.pool(self.conv(x))
+            y = F.pad(y, (1, 0, 2, 3))
+            y = F.interpolate(self.up(y), size=(9, 9), mode="bilinear")
+            return F.adaptive_avg_pool2d(y, (3, 1))
+
+    a = rfgraph.analyze(M(), (1, 1, 16, 16))
+    nodes = {n.name: n for n in a.graph_module.graph.nodes}
+    meta = {name: n.meta.get(META_KEY) for name, n in nodes.items()}
+    assert meta["conv"] == WindowParams("conv", (4, 4), (2, 2), (1, 1), (1, 1), (1, 1))
+    assert meta["pool"] == WindowParams("pool", (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), ceil_mode=True)
+    assert meta["pad"] == WindowParams("pad", padding_left=(2, 1), padding_right=(3, 0))
+    assert meta["up"] == WindowParams("transposed", (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), output_padding=(1, 1))
+    assert meta["interpolate"] == WindowParams("interpolate", size=(9, 9), mode="bilinear")
+    assert meta["adaptive_avg_pool2d"] == WindowParams("adaptive", size=(3, 1))
+    assert meta["x"] is None
+
+
+def test_conv_same_padding_recorded_split():
+    """padding="same" with k=4: total 3, torch pads 1 left and 2 right."""
+    a = rfgraph.analyze(nn.Sequential(nn.Conv1d(1, 1, 4, padding="same")), (1, 1, 10))
+    node = next(n for n in a.graph_module.graph.nodes if n.op == "call_module")
+    params = node.meta[META_KEY]
+    assert (params.padding_left, params.padding_right) == ((1,), (2,))
+
+
+def test_conv_module_rule_directly():
+    """Conv1d(k=3, s=2, p=1) on length 10 called with an OpCall: L(u) = 2u - 1, H(u) = 2u + 1, n_out 5,
+    4 output channels."""
+    x = SymTensor.input((1, 2, 10))
+    out = conv_module_rule(OpCall(None, "conv", nn.Conv1d(2, 4, 3, stride=2, padding=1), (x,), {}))
+    assert out.shape == (1, 4, 5)
+    field = out.tags[2].field
+    assert (field.lo, field.hi) == (PAMap.affine(2, -1), PAMap.affine(2, 1))
+
+
+def test_pool_function_rule_directly_and_too_small():
+    """max_pool1d(k=3, s=2) on 7: n_out 3, rf 3.  On length 2: output length 0 -> InputTooSmallError."""
+    x = SymTensor.input((1, 1, 7))
+    out = max_pool_function_rule(1)(OpCall(None, F.max_pool1d, None, (x, 3), {"stride": 2}))
+    assert out.shape == (1, 1, 3) and out.tags[2].field.rf == 3
+    with pytest.raises(InputTooSmallError, match="gets length 2 along tensor dim 2"):
+        max_pool_function_rule(1)(OpCall(None, F.max_pool1d, None, (SymTensor.input((1, 1, 2)), 3), {}))
+
+
+def test_interpolate_rule_directly():
+    """Nearest x2 along the last dim of length 4: L = H = floor(u / 2), n_out 8, stride 1/2."""
+    x = SymTensor.input((1, 1, 4))
+    out = interpolate_function_rule(OpCall(None, F.interpolate, None, (x,), {"scale_factor": 2.0}))
+    assert out.shape == (1, 1, 8)
+    assert out.tags[2].field.lo == PAMap.floor_div(2) and out.tags[2].field.stride == HALF
