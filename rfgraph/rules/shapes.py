@@ -167,7 +167,7 @@ def permute_rule(call: OpCall) -> SymTensor:
     if call.module is not None:  # torchvision.ops.misc.Permute is traced through; kept for user modules
         order = call.module.dims
     else:
-        order = _shape_args(call) if call.node.op == "call_method" else tuple(call.arg(1, "dims"))
+        order = _shape_args(call) if isinstance(call.target, str) else tuple(call.arg(1, "dims"))
     return x.permute([norm_dim(d, x.ndim) for d in order])
 
 
@@ -323,7 +323,7 @@ def narrow_rule(call: OpCall) -> SymTensor:
 
 def split_rule(call: OpCall) -> list[SymTensor]:
     x = tensor_arg(call)
-    sizes = call.arg(1, "split_size_or_sections" if call.node.op == "call_function" else "split_size")
+    sizes = call.arg(1, "split_size" if isinstance(call.target, str) else "split_size_or_sections")
     dim = norm_dim(call.arg(2, "dim", 0), x.ndim)
     n = x.shape[dim]
     if isinstance(sizes, int):

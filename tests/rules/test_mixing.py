@@ -14,6 +14,11 @@ import torch
 from rfcheck import Lambda, check, last, summary
 from torch import nn
 
+import rfgraph
+from rfgraph.rules import OpCall
+from rfgraph.rules.mixing import reduction_rule
+from rfgraph.values import SymTensor
+
 # ---------------------------------------------------------------------------
 # norms, reductions, contractions
 # ---------------------------------------------------------------------------
@@ -79,3 +84,35 @@ def test_contractions():
     r = last(check(Lambda(lambda x: torch.einsum("bchw,wv->bchv", x, w_w)), (1, 2, 4, 4)))
     assert r.is_global == (False, True) and r.rf[0] == 1
 
+
+
+def test_layer_norm_over_concatenated_channels_mixes_them():
+    """Tokens (N, HW, C) of a 1x1 conv and a 7x7 conv (p=3) concatenated along C, then LayerNorm(C):
+    each output channel is normalised by statistics over all four channels, so the channel slice
+    [..., :2] (the 1x1 operand's channels) sees the 7x7 field: rf 7, not 1."""
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 2, 1)
+            self.b = nn.Conv2d(1, 2, 7, padding=3)
+            self.norm = nn.LayerNorm(4)
+
+        def forward(self, x):
+            tokens = [c(x).flatten(2).transpose(1, 2) for c in (self.a, self.b)]
+            return self.norm(torch.cat(tokens, -1))[..., :2]
+
+    r = last(check(M(), (1, 1, 9, 9)))
+    assert r.rf == (7, 7)
+    assert not r.global_context
+    assert rfgraph.probe(M(), r.name, (1, 1, 9, 9)).rf == (7, 7)
+
+
+def test_reduction_rule_directly():
+    """mean over W of (1, 2, 5, 6), keepdim: W becomes a global size-1 dim; H untouched."""
+    x = SymTensor.input((1, 2, 5, 6))
+    out = reduction_rule(OpCall(None, "mean", None, (x, 3, True), {}))
+    assert out.shape == (1, 2, 5, 1)
+    assert out.tags[3].field.is_global and out.tags[2].field.rf == 1
+    values, indices = reduction_rule(OpCall(None, "max", None, (x, 2), {}))
+    assert values.shape == indices.shape == (1, 2, 6) and indices.dtype == torch.int64

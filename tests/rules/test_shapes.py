@@ -9,12 +9,18 @@ output unit's window against a numeric back-propagation (`assert_windows_match`)
 
 from __future__ import annotations
 
+import operator
 from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 from rfcheck import Lambda, check, last, summary
 from torch import nn
+
+from rfgraph.algebra import PAMap
+from rfgraph.rules import OpCall
+from rfgraph.rules.shapes import apply_index, cat_rule, reshape_rule, split_rule
+from rfgraph.values import SymTensor
 
 F1 = Fraction(1)
 HALF = Fraction(1, 2)
@@ -105,3 +111,34 @@ def test_getitem_slices():
     assert r.dims == (None, 2)
     assert r.rf[1] == 1
 
+
+
+# ---------------------------------------------------------------------------
+# handlers called directly
+# ---------------------------------------------------------------------------
+
+
+def _cat() -> SymTensor:
+    """cat([a, b], 1) of two 2-channel tensors; b's H field is widened to [u - 3, u + 3]."""
+    x = SymTensor.input((1, 1, 9, 9))
+    b = x.windows({2: (PAMap.affine(1, -3), PAMap.affine(1, 3), 9)}, "conv 7x1").like(shape=(1, 2, 9, 9))
+    return cat_rule(OpCall(None, torch.cat, None, ([x.like(shape=(1, 2, 9, 9)), b], 1), {}))
+
+
+def test_slicing_a_concat_piece_back_out():
+    """x[:, :2] is operand a (rf 1); x[:, 1:3] straddles both (union: rf 7); split(2, 1) gives each operand."""
+    x = _cat()
+    assert x.shape == (1, 4, 9, 9)
+    assert apply_index(OpCall(None, operator.getitem, None, (), {}), x, (slice(None), slice(0, 2))).tags[2].field.rf == 1
+    both = apply_index(OpCall(None, operator.getitem, None, (), {}), x, (slice(None), slice(1, 3)))
+    assert both.tags[2].field.rf == 7
+    a, b = split_rule(OpCall(None, torch.split, None, (x, 2, 1), {}))
+    assert (a.tags[2].field.rf, b.tags[2].field.rf) == (1, 7)
+
+
+def test_reshape_rule_round_trip():
+    """flatten H, W into tokens and back: the fields come back exactly."""
+    x = SymTensor.input((1, 2, 4, 6))
+    flat = reshape_rule(OpCall(None, "view", None, (x, 1, 2, 24), {}))
+    back = reshape_rule(OpCall(None, "view", None, (flat, (1, 2, 4, 6)), {}))
+    assert back.tags == x.tags
