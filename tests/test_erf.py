@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 import rfgraph
-from rfgraph.effective.measure import ERFError, ERFResult, ERFSupportError, ERFWarning, _assert_support, erf
+from rfgraph.effective import ERFError, ERFResult, ERFSupportError, ERFWarning, erf
+from rfgraph.effective.measure import _assert_support
 
 F64 = torch.float64
 

@@ -1,8 +1,32 @@
 """The effective receptive field (Luo et al. 2016) measured with the model's own weights.
 
-The entry point is re-exported at the package root as ``rfgraph.erf`` (a function);
-this package is ``rfgraph.effective``.
+``measure`` holds `erf` (the measurement), ``result`` the `ERFResult` and its plot,
+``sources`` the inputs (noise, tensors, image folders, batches).  The package root
+re-exports `erf` as ``rfgraph.erf`` (a function); this package is ``rfgraph.effective``.
 """
 
-from .measure import *  # noqa: F401,F403
-from .measure import __all__ as __all__
+from .measure import default_nodes, erf, fitting_input_size
+from .result import (
+    DEFAULT_SHARES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ERFError,
+    ERFResult,
+    ERFSupportError,
+    ERFWarning,
+    plot_erf,
+)
+
+__all__ = [
+    "erf",
+    "ERFResult",
+    "ERFError",
+    "ERFSupportError",
+    "ERFWarning",
+    "DEFAULT_SHARES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "fitting_input_size",
+    "plot_erf",
+    "default_nodes",
+]
