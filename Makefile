@@ -6,10 +6,12 @@ STAMP   := .venv/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-zoo.lock pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
+	# Third-party zoo libraries: the complete pinned closure, --no-deps so that torch keeps its pin.
+	$(PY) -m pip install --quiet --no-deps -r requirements-zoo.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
