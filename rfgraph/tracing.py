@@ -12,7 +12,7 @@ are leaves.
 When ``torch.fx`` cannot trace a model (Python control flow on shapes, ...),
 `trace` falls back to ``torch.export.export(..., strict=False)`` for the input
 shape being analysed (`export_trace`): the exported graph calls aten ops, which
-`rfgraph.aten_rules` maps onto the same rules, and its nodes get the same kind
+`rfgraph.rules.aten` maps onto the same rules, and its nodes get the same kind
 of names from their ``nn_module_stack`` metadata.
 """
 
@@ -200,7 +200,7 @@ def export_trace(model: nn.Module, example_inputs: tuple, leaf_modules: Iterable
 
     The exported program is turned back into an ordinary module
     (``ExportedProgram.module()``) whose nodes call aten ops; the rule table has
-    entries for those (`rfgraph.aten_rules`).  Names: the qualified path of the
+    entries for those (`rfgraph.rules.aten`).  Names: the qualified path of the
     innermost module from the ``nn_module_stack`` metadata, as the fx tracer
     would give, so ``"layer1.0.conv1"`` names the same tensor in both.
     """

@@ -1,6 +1,6 @@
 """Hand-derived graphs: stacks, branches, merges, upsampling, 1-D / 3-D models, context paths, attention.
 
-Notation as in test_rules.py: a window ``[L(u), H(u)]`` is what output ``u``
+Notation as in tests/rules/test_windowed.py: a window ``[L(u), H(u)]`` is what output ``u``
 reads in the input; ``r``, ``j``, ``start`` the classic recursion
 ``r_out = r_in + d (k - 1) j_in``, ``j_out = j_in s``, ``start_out = start_in - p j_in``.
 """
@@ -584,7 +584,7 @@ def resampling_chains(draw):
             ops.append(nn.AvgPool1d(k, draw(st.integers(1, 2)), draw(st.integers(0, k // 2))))
         elif kind == "convT":
             s = draw(st.integers(1, 2))
-            # k >= s: every output reads some input (see test_rules.test_gap_outputs_read_nothing)
+            # k >= s: every output reads some input (see tests/rules/test_windowed.py::test_gap_outputs_read_nothing)
             ops.append(nn.ConvTranspose1d(1, 1, draw(st.integers(s, 4)), s, draw(st.integers(0, 1)),
                                           draw(st.integers(0, s - 1))))
         else:

@@ -244,7 +244,7 @@ def test_export_graph_gives_the_same_fields(case):
 def test_bare_layer_as_the_model():
     """Regression: a single torch.nn layer passed as the model (fx cannot trace ConvTranspose1d's own forward,
     so the export fallback runs): its node gets the op's name, never an empty one.
-    ConvTranspose1d k=3, s=2: rf 2, rf_min 1, stride 1/2 (see test_rules)."""
+    ConvTranspose1d k=3, s=2: rf 2, rf_min 1, stride 1/2 (see tests/rules/test_windowed.py)."""
     a = rfgraph.analyze(nn.ConvTranspose1d(1, 1, 3, stride=2), (1, 1, 5))
     assert "" not in a.nodes
     assert all(a.nodes)
