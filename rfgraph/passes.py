@@ -5,10 +5,11 @@ receptive fields; no data), a constant tensor of the model (parameters,
 buffers, tensors built from Python numbers), or a plain Python value (sizes,
 tuples).  Calls whose arguments hold no `SymTensor` are executed for real
 (shape arithmetic, constants); calls on a `SymTensor` go to the rule
-registered for their target.  A target with no rule goes to the fallback:
-by default its output shape is learned by running it on shape-only tensors,
-and the node and all that depends on it are marked ``unknown``, with the op
-named.
+registered for their target (`rfgraph.rules`).  A target with no rule goes to
+the fallback: by default `rfgraph.fallback` probes the op alone and fits its
+window maps (``probed``); with ``fallback="unknown"`` its output shape is
+learned by running it on shape-only tensors, and the node and all that depends
+on it are marked ``unknown``, with the op named.
 """
 
 from __future__ import annotations
