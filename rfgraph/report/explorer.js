@@ -243,7 +243,7 @@
     }
 
     // -- depth chart --
-    const CW = 760, CH = 180, CL = 46, CR = 10, CT = 12, CB = 22;
+    const CW = 760, CH = 150, CL = 46, CR = 10, CT = 12, CB = 22;
     function renderChart() {
       const svg = $("rf-chart");
       svg.setAttribute("viewBox", "0 0 " + CW + " " + CH);
@@ -344,7 +344,7 @@
       }
       const mx = (x1 - x0) * 0.03, my = ya !== null ? (y1 - y0) * 0.03 : NY * 0.3;
       V.vb = [x0 - mx, y0 - my, x1 - x0 + 2 * mx, y1 - y0 + 2 * my];
-      const maxW = 480, maxH = ya !== null ? 440 : 160;
+      const maxW = 480, maxH = ya !== null ? 400 : 160;
       let scale = Math.min(maxW / V.vb[2], maxH / V.vb[3]);
       V.scale = scale;
       inp.setAttribute("viewBox", V.vb.join(" "));
@@ -525,7 +525,7 @@
       if (!e) { g.innerHTML = ""; return; }
       // Drawn shifted from the measured unit's box to the shown unit's box.
       function place(a) {
-        const shift = box[a] && e.box[a] ? box[a].lo - e.box[a].lo : 0;
+        const shift = box[a] && e.box[a] ? box[a].lo - e.box[a][0] : 0;
         return { lo: e.crop[a][0] + shift, hi: e.crop[a][1] + shift };
       }
       const bx = place(xa);
