@@ -324,6 +324,7 @@
       const n = nodes[S.node];
       const grid = $("rf-grid"), inp = $("rf-input");
       V.local = isLocal(n) && ndim > 0;
+      V.merge = V.local ? mergeFor(n) : null;
       $("rf-out-slice").hidden = true;
       $("rf-in-slice").hidden = true;
       if (!V.local) {
@@ -478,7 +479,7 @@
         box3.querySelector("output").textContent = S.inSlice;
       }
       // paths at merges: each operand's box of the same unit
-      const paths = mergePaths(n, unit);
+      const paths = mergePaths(unit);
       let pb = "", pt = "";
       paths.forEach(function (p, k) {
         const color = COLORS[k % COLORS.length];
@@ -491,7 +492,9 @@
         }
       });
       $("rf-pathboxes").innerHTML = pb;
-      $("rf-paths").innerHTML = paths.length ? '<div class="rf-key">paths into this merge (same unit)</div>' + pt : "";
+      const title = !paths.length ? "" : V.merge === n ? "paths into this merge (same unit)" :
+        'paths into <a href="#" data-i="' + nodes.indexOf(V.merge) + '">' + esc(V.merge.name) + "</a>, which this node copies unit by unit";
+      $("rf-paths").innerHTML = paths.length ? '<div class="rf-key">' + title + "</div>" + pt : "";
       // the box itself
       let s = "";
       const pbx = planeBox(box);
@@ -506,13 +509,27 @@
       legend(n, paths, inSlice, box);
     }
 
-    function mergePaths(n, unit) {
-      if (n.inputs.length < 2) return [];
-      return n.inputs.map(function (i) {
+    /** The merge whose paths a node shows: itself, or the merge it copies unit by unit (a ReLU after an add). */
+    function mergeFor(n) {
+      let m = n;
+      const same = function (a, b) { return JSON.stringify([a.n, a.lo, a.hi]) === JSON.stringify([b.n, b.lo, b.hi]); };
+      for (let step = 0; step < 16 && m.inputs.length === 1; step++) {
+        const o = nodes[m.inputs[0]];
+        if (!same(o, m)) return null;
+        m = o;
+      }
+      return m.inputs.length >= 2 ? m : null;
+    }
+
+    /** Each operand's box of the same unit, at the merge `V.merge`. */
+    function mergePaths(unit) {
+      const m = V.merge;
+      if (!m) return [];
+      return m.inputs.map(function (i) {
         const o = nodes[i];
         const p = { i: i, name: o.name, box: null, why: "" };
         if (!isLocal(o)) p.why = isGlobal(o) ? "global (context path)" : o.source;
-        else if (o.n.some(function (k, a) { return k !== n.n[a] && n.lo[a]; })) {
+        else if (o.n.some(function (k, a) { return k !== m.n[a] && m.lo[a]; })) {
           p.why = o.n.every(function (k) { return k === 1; }) ? "broadcast from size 1 (context path)" : "other size (" + o.n.join(" x ") + "): units differ";
         } else p.box = unitBox(o, unit);
         return p;
@@ -558,7 +575,10 @@
       S.node = i;
       S.hover = null;
       if (changed) S.inSlice = null;
-      S.unit = unit || (changed || !S.unit ? defaultUnit(n) : S.unit);
+      const fits = function (u) {
+        return u && u.length === n.n.length && u.every(function (v, a) { return Number.isInteger(v) && v >= 0 && v < n.n[a]; });
+      };
+      S.unit = fits(unit) ? unit : (changed || !fits(S.unit) ? defaultUnit(n) : S.unit);
       if (changed) { renderViewer(); markRow(); markChart(); }
       if (!fromHash) writeHash();
       update();

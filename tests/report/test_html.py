@@ -423,6 +423,44 @@ def test_clicks_select_nodes_and_units(browser, pages):
     assert a.nodes[k] in text(browser, "rf-chart-tip")
 
 
+def test_paths_through_a_copy_keys_and_input_clicks(browser, pages):
+    """layer2 is a ReLU after an add: it shows the add's two paths; arrow keys and input clicks move the unit."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    path, a = pages["resnet50"]
+    load(browser, path, "#node=layer2&unit=3,11")
+    paths = text(browser, "rf-paths")
+    assert paths.startswith("paths into layer2.3.add, which this node copies unit by unit")
+    for name in a["layer2.3.add"].inputs:  # the block's conv path (rf 91) and the identity shortcut (rf 75)
+        assert f"{name} {fmt(unit_box(a, name, (3, 11)).box)}" in paths
+    assert fmt(unit_box(a, "layer2.2.relu_2", (3, 11)).box) == "[-13, 61] x [51, 125]"
+    # arrow keys on the unit grid
+    grid = browser.find_element(By.ID, "rf-grid")
+    grid.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_DOWN, Keys.ARROW_DOWN)
+    assert text(browser, "rf-unit").startswith("(5, 12) of 28 x 28")
+    assert text(browser, "rf-box") == fmt(unit_box(a, "layer2", (5, 12)).box)
+    # a click on the input plane selects, per axis, the unit whose box centre is nearest to the pixel
+    svg = browser.find_element(By.ID, "rf-input")
+    x0, y0, w, h = map(float, browser.execute_script("return arguments[0].getAttribute('viewBox')", svg).split())
+    px, py = 150, 40  # input pixel (row 40, column 150)
+    ActionChains(browser).move_to_element_with_offset(
+        svg,
+        round((px + 0.5 - x0) / w * svg.size["width"] - svg.size["width"] / 2),
+        round((py + 0.5 - y0) / h * svg.size["height"] - svg.size["height"] / 2),
+    ).click().perform()
+    r = a["layer2"]
+
+    def nearest(axis, p):
+        return min(range(r.shape[r.dims[axis]]), key=lambda u: abs((r.lo[axis](u) + r.hi[axis](u) + 1) / 2 - (p + 0.5)))
+
+    unit = (nearest(0, py), nearest(1, px))
+    assert text(browser, "rf-unit").startswith(f"({unit[0]}, {unit[1]}) of 28 x 28")
+    box = unit_box(a, "layer2", unit).box
+    assert box[0][0] <= py <= box[0][1] and box[1][0] <= px <= box[1][1]
+
+
 def test_merge_shows_each_paths_box(browser, pages):
     path, a = pages["merge"]
     load(browser, path, "#node=add&unit=3,5")
