@@ -177,12 +177,12 @@
     // -- table --
     const COLUMNS = [
       ["i", "#"], ["name", "node"], ["op", "op"], ["shape", "shape"], ["rf", "rf"],
-      ["stride", "stride"], ["start", "start"], ["source", "source"], ["flags", "flags"],
+      ["stride", "stride"], ["start", "start"], ["source", "source, flags"],
     ];
     function sortValue(n, i, key) {
       if (key === "i") return i;
-      if (key === "name" || key === "op" || key === "source") return n[key];
-      if (key === "flags") return n.flags.join(" ");
+      if (key === "name" || key === "op") return n[key];
+      if (key === "source") return (isGlobal(n) ? "global" : n.source) + " " + n.flags.join(" ");
       if (key === "shape") return n.shape ? n.shape.reduce(function (p, v) { return p * v; }, 1) : -1;
       const vals = n[key].map(frac);
       const best = maxOf(vals);
@@ -220,13 +220,13 @@
       $("rf-table").tBodies[0].innerHTML = order.map(function (i) {
         const n = nodes[i];
         const src = isGlobal(n) ? "global" : n.source;
-        const fl = n.flags.map(function (f) {
+        const fl = n.flags.filter(function (f) { return f !== n.source; }).map(function (f) {
           return '<span class="flag f-' + f.split(/[ :]/)[0] + '" title="' + esc(f) + '">' + esc(f.split(":")[0]) + "</span>";
         }).join(" ");
         return '<tr data-i="' + i + '"' + (i === S.node ? ' class="sel"' : "") + "><td>" + i + '</td><td class="nm" title="' +
           esc(n.module || "") + '">' + esc(n.name) + "</td><td>" + esc(n.op) + "</td><td>" + (n.shape ? n.shape.join("x") : "-") +
           "</td><td>" + axes(n, "rf") + "</td><td>" + axes(n, "stride") + "</td><td>" + axes(n, "start") +
-          '</td><td class="src-' + src + '">' + src + "</td><td>" + fl + "</td></tr>";
+          '</td><td><span class="src-' + src + '">' + src + "</span> " + fl + "</td></tr>";
       }).join("");
       $("rf-count").textContent = order.length + " / " + nodes.length;
     }
@@ -345,7 +345,7 @@
       }
       const mx = (x1 - x0) * 0.03, my = ya !== null ? (y1 - y0) * 0.03 : NY * 0.3;
       V.vb = [x0 - mx, y0 - my, x1 - x0 + 2 * mx, y1 - y0 + 2 * my];
-      const maxW = 480, maxH = ya !== null ? 400 : 160;
+      const maxW = 440, maxH = ya !== null ? 380 : 160;
       let scale = Math.min(maxW / V.vb[2], maxH / V.vb[3]);
       V.scale = scale;
       inp.setAttribute("viewBox", V.vb.join(" "));

@@ -448,8 +448,8 @@ _TEMPLATE = """<!DOCTYPE html>
     </div>
     <div class="rf-panel">
       <div class="rf-caption">input <span id="rf-input-size"></span>
-        <label class="rf-file">image <input id="rf-file" type="file" accept="image/*"></label>
-        <button id="rf-grid-button" type="button">grid</button></div>
+        <span class="rf-tools"><label class="rf-file">image <input id="rf-file" type="file" accept="image/*"></label>
+        <button id="rf-grid-button" type="button">grid</button></span></div>
       <svg id="rf-input"></svg>
       <div id="rf-in-slice" class="rf-slider" hidden></div>
       <div id="rf-legend"></div>

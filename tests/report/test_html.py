@@ -35,7 +35,7 @@ CHROMIUM = os.environ.get("RFGRAPH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("RFGRAPH_CHROMEDRIVER", "/usr/bin/chromedriver")
 HEADLESS_FLAGS = (
     "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
-    "--disable-component-update --disable-sync --window-size=1440,1000 --hide-scrollbars"
+    "--disable-component-update --disable-sync --window-size=1440,1100 --hide-scrollbars"
 ).split()
 
 
