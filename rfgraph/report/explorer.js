@@ -441,8 +441,9 @@
     /** Redraw the box, centre, paths, ERF and the texts for the shown unit (hovered, else selected). */
     function update() {
       const n = nodes[S.node];
+      const rfMin = axes(n, "rf_min") !== axes(n, "rf") ? " (min " + axes(n, "rf_min") + ")" : "";
       $("rf-node").innerHTML = '<span class="nm">' + esc(n.name) + '</span> <span class="kv">rf <b>' + axes(n, "rf") +
-        '</b></span> <span class="kv">stride <b>' + axes(n, "stride") + '</b></span> <span class="kv">start <b>' +
+        "</b>" + rfMin + '</span> <span class="kv">stride <b>' + axes(n, "stride") + '</b></span> <span class="kv">start <b>' +
         axes(n, "start") + "</b></span>" + ' <span class="op">' + esc(n.op) + (n.shape ? " " + n.shape.join("x") : "") +
         (n.flags.length ? " &middot; " + esc(n.flags.join(", ")) : "") + "</span>";
       if (!V.local) {
