@@ -474,6 +474,32 @@ def test_merge_shows_each_paths_box(browser, pages):
     assert "misaligned" in header and "add" in header
 
 
+class NoRule(nn.Module):
+    """A leaf module no rule knows: with ``fallback="unknown"`` its node and everything after it are unknown."""
+
+    def forward(self, x):
+        return x * 2
+
+
+def test_unknown_and_global_nodes(browser, tmp_path):
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), NoRule(), nn.Conv2d(2, 2, 3))
+    a = rfgraph.analyze(net, (1, 1, 12, 12), leaf_modules=[NoRule], fallback="unknown")
+    assert a["1"].is_unknown
+    path = tmp_path / "unknown.html"
+    write_html(path, a)
+    load(browser, path, "#node=2")
+    header = text(browser, "rf-header")
+    assert "unknown" in header and "no rule for" in header
+    assert text(browser, "rf-box") == "unknown"
+    assert text(browser, "rf-node").startswith("2 rf ? stride ? start ?")
+    assert browser.execute_script("return document.querySelectorAll('#rf-boxes rect').length") == 0
+    g = rfgraph.analyze(nn.Sequential(nn.Conv2d(1, 1, 3), nn.AdaptiveAvgPool2d(1)), (1, 1, 9, 9))
+    write_html(path, g)
+    load(browser, path, "#node=1")
+    assert text(browser, "rf-box") == "global x global"
+    assert "every unit sees the whole input" in text(browser, "rf-legend")
+
+
 def test_three_d_slices(browser, pages):
     from selenium.webdriver.common.by import By
 
