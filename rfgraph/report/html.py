@@ -41,7 +41,7 @@ from ..errors import RFGraphError
 from ..results import Analysis, NodeRF
 from .formats import axis_names, flags
 
-__all__ = ["page_data", "to_html", "write_html", "explorer", "Explorer", "map_json"]
+__all__ = ["page_data", "to_html", "write_html", "explorer", "Explorer", "map_json", "image_data_url"]
 
 #: Longest side of an ERF heat map embedded in the page (larger maps are block-averaged).
 ERF_MAX_SIDE = 256
@@ -284,10 +284,13 @@ def page_data(
     """Everything the page shows, JSON-safe (what `to_html` embeds)."""
     records = analysis.records
     index = {r.name: i for i, r in enumerate(records)}
-    aliases: dict[str, str] = {}
-    for name in analysis.module_names():
-        if name not in index:
-            aliases[name] = analysis.resolve(name)
+    # A module name means the last node inside it (as `Analysis.resolve`): one pass over dotted prefixes.
+    last: dict[str, str] = {}
+    for r in records:
+        parts = r.name.split(".")
+        for i in range(1, len(parts) + 1):
+            last[".".join(parts[:i])] = r.name
+    aliases = {m: last[m] for m in analysis.module_names() if m in last and m not in index}
     for r in records:
         if r.fx_name and r.fx_name not in index:
             aliases[r.fx_name] = r.name
