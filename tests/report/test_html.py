@@ -105,20 +105,27 @@ def three_d():
 # -- the browser ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
+def require_browser(chromium: str = CHROMIUM, chromedriver: str = CHROMEDRIVER) -> None:
+    """Skip when selenium or the browser is missing; under ``CI=true`` fail instead."""
     problem = None
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the machine
         problem = f"selenium is not installed ({exc})"
-    if problem is None and not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        problem = f"no {CHROMIUM} / {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
-    if problem:  # pragma: no cover - depends on the machine
+    if problem is None and not (os.path.exists(chromium) and os.path.exists(chromedriver)):
+        problem = f"no {chromium} / {chromedriver} (apt-get install chromium chromium-driver)"
+    if problem:
         if os.environ.get("CI") == "true":
             pytest.fail(f"browser tests cannot run under CI=true: {problem}")
         pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     profile = tempfile.mkdtemp(prefix="rfgraph-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -219,6 +226,15 @@ def test_node_names_cannot_close_the_script():
     assert "\\u003c/script\\u003e" in page
 
 
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot run under CI=true"):
+        require_browser("/nonexistent/chromium")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="chromium-driver"):
+        require_browser("/nonexistent/chromium")
+
+
 def test_map_json_periodic_and_finite():
     m = PAMap(2, 3, (-1, 0))
     assert map_json(m, 5) == {"period": 2, "advance": 3, "table": [-1, 0]}
@@ -283,6 +299,9 @@ def test_fragment_selects_resnet50_layer2_unit(browser, pages):
     assert text(browser, "rf-centre") == "(24, 88)"
     node = text(browser, "rf-node")
     assert node.startswith("layer2.3.relu_2 rf 91 stride 8 start -45")
+    # nothing was fetched: every resource of the page is inline
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert [u for u in fetched if not u.startswith("data:")] == []
     # drawn well within the 1 s budget (benchmarks/explorer.py measures it: about 0.1 s here)
     assert browser.execute_script("return performance.getEntriesByName('rf-ready')[0].startTime") < 1000
     # a later fragment change selects again, without reloading
