@@ -302,10 +302,17 @@ def page_data(
             warnings.append({"node": r.name, "kind": "misaligned", "text": f"centre shift {r.max_center_shift}"})
         if r.global_context:
             warnings.append({"node": r.name, "kind": "global-context", "text": "a global path feeds in"})
+    erfs = [_erf_json(analysis, res) for res in _erf_list(erf)]
     last = analysis.last_spatial()
-    initial: dict[str, Any] = {"node": analysis.resolve(node) if node else (last.name if last else None)}
+    # The page opens on `node`, else on the first node with an ERF, else on the last spatial node.
+    first = analysis.resolve(node) if node else erfs[0]["node"] if erfs else last.name if last else None
+    initial: dict[str, Any] = {"node": first}
     if unit is not None:
         initial["unit"] = [int(u) for u in (unit if isinstance(unit, (list, tuple)) else [unit])]
+    else:  # open on the unit whose ERF was measured, when it was measured at this input size
+        for e in erfs:
+            if e["node"] == initial["node"] and e["size"] == list(analysis.input_shape[2:]) and min(e["unit"]) >= 0:
+                initial["unit"] = e["unit"]
     return {
         "version": 1,
         "model": model_label or analysis.model_name or "model",
@@ -318,7 +325,7 @@ def page_data(
         "initial": initial,
         "nodes": [_node_json(r, index) for r in records],
         "image": image_data_url(image) if image is not None else None,
-        "erf": [_erf_json(analysis, res) for res in _erf_list(erf)],
+        "erf": erfs,
     }
 
 

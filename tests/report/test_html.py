@@ -247,6 +247,13 @@ def test_page_data_initial_selection_and_erf_list(resnet50):
     assert data["initial"] == {"node": "layer2.3.relu_2", "unit": [3, 11]}
     assert page_data(resnet50)["initial"]["node"] == resnet50.last_spatial().name
     assert page_data(resnet50)["erf"] == [] and page_data(resnet50)["image"] is None
+    # with an ERF measured at the analysed size, the page opens on the measured unit
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.Conv2d(2, 1, 3))
+    a = rfgraph.analyze(net, (1, 1, 15, 13))
+    res = rfgraph.erf(net, "1", 2, size=(15, 13), progress=False)
+    data = page_data(a, erf=res)
+    assert data["initial"] == {"node": "1", "unit": list(res.unit)}
+    assert data["erf"][0]["png"].startswith("data:image/png;base64,") and data["erf"][0]["size"] == [15, 13]
 
 
 def test_image_inputs_become_data_urls(tmp_path):
