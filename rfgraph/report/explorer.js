@@ -375,7 +375,7 @@
       // Output units: one cell per unit, x = last axis, y = the one before (a strip for 1-D).
       const nx = n.n[xa], ny = ya !== null ? n.n[ya] : 1;
       V.nx = nx; V.ny = ny;
-      const cellPx = Math.max(0.5, Math.min(24, 240 / Math.max(nx, ny)));
+      const cellPx = Math.min(24, 240 / Math.max(nx, ny)); // at most 240 px wide, however many units
       const gw = Math.max(60, Math.round(nx * cellPx)), gh = ya !== null ? Math.max(8, Math.round(ny * cellPx)) : 28;
       grid.setAttribute("viewBox", "0 0 " + nx + " " + ny);
       grid.setAttribute("preserveAspectRatio", "none");
