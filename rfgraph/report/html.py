@@ -386,7 +386,7 @@ class Explorer:
         return (
             f'<iframe class="rfgraph-explorer" srcdoc="{html.escape(self.html, quote=True)}" '
             f'style="width:100%;height:{self.height}px;border:1px solid #ccc" '
-            'sandbox="allow-scripts allow-downloads"></iframe>'
+            'sandbox="allow-scripts"></iframe>'
         )
 
     def save(self, path: Union[str, os.PathLike]) -> None:
