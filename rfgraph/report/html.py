@@ -285,12 +285,12 @@ def page_data(
     records = analysis.records
     index = {r.name: i for i, r in enumerate(records)}
     # A module name means the last node inside it (as `Analysis.resolve`): one pass over dotted prefixes.
-    last: dict[str, str] = {}
+    last_inside: dict[str, str] = {}
     for r in records:
         parts = r.name.split(".")
         for i in range(1, len(parts) + 1):
-            last[".".join(parts[:i])] = r.name
-    aliases = {m: last[m] for m in analysis.module_names() if m in last and m not in index}
+            last_inside[".".join(parts[:i])] = r.name
+    aliases = {m: last_inside[m] for m in analysis.module_names() if m in last_inside and m not in index}
     for r in records:
         if r.fx_name and r.fx_name not in index:
             aliases[r.fx_name] = r.name
@@ -313,6 +313,7 @@ def page_data(
         for e in erfs:
             if e["node"] == initial["node"] and e["size"] == list(analysis.input_shape[2:]) and min(e["unit"]) >= 0:
                 initial["unit"] = e["unit"]
+                break
     return {
         "version": 1,
         "model": model_label or analysis.model_name or "model",
