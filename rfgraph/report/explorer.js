@@ -581,7 +581,7 @@
       };
       S.unit = fits(unit) ? unit : (changed || !fits(S.unit) ? defaultUnit(n) : S.unit);
       if (changed) { renderViewer(); markRow(); markChart(); }
-      if (!fromHash) writeHash();
+      if (!fromHash) { writeHash(); message(""); }
       update();
     }
     function writeHash() {
@@ -595,6 +595,7 @@
     }
     function applyHash() {
       const p = new URLSearchParams(location.hash.replace(/^#/, ""));
+      message("");
       const name = p.get("node");
       if (!name) return false;
       const i = resolve(name);

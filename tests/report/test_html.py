@@ -321,6 +321,8 @@ def test_fragment_selects_resnet50_layer2_unit(browser, pages):
     set_fragment(browser, "#node=layer4&unit=7,0")
     assert "outside" in text(browser, "rf-message")
     assert text(browser, "rf-unit").startswith("(3, 3) of 7 x 7")
+    set_fragment(browser, "#node=layer1&unit=0,0")
+    assert text(browser, "rf-message") == ""
 
 
 def _page_boxes(driver, nodes_units):
