@@ -447,6 +447,7 @@
         axes(n, "start") + "</b></span>" + ' <span class="op">' + esc(n.op) + (n.shape ? " " + n.shape.join("x") : "") +
         (n.flags.length ? " &middot; " + esc(n.flags.join(", ")) : "") + "</span>";
       if (!V.local) {
+        $("rf-detail-wrap").hidden = true;
         $("rf-unit").textContent = "-";
         $("rf-box").textContent = n.source === "unknown" ? "unknown" : (isGlobal(n) ? formatBox(n.lo.map(function () { return null; })) : "-");
         $("rf-clipped").textContent = "-";
@@ -507,7 +508,33 @@
       s += '<path class="centre" d="M' + (cx - r) + " " + cy + "H" + (cx + r) + "M" + cx + " " + (cy - r) + "V" + (cy + r) + '"/>';
       $("rf-boxes").innerHTML = s;
       drawErf(n, box);
+      if (ndim === 1) drawDetail(box[0], clipped[0]);
       legend(n, paths, inSlice, box);
+    }
+
+    /** 1-D: the box at sample resolution, with half its width of context on each side. */
+    function drawDetail(b, c) {
+      const wrap = $("rf-detail-wrap"), svg = $("rf-detail");
+      wrap.hidden = !b;
+      if (!b) return;
+      const pad = Math.max(4, Math.ceil((b.hi - b.lo + 1) / 2));
+      const lo = b.lo - pad, hi = b.hi + pad, N = sizes[0];
+      svg.setAttribute("viewBox", lo + " 0 " + (hi - lo + 1) + " 1");
+      svg.setAttribute("width", 440);
+      svg.setAttribute("height", 34);
+      let s = '<rect class="pad" x="' + lo + '" y="0" width="' + (hi - lo + 1) + '" height="1"/>';
+      const x0 = Math.max(lo, 0), x1 = Math.min(hi + 1, N);
+      if (x0 < x1) s += '<rect class="in" x="' + x0 + '" y="0" width="' + (x1 - x0) + '" height="1"/>';
+      if (440 / (hi - lo + 1) >= 4) {
+        let d = "";
+        for (let x = lo; x <= hi + 1; x++) d += "M" + x + " 0V1";
+        s += '<path class="ticks" d="' + d + '"/>';
+      }
+      if (c) s += '<rect class="box-clipped" x="' + c.lo + '" y="0" width="' + (c.hi - c.lo + 1) + '" height="1"/>';
+      s += '<rect class="box-unclipped" x="' + b.lo + '" y="0" width="' + (b.hi - b.lo + 1) + '" height="1"/>' +
+        '<path class="centre" d="M' + ((b.lo + b.hi + 1) / 2) + ' 0V1"/>';
+      svg.innerHTML = s;
+      $("rf-detail-range").textContent = "samples " + lo + " .. " + hi;
     }
 
     /** The merge whose paths a node shows: itself, or the merge it copies unit by unit (a ReLU after an add). */

@@ -462,6 +462,8 @@ _TEMPLATE = """<!DOCTYPE html>
         <span class="rf-tools"><label class="rf-file">image <input id="rf-file" type="file" accept="image/*"></label>
         <button id="rf-grid-button" type="button">grid</button></span></div>
       <svg id="rf-input"></svg>
+      <div id="rf-detail-wrap" hidden><div class="rf-caption">detail <span id="rf-detail-range"></span></div>
+        <svg id="rf-detail" preserveAspectRatio="none"></svg></div>
       <div id="rf-in-slice" class="rf-slider" hidden></div>
       <div id="rf-legend"></div>
     </div>

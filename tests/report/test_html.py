@@ -561,6 +561,11 @@ def test_one_d_strip(browser, pages):
     assert text(browser, "rf-box") == fmt(unit_box(a, "3", (4,)).box)
     assert text(browser, "rf-grid-size") == str(a["3"].shape[2])
     assert not browser.execute_script("return document.getElementById('rf-file').closest('label').hidden === false")
+    # the detail strip shows the box at sample resolution, half its width of context on each side
+    (lo, hi), = unit_box(a, "3", (4,)).box
+    pad = max(4, -(-(hi - lo + 1) // 2))
+    assert text(browser, "rf-detail-range") == f"samples {lo - pad} .. {hi + pad}"
+    assert browser.execute_script("return document.getElementById('rf-detail-wrap').hidden") is False
 
 
 def test_image_erf_and_file_picker(browser, tmp_path):
