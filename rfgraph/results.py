@@ -45,6 +45,7 @@ The graph module and the model are not serialized.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -145,6 +146,9 @@ class NodeRF:
             out.append((lo(u), hi(u)))
         return tuple(out)
 
+    def _repr_html_(self) -> str:
+        """A small table for notebooks (stdlib only, like all of this module)."""
+        return _html_node(self)
 
 
 class Analysis:
@@ -294,6 +298,10 @@ class Analysis:
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.counts().items() if v)
         return f"<Analysis {self.model_name or 'model'} input={self.input_shape} nodes={len(self)} ({counts})>"
+
+    def _repr_html_(self) -> str:
+        """Notebook display: counts by source, warnings, and the stage and flagged nodes as a table."""
+        return _html_analysis(self)
 
 
 # -- the file format: dict / JSON / YAML -------------------------------------------
@@ -496,3 +504,59 @@ def from_yaml(text: str) -> Analysis:
     except yaml.YAMLError as exc:
         raise RFGraphError(f"not valid YAML: {exc}") from exc
     return from_dict(data)
+
+
+# -- notebook display (stdlib only; the interactive page is rfgraph.report.explorer) ------------------
+
+_HTML_STYLE = (
+    "<style>.rfg table{border-collapse:collapse;font-size:12px}.rfg td,.rfg th{padding:1px 8px;text-align:left;"
+    "border-bottom:1px solid #eee}.rfg .num{text-align:right}.rfg .flag{color:#a14d00}.rfg .bad{color:#c62828}"
+    ".rfg .muted{color:#777}</style>"
+)
+
+
+def _html_cells(r: NodeRF, values: Sequence[Any]) -> str:
+    cells = [str(v) if v is not None else "?" if r.is_unknown else "global" if r.is_global[i] else "-"
+             for i, v in enumerate(values)]
+    return (cells[0] if all(c == cells[0] for c in cells) else " x ".join(cells)) if cells else "-"
+
+
+def _html_flags(r: NodeRF) -> str:
+    out = [f"unknown: {r.reason}" if r.reason else "unknown"] if r.is_unknown else []
+    out += [r.source] if r.source in ("probed", "nonspatial") else []
+    out += ["global-context"] if r.global_context else []
+    out += [f"misaligned (center shift {r.max_center_shift})"] if not r.aligned else []
+    return ", ".join(out)
+
+
+def _html_row(r: NodeRF) -> str:
+    cls = "bad" if r.is_unknown else "flag"
+    shape = "x".join(map(str, r.shape)) if r.shape is not None else "-"
+    cells = [r.name, r.op, shape, _html_cells(r, r.rf), _html_cells(r, r.stride), _html_cells(r, r.start)]
+    tds = "".join(f'<td{" class=num" if i >= 3 else ""}>{html.escape(str(c))}</td>' for i, c in enumerate(cells))
+    return f'<tr>{tds}<td class="{cls}">{html.escape(_html_flags(r))}</td></tr>'
+
+
+_HTML_HEAD = "<tr><th>node</th><th>op</th><th>shape</th><th>rf</th><th>stride</th><th>start</th><th>flags</th></tr>"
+
+
+def _html_node(r: NodeRF) -> str:
+    return f'{_HTML_STYLE}<div class="rfg"><table>{_HTML_HEAD}{_html_row(r)}</table></div>'
+
+
+def _html_analysis(a: Analysis) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in a.counts().items() if v)
+    title = html.escape(f"{a.model_name or 'model'}, input {'x'.join(map(str, a.input_shape))}")
+    warn = [f"{len(a.unknown())} unknown", f"{len(a.misaligned())} misaligned",
+            f"{sum(r.global_context for r in a)} with global context"]
+    warn = [w for w in warn if not w.startswith("0 ")]
+    stages = {r.name for r in a.stages()}
+    rows = [r for r in a if r.name in stages or _html_flags(r)]
+    body = "".join(_html_row(r) for r in rows[:60])
+    more = f"<tr><td colspan=7 class=muted>... {len(rows) - 60} more</td></tr>" if len(rows) > 60 else ""
+    return (
+        f'{_HTML_STYLE}<div class="rfg"><b>{title}</b> <span class="muted">({len(a)} nodes: {counts})</span>'
+        + (f'<div class="flag">{html.escape("; ".join(warn))}</div>' if warn else "")
+        + f"<table>{_HTML_HEAD}{body}{more}</table>"
+        + '<div class="muted">stage nodes (the stride changes after them) and flagged nodes</div></div>'
+    )

@@ -24,6 +24,7 @@ from .options import (
     CLIError,
     add_model_argument,
     add_shape_arguments,
+    int_type,
     ints_type,
     names_type,
     resolve_shape,
@@ -64,6 +65,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="output unit for --overlay, one index per axis (default: the centre)")
     p.add_argument("--overlay-output", metavar="FILE",
                    help="where --overlay writes (default: IMAGE-stem_rf.png, or rf_overlay.png)")
+    p.add_argument("--html", metavar="FILE", help="write the interactive explorer to FILE (one offline HTML page)")
+    p.add_argument("--image", metavar="FILE", help="picture for --html's input plane (stretched over the input size)")
+    p.add_argument("--erf", type=int_type("--erf"), metavar="N",
+                   help="with --html: ERF of the --nodes (default: the last spatial node) over N noise inputs, "
+                   "measured on the CPU with random-init weights (as the model spec builds it)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
     p.set_defaults(run=run)
     return p
@@ -92,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         overlay_image = args.overlay
     if (args.unit or args.node or args.overlay_output) and not args.overlay:
         raise CLIError("--unit, --node and --overlay-output are only used with --overlay", EXIT_USAGE)
+    if (args.image or args.erf) and not args.html:
+        raise CLIError("--image and --erf are only used with --html", EXIT_USAGE)
+    if args.image and not os.path.exists(args.image):
+        raise CLIError(f"--image {args.image!r} does not exist", EXIT_USAGE)
     fmt = _output_format(args)
 
     with progress.step(f"building {spec}"):
@@ -131,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
             note(f"wrote {args.plot}")
     if args.overlay:
         _overlay(args, analysis, selected, overlay_image, spec, progress)
+    if args.html:
+        _html(args, analysis, selected, spec, progress)
     if args.validate:
         return _validate(analysis, selected, progress)
     return EXIT_OK
@@ -198,6 +210,28 @@ def _overlay(args, analysis, selected, image, spec: str, progress: Progress) -> 
         plot_overlay(analysis, record.name, args.unit, image=image, path=out, title=spec)
     if not args.quiet:
         note(f"wrote {out} (node {record.name})")
+
+
+def _html(args, analysis, selected, spec: str, progress: Progress) -> None:
+    from ..report import write_html  # deferred with the rest of the report layer
+
+    erf = None
+    if args.erf:
+        from ..effective import erf as measure_erf  # deferred: imports torch
+
+        last = analysis.last_spatial()
+        nodes = [r.name for r in (selected or ([last] if last else [])) if r.is_spatial]
+        if not nodes:
+            raise CLIError("--erf needs a node that is local along some axis (choose one with --nodes)", EXIT_USAGE)
+        count = args.erf
+        with progress.step(f"measuring the ERF of {', '.join(nodes)} over {count} noise inputs"):
+            model = load(spec, device="cpu")
+            erf = measure_erf(model, nodes, count, input_shape=analysis.input_shape, progress=not args.quiet)
+    with progress.step(f"writing {args.html}"):
+        first = selected[0].name if args.nodes and selected else None  # the page opens on the first --nodes
+        write_html(args.html, analysis, image=args.image, erf=erf, node=first, model_label=spec)
+    if not args.quiet:
+        note(f"wrote {args.html}")
 
 
 def _validate(analysis: Any, selected: Optional[list[Any]], progress: Progress) -> int:

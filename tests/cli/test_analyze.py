@@ -167,3 +167,14 @@ def test_table_written_to_a_file_is_plain_text(tmp_path, capsys):
     assert cli.main([f"{tmp_path / 'marked.py'}:Marked", "--input-shape", "1,1,8,8", "-o", str(out)]) == 0
     assert "[bold]c[/bold]" in out.read_text() and "\x1b[" not in out.read_text()
     assert capsys.readouterr().err == f"rfgraph: wrote {out} (table)\n"
+
+
+def test_html_writes_the_explorer(tmp_path):
+    out = tmp_path / "r.html"
+    assert cli.main(["torchvision:resnet18", "-q", "--stages", "--html", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "torchvision:resnet18" in page and 'id="rf-box"' in page
+
+
+def test_html_options_need_html(one_line_error):
+    one_line_error(cli.main(["torchvision:resnet18", "--erf", "2"]), 2, "--image and --erf are only used with --html")
