@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: venv report test test-fast lint bench fuzz-long zoo clean
+.PHONY: venv report test test-fast lint bench fuzz-long zoo zoo-timm-all clean
 
 venv: $(STAMP)
 
@@ -33,9 +33,16 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py
 
-## Every torchvision model family, symbolic only; writes docs/zoo.md (add ARGS=--validate for the probe).
+## The zoo: docs/zoo.md is exactly what `make zoo` writes (its header repeats the command; tests/test_zoo_docs.py
+## checks the two agree).  Per-family logs in build/zoo_logs: an interrupted `make zoo` continues where it stopped.
+ZOO_ARGS := --timm --third-party --validate-families monai,torchaudio,ultralytics,open_clip --jobs 2 --timeout 900 --resume --no-progress
 zoo: $(STAMP)
-	$(PY) benchmarks/zoo.py $(ARGS)
+	$(PY) benchmarks/zoo.py $(ZOO_ARGS)
+
+## Every architecture of timm.list_models() (hours on 2 cores): docs/zoo_timm_all.md.
+ZOO_TIMM_ALL_ARGS := --families timm-all --jobs 2 --timeout 300 --resume --no-progress -o docs/zoo_timm_all.md
+zoo-timm-all: $(STAMP)
+	$(PY) benchmarks/zoo.py $(ZOO_TIMM_ALL_ARGS)
 
 ## 10 000 random networks, symbolic vs numeric (stops at the first disagreement and shrinks it).
 ## benchmarks/fuzz_long.py runs the same check without stopping, over several processes.

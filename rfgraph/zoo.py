@@ -29,12 +29,14 @@ or on a ``dask.distributed`` cluster (``dask_scheduler=ADDRESS`` or a
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import functools
 import io
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -58,13 +60,21 @@ __all__ = [
     "run",
     "run_task",
     "read_rows",
+    "sweep_options",
+    "ZooLogError",
+    "NoWorkerError",
+    "THIRD_PARTY_FAMILIES",
+    "BASE_FAMILIES",
     "write_rows",
     "to_markdown",
     "to_csv",
 ]
 
-#: Families that ``family_models`` knows; ``all`` is their union.
-FAMILIES = ("classification", "segmentation", "detection", "video", "timm")
+#: Families that ``family_models`` knows.  ``all`` is the union of `BASE_FAMILIES` (torchvision and the timm
+#: CNN sample); the third-party families need the ``rfgraph[zoo]`` extra and are swept one by one.
+BASE_FAMILIES = ("classification", "segmentation", "detection", "video", "timm")
+THIRD_PARTY_FAMILIES = ("timm-all", "smp", "monai", "transformers", "torchaudio", "ultralytics", "open_clip")
+FAMILIES = BASE_FAMILIES + THIRD_PARTY_FAMILIES
 
 #: Keys of every row, success or error, in table order.
 ROW_KEYS = (
@@ -91,6 +101,8 @@ ROW_KEYS = (
     "peak_rss_mb",  # peak resident memory while building + analysing (+ probing)
     "nodes",  # number of tensor nodes in the analysis
     "unknown_nodes",
+    "counts",  # nodes by source: {"symbolic": n, "probed": n, "unknown": n, "nonspatial": n}
+    "first_unknown",  # the first unknown node in graph order: "op (node): reason"; "" when none
     "probe_s",  # seconds spent probing the model's stage nodes
     "probe",  # "agree" / "DISAGREE" / "error" / "" (not validated)
     "probe_rf",
@@ -207,10 +219,98 @@ def _timm_available() -> bool:
     return True
 
 
+#: segmentation_models_pytorch encoders of the ``smp`` family: two CNNs, a transformer (SegFormer's MiT) and a
+#: timm-universal encoder (any timm model with ``features_only``).
+SMP_ENCODERS = ("resnet34", "efficientnet-b0", "mit_b0", "tu-regnety_002")
+
+#: Architecture x encoder pairs that smp refuses to build (checked against smp 0.6.0): DPT takes only ViT-style
+#: timm encoders, and the MiT encoder has no dilated mode (DeepLabV3 / DeepLabV3+ / PSPNet-style output strides).
+SMP_UNSUPPORTED = {
+    ("DPT", "resnet34"), ("DPT", "efficientnet-b0"), ("DPT", "mit_b0"), ("DPT", "tu-regnety_002"),
+}
+#: The ViT encoder DPT is built with instead (a timm-universal ViT).
+SMP_DPT_ENCODER = "tu-vit_small_patch16_224"
+
+#: transformers model classes of the ``transformers`` family, each built from its default config (the reference
+#: architecture) with random weights on the meta device.  Audio models take ``(N, 1, samples)``.
+HF_MODELS = (
+    "ViTModel", "DeiTModel", "BeitModel", "Data2VecVisionModel", "Dinov2Model", "SwinModel", "Swinv2Model",
+    "SegformerModel", "PvtModel", "PvtV2Model", "ConvNextModel", "ConvNextV2Model", "MobileViTModel",
+    "MobileViTV2Model", "LevitModel", "ResNetModel", "RegNetModel", "EfficientNetModel", "MobileNetV2Model",
+    "FocalNetModel", "PoolFormerModel", "CvtModel", "SwiftFormerModel", "HieraModel",
+    "Wav2Vec2Model:feature_extractor", "Wav2Vec2Model", "HubertModel", "WavLMModel",
+)
+
+
+def _smp_models() -> list[ZooModel]:
+    from .models import third_party
+
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError:
+        return []
+    archs = [cls.__name__ for cls in smp.MODEL_ARCHITECTURES_MAPPING.values()]
+    out = []
+    for arch in archs:
+        encoders = [SMP_DPT_ENCODER] if arch == "DPT" else [e for e in SMP_ENCODERS if (arch, e) not in SMP_UNSUPPORTED]
+        for enc in encoders:
+            spec = f"smp:{arch}:{enc}"
+            shape = third_party(spec)[1]
+            if arch == "DPT":
+                shape = (1, 3, 224, 224)  # the ViT's position embedding
+            out.append(ZooModel(spec, spec, "smp", input_shape=shape, extra_nodes=("encoder", "decoder")))
+    return out
+
+
+def _third_party_family(family: str) -> list[ZooModel]:
+    from .models import MONAI_NETS, TORCHAUDIO_MODELS
+
+    def have(module: str) -> bool:
+        import importlib.util
+
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    if family == "timm-all":
+        if not _timm_available():
+            return []
+        import timm
+
+        return [ZooModel(f"timm:{n}", f"timm:{n}", "timm-all") for n in timm.list_models()]
+    if family == "smp":
+        return _smp_models()
+    if family == "monai":
+        if not have("monai"):
+            return []
+        return [ZooModel(f"monai:{n}:{d}", f"monai:{n}:{d}", "monai") for d in ("2d", "3d") for n in MONAI_NETS]
+    if family == "transformers":
+        if not have("transformers"):
+            return []
+        return [ZooModel(f"hf:{n}", f"hf:{n}", "transformers") for n in HF_MODELS]
+    if family == "torchaudio":
+        if not have("torchaudio"):
+            return []
+        return [ZooModel(f"torchaudio:{n}", f"torchaudio:{n}", "torchaudio") for n in TORCHAUDIO_MODELS]
+    if family == "ultralytics":
+        if not have("ultralytics"):
+            return []
+        return [ZooModel(f"ultralytics:{n}", f"ultralytics:{n}", "ultralytics") for n in ("yolov8n.yaml", "yolo11n.yaml")]
+    if family == "open_clip":
+        if not have("open_clip"):
+            return []
+        return [ZooModel(f"open_clip:{n}", f"open_clip:{n}", "open_clip") for n in ("RN50", "ViT-B-32")]
+    raise AssertionError(family)
+
+
 def family_models(family: str) -> list[ZooModel]:
-    """The models of one family (``classification``, ``segmentation``, ``detection``, ``video``, ``timm``, ``all``)."""
+    """The models of one family (`FAMILIES`, or ``all`` for `BASE_FAMILIES`); a third-party family whose
+    library is not installed is empty."""
     if family == "all":
-        return [m for f in FAMILIES for m in family_models(f)]
+        return [m for f in BASE_FAMILIES for m in family_models(f)]
+    if family in THIRD_PARTY_FAMILIES:
+        return _third_party_family(family)
     if family == "classification":
         return [_classification(n) for n in _torchvision_names("")]
     if family == "segmentation":
@@ -413,6 +513,22 @@ def _stage_nodes(analysis, task: ZooModel, nodes: Optional[Sequence[str]]) -> li
     return [(label, name) for name, label in sorted(picked.items(), key=lambda kv: order[kv[0]])]
 
 
+def _counts(analysis) -> dict[str, int]:
+    counts = {k: 0 for k in ("symbolic", "probed", "unknown", "nonspatial")}
+    for r in analysis.records:
+        if r.op in ("placeholder", "output"):
+            continue
+        counts[r.source] = counts.get(r.source, 0) + 1
+    return counts
+
+
+def _first_unknown(analysis) -> str:
+    for r in analysis.unknown():
+        if r.op != "output":
+            return f"{r.op} ({r.name}): {' '.join((r.reason or '').split())}"
+    return ""
+
+
 def _node_fields(rec) -> dict[str, Any]:
     return dict(
         op=rec.op,
@@ -495,6 +611,8 @@ def run_task(task: ZooModel, validate: bool = False, nodes: Optional[Sequence[st
             # The output node of a multi-level backbone (a dict of maps at different strides) is
             # "unknown" as a whole, but each level is reported on its own row.
             unknown_nodes=sum(1 for r in analysis.unknown() if r.op != "output"),
+            counts=_counts(analysis),
+            first_unknown=_first_unknown(analysis),
         )
         picked = _stage_nodes(analysis, task, nodes if nodes is not None else task.nodes)
         rows = []
@@ -590,33 +708,325 @@ def log_path(out: Union[str, os.PathLike]) -> Path:
     return Path(out).with_suffix(".jsonl")
 
 
+#: Key of the log's first line, which records the sweep's options (``{"rfgraph_zoo_log": 2, "options": {...}}``).
+LOG_HEADER = "rfgraph_zoo_log"
+#: Key of the line written after a model's rows: ``{"done": MODEL, "rows": N}``.  A model whose marker is
+#: missing, or whose rows are fewer than the marker says, is incomplete and runs again on resume.
+DONE_MARK = "done"
+
+
 def read_rows(path: Union[str, os.PathLike]) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines log; a line cut short by an interruption is skipped."""
-    rows = []
-    p = Path(path)
-    if not p.exists():
-        return rows
-    for line in p.read_text().splitlines():
+    """Rows of a JSON-lines log (header and completion markers left out); a line cut short is skipped."""
+    return [r for rs in _read_log(Path(path))[1].values() for r in rs] if Path(path).exists() else []
+
+
+def _read_log(path: Path) -> tuple[Optional[dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """``(options or None, rows by model, completed models -> their row count)`` of a log."""
+    options = None
+    rows: dict[str, list[dict[str, Any]]] = {}
+    done: dict[str, int] = {}
+    if not path.exists():
+        return options, rows, done
+    for line in path.read_text().splitlines():
         try:
-            row = json.loads(line)
+            entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(row, dict) and "model" in row:
-            rows.append({k: row.get(k) for k in ROW_KEYS})
-    return rows
+        if not isinstance(entry, dict):
+            continue
+        if LOG_HEADER in entry and options is None:
+            options = entry.get("options") or {}
+        elif DONE_MARK in entry and isinstance(entry.get("rows"), int):
+            done[str(entry[DONE_MARK])] = entry["rows"]
+        elif "model" in entry:
+            rows.setdefault(entry["model"], []).append({k: entry.get(k) for k in ROW_KEYS})
+    return options, rows, done
 
 
-def _append(path: Optional[Path], rows: list[dict[str, Any]]) -> None:
+def _log_lines(model: str, rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows) + json.dumps({DONE_MARK: model, "rows": len(rows)}) + "\n"
+
+
+def _append(path: Optional[Path], model: str, rows: list[dict[str, Any]]) -> None:
     if path is None:
         return
-    # One write per model, flushed, so an interruption loses at most the model being written.
+    # One write per model, rows then its completion marker, flushed: an interruption loses at most this model.
     with open(path, "a") as fh:
-        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        fh.write(_log_lines(model, rows))
         fh.flush()
         os.fsync(fh.fileno())
 
 
+def sweep_options(validate: bool, nodes: Optional[Sequence[str]]) -> dict[str, Any]:
+    """The options that change a sweep's rows: recorded in its log, and compared by ``resume``."""
+    return {"validate": bool(validate), "nodes": list(nodes) if nodes is not None else None}
+
+
+class ZooLogError(ValueError):
+    """``resume`` was asked to continue a log written by a sweep with other options."""
+
+
+#: Seconds a model may take in its worker process before it is stopped (``timeout=``).
+DEFAULT_TIMEOUT = 900.0
+
+
+def _timeout_row(task: ZooModel, seconds: float) -> dict[str, Any]:
+    row = _blank_row(task)
+    row["error"] = f"Timeout: no result within {seconds:g} s; the worker process was stopped"
+    return row
+
+
+def _child(conn, task: ZooModel, validate: bool, nodes) -> None:
+    """Body of one isolated worker process: run the task, send its rows, exit."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        rows = run_task(task, validate, nodes)
+    except BaseException as exc:  # noqa: B036 - even SystemExit from a factory becomes the model's row
+        rows = [_error_row(task, exc)]
+    try:
+        conn.send(rows)
+    finally:
+        conn.close()
+
+
+def _mp_context():
+    import multiprocessing
+
+    # fork: the parent has imported torch and the model libraries once; each model gets a fresh copy
+    # of that process, so nothing it does (global patches, leaks, a crash) reaches the next one.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return multiprocessing.get_context(method)
+
+
+def _isolated(tasks, jobs, validate, nodes, timeout) -> Iterator[tuple[ZooModel, list[dict[str, Any]]]]:
+    """Each model in its own worker process, at most ``jobs`` at a time; a model that outlives ``timeout``
+    seconds is stopped and becomes a ``Timeout`` row, a worker that dies becomes a row that says so."""
+    from collections import deque
+    from multiprocessing.connection import wait
+
+    ctx = _mp_context()
+    pending = deque(tasks)
+    running: dict[Any, tuple[Any, ZooModel, float]] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, jobs):
+                task = pending.popleft()
+                reader, writer = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(writer, task, validate, nodes), daemon=True,
+                                   name=f"rfgraph-zoo {task.name}")
+                proc.start()
+                writer.close()
+                running[reader] = (proc, task, time.monotonic())
+            for reader in wait(list(running), timeout=0.5):
+                proc, task, _ = running.pop(reader)
+                try:
+                    rows = reader.recv()
+                except (EOFError, OSError):
+                    rows = None
+                reader.close()
+                proc.join(10)
+                if rows is None:
+                    proc.join()
+                    code = proc.exitcode
+                    how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                    rows = [_error_row(task, RuntimeError(f"the worker process died ({how}) before returning rows; "
+                                                          "out of memory?"), RETRY_MARK)]
+                    rows[0]["error"] = rows[0]["error"].replace("RuntimeError", "WorkerDied", 1)
+                yield task, rows
+            if timeout:
+                now = time.monotonic()
+                for reader, (proc, task, t0) in list(running.items()):
+                    if now - t0 > timeout:
+                        proc.kill()
+                        proc.join()
+                        reader.close()
+                        del running[reader]
+                        yield task, [_timeout_row(task, timeout)]
+    finally:
+        for reader, (proc, _, _) in running.items():
+            proc.kill()
+            proc.join()
+            reader.close()
+
+
+class NoWorkerError(RuntimeError):
+    """A dask sweep has no worker left to run its remaining models."""
+
+
+#: One model at a time per process on dask workers: tracing patches process-wide state (torch.fx), so
+#: threads of one worker would see each other's patches.  Parallelism comes from worker processes.
+_TASK_LOCK = threading.Lock()
+
+
+def _locked_task(task: ZooModel, validate: bool, nodes) -> list[dict[str, Any]]:
+    with _TASK_LOCK:
+        return run_task(task, validate, nodes)
+
+
+def _dask(tasks, scheduler, validate, nodes, no_worker_timeout=60.0):
+    try:
+        from distributed import Client, wait
+    except ImportError:
+        raise ImportError("--dask-scheduler needs dask.distributed: pip install 'rfgraph[dask]'") from None
+    own = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own else scheduler
+    try:
+        futures = {}
+        for t in tasks:
+            fut = client.submit(_locked_task, t, validate, nodes, pure=False,
+                                key=f"rfgraph-zoo-{t.name}-{os.getpid()}-{time.time_ns()}")
+            futures[fut.key] = (fut, t)
+        pending = {f for f, _ in futures.values()}
+        idle_since = None
+        while pending:
+            try:
+                done, pending = wait(pending, timeout=1, return_when="FIRST_COMPLETED")
+            except (TimeoutError, asyncio.TimeoutError):  # nothing finished within the second
+                done = set()
+            for fut in done:
+                task = futures[fut.key][1]
+                try:
+                    rows = fut.result()
+                except Exception as exc:  # lost worker, cancelled task
+                    rows = [_error_row(task, exc, RETRY_MARK)]
+                yield task, rows
+            if not pending:
+                break
+            if done or client.scheduler_info().get("workers"):
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > no_worker_timeout:
+                names = [futures[f.key][1].name for f in pending]
+                client.cancel(list(pending))
+                raise NoWorkerError(
+                    f"no dask worker left at {client.scheduler.address} for {no_worker_timeout:g} s; "
+                    f"{len(names)} model(s) not run ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}); "
+                    "start workers and run again with --resume"
+                )
+    finally:
+        if own:
+            client.close()
+
+
+def _select(tasks: list[ZooModel], names: Optional[Sequence[str]]) -> list[ZooModel]:
+    """The entries of ``tasks`` named in ``names`` (by name, spec, or the name without its ``timm:`` prefix)."""
+    if names is None:
+        return tasks
+    index: dict[str, ZooModel] = {}
+    for t in tasks:
+        for key in (t.name, t.spec, t.spec.partition(":")[2]):
+            index.setdefault(key, t)
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise ValueError(f"not in the chosen family: {', '.join(missing)}")
+    picked = {index[n].name: index[n] for n in names}
+    return list(picked.values())
+
+
+def run(
+    models: Union[str, Iterable[Union[str, ZooModel]]] = "classification",
+    *,
+    out: Optional[Union[str, os.PathLike]] = None,
+    validate: bool = False,
+    jobs: int = 1,
+    dask_scheduler: Any = None,
+    resume: bool = False,
+    nodes: Optional[Sequence[str]] = None,
+    progress: bool = True,
+    log: Optional[Union[str, os.PathLike]] = None,
+    only: Optional[Sequence[str]] = None,
+    isolate: bool = True,
+    timeout: Optional[float] = DEFAULT_TIMEOUT,
+    no_worker_timeout: float = 60.0,
+) -> ZooResult:
+    """Sweep ``models`` (family names, model names, specs or `ZooModel` entries) and return their rows.
+
+    ``only`` keeps just the named models of that selection (``--family classification --models
+    resnet18,resnet50``).  Each model runs in a worker process of its own (``isolate=True``, at most
+    ``jobs`` at a time) that is stopped after ``timeout`` seconds (a ``Timeout`` row); a worker that
+    dies gives a row that says so.  ``isolate=False`` runs the models in this process, one after the
+    other.  ``dask_scheduler`` (an address or a ``distributed.Client``) runs the same task on a dask
+    cluster instead (one model at a time per worker process); a cluster with no worker for
+    ``no_worker_timeout`` seconds raises `NoWorkerError`.
+
+    ``out`` (``.md``, ``.csv``, ``.json`` or ``.jsonl``) receives the final table; rows are appended as
+    each model finishes to the JSON-lines ``log`` (default: ``out`` with suffix ``.jsonl``), whose first
+    line records the sweep's options and where each model's rows end with a completion marker.
+    ``resume=True`` keeps the complete models of the log and runs the others (and those whose worker
+    died); a log made with other options (``validate``, ``nodes``) raises `ZooLogError`.
+    """
+    tasks = _select(resolve_models(models), only)
+    if out is not None and Path(out).suffix not in _WRITERS:
+        raise ValueError(f"cannot write {str(out)!r}: use a .md, .csv, .json or .jsonl file")
+    log_file = Path(log) if log is not None else (log_path(out) if out is not None else None)
+    if resume and log_file is None:
+        raise ValueError("resume needs an output file (-o FILE, or out=) whose .jsonl log holds the earlier rows")
+    options = sweep_options(validate, nodes)
+    kept: dict[str, list[dict[str, Any]]] = {}
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        if resume and log_file.exists():
+            logged_options, logged, done = _read_log(log_file)
+            if logged_options is None and logged:
+                raise ZooLogError(f"{log_file} records no sweep options (an older or foreign log); cannot resume it")
+            if logged_options is not None and logged_options != options:
+                diff = {k: (logged_options.get(k), v) for k, v in options.items() if logged_options.get(k) != v}
+                raise ZooLogError(
+                    f"{log_file} was written by a sweep with other options ("
+                    + "; ".join(f"{k}: log {a!r}, now {b!r}" for k, (a, b) in diff.items())
+                    + "); resume with the same options, or write to another file"
+                )
+            for model, rows in logged.items():
+                complete = done.get(model) == len(rows)
+                retry = any((r["error"] or "").startswith(RETRY_MARK) for r in rows)
+                if complete and not retry:
+                    kept[model] = rows
+        # Rewrite the log: options, then the complete models only (drops cut lines, partial models, retries).
+        tmp = log_file.with_suffix(".jsonl.tmp")
+        tmp.write_text(json.dumps({LOG_HEADER: 2, "options": options}) + "\n"
+                       + "".join(_log_lines(m, rs) for m, rs in kept.items()))
+        tmp.replace(log_file)
+    todo = [t for t in tasks if t.name not in kept]
+    results: dict[str, list[dict[str, Any]]] = {}
+    t0, c0 = time.perf_counter(), time.process_time()
+    if dask_scheduler is not None:
+        source = _dask(todo, dask_scheduler, validate, nodes, no_worker_timeout)
+        workers = 0
+    elif isolate:
+        source = _isolated(todo, jobs, validate, nodes, timeout)
+        workers = max(1, jobs)
+    elif jobs > 1 and len(todo) > 1:
+        source = _local_pool(todo, jobs, validate, nodes)
+        workers = jobs
+    else:
+        source = ((t, run_task(t, validate, nodes)) for t in todo)
+        workers = 1
+    bar = _progress(len(todo), progress)
+    try:
+        for task, rows in source:
+            results[task.name] = rows
+            _append(log_file, task.name, rows)
+            if bar is not None:
+                bar.set_postfix_str(task.name + (" (failed)" if rows and rows[0]["error"] and not rows[0]["node"] else ""))
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    ordered = []
+    for t in tasks:
+        ordered.extend(kept.get(t.name) or results.get(t.name) or [])
+    result = ZooResult(ordered, wall, workers, resumed=sum(1 for t in tasks if t.name in kept), cpu_s=cpu)
+    if out is not None and Path(out).suffix != ".jsonl":
+        write_rows(result, out)
+    return result
+
+
 def _local_pool(tasks, jobs, validate, nodes) -> Iterator[tuple[ZooModel, list[dict[str, Any]]]]:
+    """A spawned process pool (``isolate=False, jobs > 1``): workers are reused across models."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -636,102 +1046,6 @@ def _worker_init() -> None:
     import torch
 
     torch.set_num_threads(1)
-
-
-def _dask(tasks, scheduler, validate, nodes) -> Iterator[tuple[ZooModel, list[dict[str, Any]]]]:
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise ImportError("--dask-scheduler needs dask.distributed: pip install 'rfgraph[dask]'") from None
-    own = not isinstance(scheduler, Client)
-    client = Client(scheduler) if own else scheduler
-    try:
-        futures = {}
-        for t in tasks:
-            fut = client.submit(run_task, t, validate, nodes, pure=False, key=f"rfgraph-zoo-{t.name}-{os.getpid()}-{time.time_ns()}")
-            futures[fut.key] = (fut, t)
-        for fut in as_completed([f for f, _ in futures.values()]):
-            task = futures[fut.key][1]
-            try:
-                rows = fut.result()
-            except Exception as exc:  # lost worker, cancelled task
-                rows = [_error_row(task, exc, RETRY_MARK)]
-            yield task, rows
-    finally:
-        if own:
-            client.close()
-
-
-def run(
-    models: Union[str, Iterable[Union[str, ZooModel]]] = "classification",
-    *,
-    out: Optional[Union[str, os.PathLike]] = None,
-    validate: bool = False,
-    jobs: int = 1,
-    dask_scheduler: Any = None,
-    resume: bool = False,
-    nodes: Optional[Sequence[str]] = None,
-    progress: bool = True,
-    log: Optional[Union[str, os.PathLike]] = None,
-) -> ZooResult:
-    """Sweep ``models`` (family names, model names, specs or `ZooModel` entries) and return their rows.
-
-    ``out`` (``.md``, ``.csv``, ``.json`` or ``.jsonl``) receives the final
-    table; rows are appended as each model finishes to the JSON-lines ``log``
-    (default: ``out`` with suffix ``.jsonl``).  ``resume=True`` keeps the rows
-    already in the log and runs only the models missing from it (and those
-    whose worker died).  ``jobs > 1`` runs a local process pool;
-    ``dask_scheduler`` (an address or a ``distributed.Client``) runs the same
-    tasks on a dask cluster.  ``nodes`` replaces every model's stage nodes.
-    """
-    tasks = resolve_models(models)
-    if out is not None and Path(out).suffix not in _WRITERS:
-        raise ValueError(f"cannot write {str(out)!r}: use a .md, .csv, .json or .jsonl file")
-    log_file = Path(log) if log is not None else (log_path(out) if out is not None else None)
-    if resume and log_file is None:
-        raise ValueError("resume needs an output file (-o FILE, or out=) whose .jsonl log holds the earlier rows")
-    kept: dict[str, list[dict[str, Any]]] = {}
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        if resume:
-            for r in read_rows(log_file):
-                if not (r["error"] or "").startswith(RETRY_MARK):
-                    kept.setdefault(r["model"], []).append(r)
-        # Rewrite the log with its complete rows only (drops a line cut short, and rows to retry).
-        tmp = log_file.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for rs in kept.values() for r in rs))
-        tmp.replace(log_file)
-    todo = [t for t in tasks if t.name not in kept]
-    results: dict[str, list[dict[str, Any]]] = {}
-    t0, c0 = time.perf_counter(), time.process_time()
-    if dask_scheduler is not None:
-        source = _dask(todo, dask_scheduler, validate, nodes)
-        workers = 0
-    elif jobs > 1 and len(todo) > 1:
-        source = _local_pool(todo, jobs, validate, nodes)
-        workers = jobs
-    else:
-        source = ((t, run_task(t, validate, nodes)) for t in todo)
-        workers = 1
-    bar = _progress(len(todo), progress)
-    try:
-        for task, rows in source:
-            results[task.name] = rows
-            _append(log_file, rows)
-            if bar is not None:
-                bar.set_postfix_str(task.name + (" (failed)" if rows and rows[0]["error"] and not rows[0]["node"] else ""))
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    ordered = []
-    for t in tasks:
-        ordered.extend(kept.get(t.name) or results.get(t.name) or [])
-    result = ZooResult(ordered, wall, workers, resumed=sum(1 for t in tasks if t.name in kept), cpu_s=cpu)
-    if out is not None and Path(out).suffix != ".jsonl":
-        write_rows(result, out)
-    return result
 
 
 def _progress(total: int, enabled: bool):

@@ -69,12 +69,30 @@ _FACTORIES = textwrap.dedent(
         return nn.Sequential(nn.Conv2d(3, 4, 5, stride=2), nn.Conv2d(4, 4, 3))
 
 
+    def deep():
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2), nn.ReLU(),
+                             nn.Conv2d(4, 4, 3, stride=2))
+
+
     def branchy():
         return Branchy()
 
 
     def broken():
         raise RuntimeError("boom")
+
+
+    def slow():
+        import time
+
+        time.sleep(120)
+
+
+    def dies():
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
     '''
 )
 
@@ -139,6 +157,7 @@ def test_resume_keeps_logged_rows_and_runs_the_rest(factories, tmp_path, monkeyp
     log = zoo.log_path(out)
     assert log == tmp_path / "zoo.jsonl"
     assert _stable(zoo.read_rows(log)) == _stable(first.rows)
+    assert len(log.read_text().splitlines()) == 1 + 2 + 1  # options, 2 rows, completion marker
     with open(log, "a") as fh:
         fh.write('{"model": "tiny2", "node": "0", "rf": [5')  # cut short by the interruption
 
@@ -151,26 +170,28 @@ def test_resume_keeps_logged_rows_and_runs_the_rest(factories, tmp_path, monkeyp
 
     monkeypatch.setattr(zoo, "run_task", counting)
     models = [factories("tiny"), factories("tiny2"), factories("broken")]
-    result = zoo.run(models, out=out, resume=True, progress=False)
+    result = zoo.run(models, out=out, resume=True, progress=False, isolate=False)
     assert ran == ["tiny2", "broken"]
     assert result.resumed == 1
     assert [r["model"] for r in result] == ["tiny", "tiny", "tiny2", "broken"]
     assert result.rows[:2] == first.rows  # kept verbatim, timings included
     logged = zoo.read_rows(log)
     assert _stable(logged) == _stable(result.rows)
-    assert len(log.read_text().splitlines()) == 4  # the broken line is gone
+    # options + 4 rows + 3 markers: the broken line is gone
+    assert len(log.read_text().splitlines()) == 1 + 4 + 3
     assert out.read_text().count("\n") == 5  # header + 4 rows
 
     # Resuming a finished sweep runs nothing (a failed model stays failed: it is a result).
     ran.clear()
-    again = zoo.run(models, out=out, resume=True, progress=False)
+    again = zoo.run(models, out=out, resume=True, progress=False, isolate=False)
     assert ran == [] and _stable(again.rows) == _stable(result.rows)
 
 
 def test_resume_retries_rows_of_dead_workers(factories, tmp_path):
     out = tmp_path / "zoo.jsonl"
     row = zoo._error_row(factories("tiny"), RuntimeError("worker died"), zoo.RETRY_MARK)
-    out.write_text(json.dumps(row) + "\n")
+    header = {zoo.LOG_HEADER: 2, "options": zoo.sweep_options(False, None)}
+    out.write_text(json.dumps(header) + "\n" + json.dumps(row) + "\n" + json.dumps({"done": "tiny", "rows": 1}) + "\n")
     result = zoo.run([factories("tiny")], out=out, resume=True, progress=False)
     assert [r["node"] for r in result] == ["1", "2"] and result.resumed == 0
 
@@ -213,6 +234,132 @@ def test_validate_reports_both_values_of_a_disagreement(factories, monkeypatch):
     assert Fraction(last["probe_stride"][0]) == 2
 
 
+def _log_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_resume_redoes_models_whose_rows_are_incomplete(factories, tmp_path):
+    """issue 15: after a partial write, resume kept 2 of a model's 5 rows and reported 0 failed.  Here a write
+    cut after 1 of tiny's 2 rows (no completion marker), and a model whose marker promises more rows than the
+    log holds: resume runs both again, and keeps the complete model."""
+    out = tmp_path / "zoo.jsonl"
+    models = [factories("tiny"), factories("deep"), factories("broken")]
+    full = zoo.run(models, out=out, progress=False, isolate=False)
+    lines = _log_lines(out)
+    assert lines[0] == {zoo.LOG_HEADER: 2, "options": {"validate": False, "nodes": None}}
+    assert [ln for ln in lines if "done" in ln] == [{"done": "tiny", "rows": 2}, {"done": "deep", "rows": 3},
+                                                   {"done": "broken", "rows": 1}]
+    tiny = [ln for ln in lines if ln.get("model") == "tiny"]
+    deep = [ln for ln in lines if ln.get("model") == "deep"]
+    broken = [ln for ln in lines if ln.get("model") == "broken" or ln.get("done") == "broken"]
+    # deep: its last row lost, marker kept; broken: intact; tiny: first row only, its marker lost
+    cut = [lines[0], *deep[:2], {"done": "deep", "rows": 3}, *broken, tiny[0]]
+    out.write_text("".join(json.dumps(ln) + "\n" for ln in cut))
+    assert len(zoo.read_rows(out)) == 4  # what the old resume kept
+
+    ran = []
+    real = zoo.run_task
+
+    def counting(task, *args, **kwargs):
+        ran.append(task.name)
+        return real(task, *args, **kwargs)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(zoo, "run_task", counting):
+        again = zoo.run(models, out=out, resume=True, progress=False, isolate=False)
+    assert sorted(ran) == ["deep", "tiny"]
+    assert again.resumed == 1
+    assert _stable(again.rows) == _stable(full.rows)
+    assert [r["model"] for r in again] == ["tiny"] * 2 + ["deep"] * 3 + ["broken"]
+    assert sorted(map(json.dumps, _stable(zoo.read_rows(out)))) == sorted(map(json.dumps, _stable(full.rows)))
+
+
+def test_resume_refuses_a_log_made_with_other_options(factories, tmp_path):
+    out = tmp_path / "zoo.md"
+    zoo.run([factories("tiny")], out=out, nodes=["2"], progress=False, isolate=False)
+    with pytest.raises(zoo.ZooLogError, match=r"nodes: log \['2'\], now None"):
+        zoo.run([factories("tiny")], out=out, resume=True, progress=False, isolate=False)
+    with pytest.raises(zoo.ZooLogError, match="validate: log False, now True"):
+        zoo.run([factories("tiny")], out=out, nodes=["2"], validate=True, resume=True, progress=False, isolate=False)
+    # the same options resume (nothing to run), and a log without options is refused
+    again = zoo.run([factories("tiny")], out=out, nodes=["2"], resume=True, progress=False, isolate=False)
+    assert again.resumed == 1 and [r["node"] for r in again] == ["2"]
+    log = zoo.log_path(out)
+    log.write_text("".join(line + "\n" for line in log.read_text().splitlines()[1:]))
+    with pytest.raises(zoo.ZooLogError, match="records no sweep options"):
+        zoo.run([factories("tiny")], out=out, nodes=["2"], resume=True, progress=False, isolate=False)
+
+
+def test_only_keeps_the_named_models_of_a_family():
+    """``--family classification --models resnet18,resnet50`` runs those two, not the 80 of the family."""
+    result = zoo.run("classification", only=["resnet18", "resnet50"], nodes=["layer4"], progress=False,
+                     isolate=False)
+    assert [(r["model"], r["rf"]) for r in result] == [("resnet18", [435, 435]), ("resnet50", [427, 427])]
+    with pytest.raises(ValueError, match="not in the chosen family: vgg99"):
+        zoo.run("classification", only=["resnet18", "vgg99"], progress=False)
+
+
+def test_isolated_workers_give_the_rows_of_an_in_process_sweep(factories):
+    models = [factories("tiny"), factories("broken"), factories("tiny2"), factories("branchy")]
+    local = zoo.run(models, progress=False, isolate=False)
+    isolated = zoo.run(models, progress=False, jobs=2)
+    assert isolated.workers == 2
+    assert _stable(isolated.rows) == _stable(local.rows)
+
+
+def test_a_model_past_its_timeout_is_stopped_with_a_message_row(factories):
+    import time
+
+    t0 = time.monotonic()
+    result = zoo.run([factories("slow"), factories("tiny")], progress=False, timeout=3)
+    assert time.monotonic() - t0 < 60  # not the 120 s the model sleeps
+    slow, *tiny = result.rows
+    assert slow["model"] == "slow" and slow["node"] == ""
+    assert slow["error"] == "Timeout: no result within 3 s; the worker process was stopped"
+    assert [r["node"] for r in tiny] == ["1", "2"]
+
+
+def test_a_dying_worker_is_a_row_that_says_so(factories, tmp_path):
+    """A worker killed by a signal (here SIGKILL, as the kernel's OOM killer does) is one row; the sweep goes on,
+    and resume runs that model again (it says nothing about the model's receptive field)."""
+    out = tmp_path / "zoo.jsonl"
+    result = zoo.run([factories("dies"), factories("tiny")], out=out, progress=False)
+    died = result.rows[0]
+    assert died["error"].startswith(zoo.RETRY_MARK + "WorkerDied: the worker process died (killed by signal 9)")
+    assert [r["node"] for r in result.rows[1:]] == ["1", "2"]
+    again = zoo.run([factories("dies"), factories("tiny")], out=out, resume=True, progress=False)
+    assert again.resumed == 1 and again.rows[0]["error"].startswith(zoo.RETRY_MARK + "WorkerDied")
+
+
+@pytest.mark.slow
+def test_dask_two_threads_per_worker_gives_the_rows_of_a_local_sweep(factories):
+    """issue 15: a default dask worker (2 threads) used to give spurious TraceError rows and silently wrong
+    models.  With one model at a time per worker process, the rows are those of a local sweep."""
+    distributed = pytest.importorskip("distributed")
+    models = [factories("tiny"), factories("tiny2"), factories("broken"), factories("branchy"),
+              "resnet18", "mobilenet_v3_small", "convnext_tiny", "swin_t"]
+    local = zoo.run(models, progress=False, isolate=False)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cl:
+        with distributed.Client(cl) as client:
+            remote = zoo.run(models, dask_scheduler=client, progress=False)
+    assert _stable(remote.rows) == _stable(local.rows)
+    assert not [r for r in remote.rows if r["error"] and r["model"] not in ("broken", "branchy")]
+
+
+@pytest.mark.slow
+def test_dask_without_workers_is_an_error_not_an_endless_wait(factories):
+    import time
+
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cl:
+        with distributed.Client(cl) as client:
+            t0 = time.monotonic()
+            with pytest.raises(zoo.NoWorkerError, match=r"no dask worker left .* 1 model\(s\) not run \(tiny\)"):
+                list(zoo.run([factories("tiny")], dask_scheduler=client, progress=False, no_worker_timeout=2))
+            assert time.monotonic() - t0 < 30
+
+
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_rows(factories):
     distributed = pytest.importorskip("distributed")
@@ -231,7 +378,7 @@ def test_dask_local_cluster_gives_the_same_rows(factories):
 def test_process_pool_gives_the_same_rows(factories):
     models = [factories("tiny"), factories("broken"), factories("tiny2")]
     local = zoo.run(models, progress=False)
-    pooled = zoo.run(models, jobs=2, progress=False)
+    pooled = zoo.run(models, jobs=2, progress=False, isolate=False)
     assert _stable(pooled.rows) == _stable(local.rows)
 
 

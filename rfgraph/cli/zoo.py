@@ -13,7 +13,8 @@ __all__ = ["COMMANDS", "add_parser", "run"]
 
 #: `rfgraph.zoo.FAMILIES`, repeated so that building this parser does not import torch
 #: (tests/cli/test_zoo.py checks that the two agree).
-FAMILIES = ("classification", "segmentation", "detection", "video", "timm")
+FAMILIES = ("classification", "segmentation", "detection", "video", "timm",
+            "timm-all", "smp", "monai", "transformers", "torchaudio", "ultralytics", "open_clip")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -24,13 +25,19 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--family", choices=FAMILIES + ("all",), help="model family (default: classification)")
     p.add_argument("--models", type=names_type("--models"),
-                   help="comma-separated names or specs, e.g. resnet50,timm:convnext_nano,timm:resnet*")
+                   help="comma-separated names or specs, e.g. resnet50,timm:convnext_nano,timm:resnet*,"
+                        "smp:Unet:resnet34; with --family: only those models of the family")
     p.add_argument("--nodes", type=names_type(),
                    help="comma-separated nodes or module names to report instead of the automatic stages")
     p.add_argument("--validate", action="store_true", help="check every stage node with the numeric probe (slow)")
     p.add_argument("--jobs", type=int_type("--jobs"), default=1, metavar="N", help="local worker processes (default 1)")
     p.add_argument("--dask-scheduler", metavar="ADDR", help="run the tasks on a dask.distributed cluster")
-    p.add_argument("--resume", action="store_true", help="keep the rows already in the output's .jsonl log")
+    p.add_argument("--timeout", type=float, default=900.0, metavar="S",
+                   help="seconds per model before its worker process is stopped (default 900)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the models in this process instead of one worker process each (no timeout)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the complete models of the output's .jsonl log (made with the same options)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write .md, .csv, .json or .jsonl (default: Markdown on stdout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -41,10 +48,18 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from .. import zoo  # deferred: imports torch
 
-    selection = ([args.family] if args.family else []) + (args.models or [])
+    if args.timeout is not None and not args.timeout > 0:
+        raise CLIError(f"--timeout must be a positive number of seconds, got {args.timeout}", EXIT_USAGE)
+    if args.family:  # --models then picks models of that family
+        selection, only = [args.family], args.models
+    else:
+        selection, only = args.models or ["classification"], None
     try:
         result = zoo.run(
-            selection or ["classification"],
+            selection,
+            only=only,
+            isolate=not args.in_process,
+            timeout=args.timeout,
             out=args.output,
             validate=args.validate,
             jobs=args.jobs,
@@ -55,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:  # a bad combination of options
         raise CLIError(str(exc), EXIT_USAGE) from exc
-    except (ImportError, OSError) as exc:  # dask missing, scheduler unreachable, output not writable
+    except (ImportError, OSError, zoo.NoWorkerError) as exc:  # dask missing or without workers, output not writable
         raise CLIError(one_line(exc), EXIT_FAILED) from exc
     if args.output is None:
         sys.stdout.write(result.to_markdown())

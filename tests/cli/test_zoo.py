@@ -42,3 +42,20 @@ def test_cli(spec, tmp_path, capsys):
     assert cli.main(["zoo", "--models", spec, "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[-1].startswith("rfgraph: error: resume needs an output file")
+
+
+def test_family_with_models_runs_exactly_those(tmp_path, capsys):
+    """issue 15: ``--family classification --models resnet18,resnet50`` ran all 80 models of the family."""
+    import json
+
+    out = tmp_path / "z.jsonl"
+    assert cli.main(["zoo", "--family", "classification", "--models", "resnet18,resnet50", "--nodes", "layer4",
+                     "-o", str(out), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["model"] for r in rows if "model" in r] == ["resnet18", "resnet50"]
+    assert "2 models (0 failed" in capsys.readouterr().err
+    assert cli.main(["zoo", "--family", "classification", "--models", "resnet18", "--nodes", "layer3",
+                     "-o", str(out), "--resume", "--no-progress"]) == 2
+    assert "other options (nodes: log ['layer4'], now ['layer3'])" in capsys.readouterr().err
+    assert cli.main(["zoo", "--family", "classification", "--models", "nope", "--no-progress"]) == 2
+    assert "not in the chosen family: nope" in capsys.readouterr().err
