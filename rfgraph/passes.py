@@ -230,12 +230,16 @@ class SymbolicPass(fx.Interpreter):
                 center=none, is_global=(False,) * ndim, lo=none, hi=none, source="unknown", reason=value.unknown,
             )
         by_axis = value.axis_fields()
+        paired = value.paired_axes()
         fields: list[Optional[Field]] = []
         try:
             for k in range(ndim):
                 fs = by_axis.get(k)
                 if not fs:
                     fields.append(None)
+                    continue
+                if k in paired:  # queries x keys: the node as a whole spans the axis
+                    fields.append(GLOBAL)
                     continue
                 f = fs[0]
                 for g in fs[1:]:

@@ -31,7 +31,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .algebra import GLOBAL, Field, PAMap, SlopeMismatch
 
-__all__ = ["collect", "shape_by_execution", "Axis", "Flat", "Mixed", "Tag", "is_complete", "SymTensor", "MergeInfo", "merge_tensors"]
+__all__ = ["collect", "shape_by_execution", "Axis", "Flat", "Mixed", "Tag", "is_complete", "is_mixable", "SymTensor", "MergeInfo", "merge_tensors"]
 
 
 def collect(value: Any, kind: type) -> list:
@@ -123,6 +123,13 @@ def is_complete(tag: Optional[Tag]) -> bool:
     if isinstance(tag, Flat):
         return all(is_complete(t) for _, t in tag.parts)
     return True
+
+
+def is_mixable(tag: Optional[Tag]) -> bool:
+    """Whether mixing along a dim with this tag has an exact answer here: the dim holds every
+    position of its axes, or every position it holds already depends on the whole of them (a
+    subset of global positions mixes to global)."""
+    return is_complete(tag) or all(f.is_global for _, f in tag.items())
 
 _CONST0 = PAMap.constant(0)
 
@@ -229,6 +236,22 @@ class SymTensor:
                     out.setdefault(k, d)
         return out
 
+    def paired_axes(self) -> set[int]:
+        """Input axes that several dims carry, each holding every position (an attention matrix
+        ``q k^T``: queries x keys).  A position pairs one window from each dim; over all positions
+        the node spans the whole axis, so its largest field is global even though each dim's
+        fields stay exact for the ops that follow (a softmax or contraction over the keys)."""
+        seen: dict[int, int] = {}
+        out: set[int] = set()
+        for d, tag in enumerate(self.tags):
+            if tag is None or self.shape[d] == 1 or not is_complete(tag):
+                continue
+            for k in {k for k, _ in tag.items()}:
+                if k in seen and seen[k] != d:
+                    out.add(k)
+                seen.setdefault(k, d)
+        return out
+
     def meta(self) -> torch.Tensor:
         """An empty tensor of this shape on the meta device."""
         return torch.empty(self.shape, dtype=self.dtype, device="meta")
@@ -280,7 +303,7 @@ class SymTensor:
     def reduce(self, dims: Iterable[int], keepdim: bool, what: str = "") -> SymTensor:
         """Mix whole dims (mean, sum, softmax over tokens...): their axes become global."""
         dims = sorted(set(dims))
-        if any(not is_complete(self.tags[d]) for d in dims):
+        if any(not is_mixable(self.tags[d]) for d in dims):
             return self.as_unknown(_PARTIAL_MIX.format(what=what or "reduction"), shape=_reduced_shape(self.shape, dims, keepdim))
         pinned = dict(self.pinned)
         shape, tags = [], []
@@ -301,10 +324,29 @@ class SymTensor:
         """Keep the shape, but every position of ``dims`` now depends on the whole of their axes."""
         tags = list(self.tags)
         for d in dims:
-            if not is_complete(tags[d]):
+            if not is_mixable(tags[d]):
                 return self.as_unknown(_PARTIAL_MIX.format(what=what or "op"))
             tags[d] = _global_tag(tags[d])
         return self.like(tags=tags)
+
+    def join_axes(self, axes: Iterable[int]) -> SymTensor:
+        """Keep the shape, but every position now depends on the whole of input ``axes``.
+
+        What a contraction leaves behind (``A @ v`` summing over every token of
+        ``v``): the summed dim is gone, yet each output position read all of its
+        axes, whichever dims still carry them.  Dims keep their structure (a
+        flattened dim still reshapes back), only the fields of ``axes`` change.
+        """
+        axes = set(axes)
+        if not axes:
+            return self
+        tags = [_join_tag(tag, axes) for tag in self.tags]
+        pinned = dict(self.pinned)
+        carried = {k for tag in tags if tag is not None for k, _ in tag.items()}
+        for k in axes:
+            if k in pinned or k not in carried:
+                pinned[k] = GLOBAL
+        return self.like(tags=tags, pinned=pinned)
 
     def permute(self, order: Sequence[int]) -> SymTensor:
         """Reorder the dims (``x.permute(order)``); fields move with their dims."""
@@ -349,6 +391,19 @@ def _global_tag(tag: Optional[Tag]) -> Optional[Tag]:
     if isinstance(tag, Axis):
         return Axis(tag.axis, GLOBAL)
     return Mixed(tuple((k, GLOBAL) for k, _ in items)) if items else None
+
+
+def _join_tag(tag: Optional[Tag], axes: set[int]) -> Optional[Tag]:
+    """``tag`` with the fields of ``axes`` made global, its structure kept."""
+    if tag is None:
+        return None
+    if isinstance(tag, Axis):
+        return Axis(tag.axis, GLOBAL) if tag.axis in axes else tag
+    if isinstance(tag, Flat):
+        return Flat(tuple((size, _join_tag(part, axes)) for size, part in tag.parts))
+    if isinstance(tag, Mixed):
+        return Mixed(tuple((k, GLOBAL if k in axes else f) for k, f in tag.pairs), tag.complete)
+    raise TypeError(f"no join for tag {tag!r}")
 
 
 def _reduced_shape(shape, dims, keepdim):

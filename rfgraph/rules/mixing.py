@@ -10,13 +10,13 @@ a context path.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 
-from ..algebra import GLOBAL
-from ..values import SymTensor, is_complete, merge_tensors
-from .call import OpCall, Rule, as_operand, as_tuple, norm_dim, tensor_arg
+from ..errors import RuleError
+from ..values import SymTensor, is_mixable, merge_tensors
+from .call import OpCall, Rule, as_operand, as_tuple, hand_over, norm_dim, tensor_arg
 from .pointwise import mix_channels
 
 __all__ = [
@@ -31,7 +31,12 @@ __all__ = [
     "einsum_rule",
     "matmul_rule",
     "attention_module_rule",
+    "mha_function_rule",
     "sdpa_rule",
+    "attend",
+    "project",
+    "multi_head_attention",
+    "global_axes",
 ]
 
 
@@ -49,7 +54,7 @@ def norm_context_rule(dims_of: Callable[[OpCall, SymTensor], Iterable[int]]) -> 
         x = tensor_arg(call)
         dims = list(dims_of(call, x))
         if any(x.tags[d] is not None for d in dims):
-            if any(not is_complete(x.tags[d]) for d in dims):
+            if any(not is_mixable(x.tags[d]) for d in dims):
                 return x.as_unknown(f"{call.describe()} normalises over a subset of spatial positions")
             out = x.like()
             out.global_context = True
@@ -114,17 +119,7 @@ def linear_rule(call: OpCall) -> SymTensor:
         if isinstance(weight, SymTensor):
             return x.as_unknown(f"{call.describe()} with input-dependent weights")
         out_features = weight.shape[0] if weight.ndim == 2 else 1
-    out = x.reduce([x.ndim - 1], keepdim=True, what=call.describe())
-    shape = list(out.shape)
-    shape[-1] = out_features
-    tags = list(out.tags)
-    pinned = dict(out.pinned)
-    last = tags[-1]
-    if last is not None:
-        for k, f in last.items():
-            pinned[k] = f
-        tags[-1] = None
-    return out.like(shape=shape, tags=tags, pinned=pinned)
+    return project(x, out_features, call.describe())
 
 
 def einsum_rule(call: OpCall) -> SymTensor:
@@ -161,9 +156,11 @@ def _contract(call: OpCall, equation: str, operands: list[SymTensor]) -> SymTens
         for c, n in zip(s, o.shape):
             sizes[c] = max(sizes.get(c, 1), n)
     prepared = []
+    joined: set[int] = set()
     for o, s in zip(operands, specs):
         summed = [d for d, c in enumerate(s) if c not in rhs]
         reduced = o.reduce(summed, keepdim=False, what=call.describe()) if summed else o
+        joined |= global_axes(reduced)
         kept = [c for c in s if c in rhs]
         # lay the remaining dims out in output order, size-1 where the operand lacks an index
         perm = sorted(range(len(kept)), key=lambda i: rhs.index(kept[i]))
@@ -176,7 +173,27 @@ def _contract(call: OpCall, equation: str, operands: list[SymTensor]) -> SymTens
         prepared.append(reduced.reshape(shape))
     shape = tuple(sizes[c] for c in rhs)
     out, info = merge_tensors(prepared, shape, call.describe())
+    if not out.unknown:
+        out = _as_data(out, joined, operands)
+        info.global_context = out.global_context
     call.note_merge(info)
+    return out
+
+
+def global_axes(t: SymTensor) -> set[int]:
+    """Input axes on which some position of ``t`` depends as a whole."""
+    return {k for k, fs in t.axis_fields().items() if any(f.is_global for f in fs)}
+
+
+def _as_data(out: SymTensor, joined: set[int], operands) -> SymTensor:
+    """The result of a contraction: it sums products over its operands' positions, so an operand that
+    depends on a whole axis makes every output position depend on it (``(q k^T) v`` and ``q (k^T v)``
+    alike), never a context path.  Context flags come only from the operands' own upstream gates, and
+    mean nothing once every axis is global."""
+    out = out.join_axes(joined)
+    fields = out.axis_fields()
+    context = any(o.global_context for o in operands)
+    out.global_context = context and not all(f.is_global for fs in fields.values() for f in fs)
     return out
 
 
@@ -192,50 +209,195 @@ def matmul_rule(call: OpCall) -> SymTensor:
     return _contract(call, f"{sa},{sb}->{batch}ik", [a, b])
 
 
-def attention_module_rule(call: OpCall) -> Any:
-    """nn.MultiheadAttention: every query mixes all key/value tokens."""
-    m = call.module
-    query = tensor_arg(call, 0, "query")
-    key, value = call.arg(1, "key"), call.arg(2, "value")
-    token_dim = 1 if m.batch_first and query.ndim == 3 else 0
-    operands = [o for o in (as_operand(key), as_operand(value)) if o is not None]
-    # every output token depends on all keys/values: reduce them over tokens, merge as context-free global
-    mixed = [o.reduce([token_dim if o.ndim == 3 else 0], keepdim=True, what=call.describe()) for o in operands]
-    q = query.globalize([token_dim], call.describe()) if query.tags[token_dim] is not None else query
-    shape = query.shape[:-1] + (m.embed_dim,)
-    parts = [q.like(shape=shape)] + [t.like(shape=t.shape[:-1] + (m.embed_dim,)) for t in mixed]
-    out, _ = merge_tensors(parts, shape, call.describe())
-    out = _absorb_context(out)
-    weights = None
-    if call.arg(4, "need_weights", True):
-        weights = out.as_unknown("attention weights are not tracked")
+def attend(call: OpCall, q: SymTensor, k: SymTensor, v: SymTensor, mask: Optional[SymTensor] = None):
+    """``softmax(q k^T + mask) v`` over the last two dims: ``(out, weights)``.
+
+    ``q (..., L, E)``, ``k (..., S, E)``, ``v (..., S, Ev)``, leading dims broadcast (batch, heads,
+    windows).  Written as the two contractions and the softmax it is, so each part is exact on its own:
+    the weights ``(..., L, S)`` pair query ``l`` with every key (softmax over ``S``), and each output
+    token reads every key and value token besides its own query.
+    """
+    logits = _contract(call, "...le,...se->...ls", [q, k])
+    if mask is not None:
+        shape = tuple(torch.broadcast_shapes(logits.shape, mask.shape))
+        logits, _ = merge_tensors([logits, mask], shape, call.describe())
+    weights = logits.globalize([logits.ndim - 1], call.describe())
+    out = _contract(call, "...ls,...sc->...lc", [weights, v])
     return out, weights
 
 
-def sdpa_rule(call: OpCall) -> SymTensor:
-    """F.scaled_dot_product_attention(q, k, v): tokens of k/v (dim -2) are mixed into every query."""
-    q, k, v = (as_operand(call.arg(i, n)) for i, n in enumerate(("query", "key", "value")))
-    mixed = [t.reduce([t.ndim - 2], keepdim=True, what=call.describe()) for t in (k, v)]
-    shape = q.shape[:-1] + (v.shape[-1],)
-    parts = [q.globalize([q.ndim - 2], call.describe()).like(shape=shape)]
-    parts += [t.like(shape=t.shape[:-1] + (v.shape[-1],)) for t in mixed]
-    out, _ = merge_tensors(parts, shape, call.describe())
-    return _absorb_context(out)
+def project(x: SymTensor, features: int, what: str) -> SymTensor:
+    """``x`` after a linear map of its last dim to ``features`` channels (spatial positions held
+    there become global, as for `linear_rule`)."""
+    out = x.reduce([x.ndim - 1], keepdim=True, what=what)
+    shape = list(out.shape)
+    shape[-1] = features
+    tags = list(out.tags)
+    pinned = dict(out.pinned)
+    last = tags[-1]
+    if last is not None:
+        for k, f in last.items():
+            pinned[k] = f
+        tags[-1] = None
+    return out.like(shape=shape, tags=tags, pinned=pinned)
 
 
-def _absorb_context(t: SymTensor) -> SymTensor:
-    """Attention output: the all-token mix is the signal itself, not a context path."""
-    if t.unknown:
-        return t
-    fields = t.axis_fields()
-    if any(f.is_global for fs in fields.values() for f in fs):
-        t = t.globalize([d for d, tag in enumerate(t.tags) if tag is not None])
-        pinned = {k: f for k, f in t.pinned.items()}
-        for k in fields:
-            if k in pinned:
-                pinned[k] = GLOBAL
-        t = t.like(pinned=pinned)
-        t.global_context = False
-    return t
+def _mask(call: OpCall, mask: Any, additive_bool: bool = True) -> Union[None, SymTensor, str]:
+    """An attention mask as an operand of the scores: ``None`` (no mask, or one that cuts nothing), a
+    `SymTensor` (an input-dependent mask: a data path), or the reason why the mask may cut
+    dependencies (a boolean mask with a False entry, a float mask with a -inf entry, or a mask whose
+    values are unknown on the meta device; the op is then handed over).
+
+    A float mask is added to the scores: finite values keep every dependency (Swin's -100 shift mask
+    and relative position biases).  Float masks on the meta device have no values to check and are
+    taken as such additive biases."""
+    if mask is None:
+        return None
+    if isinstance(mask, SymTensor):
+        return mask
+    if not isinstance(mask, torch.Tensor):
+        return f"an attention mask of type {type(mask).__name__}"
+    if mask.dtype == torch.bool:
+        if mask.device.type == "meta":
+            return "a boolean attention mask whose values are unknown on the meta device"
+        return None if bool(mask.all()) else "a boolean attention mask that hides some tokens"
+    if mask.device.type != "meta" and bool(torch.isneginf(mask).any()):
+        return "an attention mask with -inf entries (hidden tokens)"
+    return None
 
 
+def sdpa_rule(call: OpCall) -> Any:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)``:
+    `attend` over the last two dims."""
+    q, k, v = (tensor_or_const(call, i, n) for i, n in enumerate(("query", "key", "value")))
+    if call.arg(5, "is_causal", False):
+        return hand_over(call, q, "causal attention (each token reads the tokens before it in flattened order)",
+                         shape=q.shape[:-1] + (v.shape[-1],))
+    mask = _mask(call, call.arg(3, "attn_mask", None))
+    if isinstance(mask, str):
+        return hand_over(call, q, mask, shape=q.shape[:-1] + (v.shape[-1],))
+    if q.ndim >= 3 and k.ndim >= 3 and k.shape[-3] != q.shape[-3] and k.shape[-3] != 1:
+        # grouped-query attention: each group of query heads shares one key / value head
+        if k.tags[-3] is not None or v.tags[-3] is not None:
+            return hand_over(call, q, "grouped heads along a dim holding spatial positions",
+                             shape=q.shape[:-1] + (v.shape[-1],))
+        k = k.like(shape=k.shape[:-3] + (1,) + k.shape[-2:])
+        v = v.like(shape=v.shape[:-3] + (1,) + v.shape[-2:])
+    out, _ = attend(call, q, k, v, mask)
+    return out
+
+
+def attention_module_rule(call: OpCall) -> Any:
+    """``nn.MultiheadAttention(query, key, value, key_padding_mask, need_weights, attn_mask,
+    average_attn_weights, is_causal)``: `multi_head_attention` with the module's sizes."""
+    m = call.module
+    return multi_head_attention(
+        call,
+        call.arg(0, "query"), call.arg(1, "key"), call.arg(2, "value"),
+        batch_first=m.batch_first, embed_dim=m.embed_dim, num_heads=m.num_heads, out_features=m.out_proj.out_features,
+        extra_keys=int(m.bias_k is not None) + int(m.add_zero_attn),
+        key_padding_mask=call.arg(3, "key_padding_mask", None), need_weights=call.arg(4, "need_weights", True),
+        attn_mask=call.arg(5, "attn_mask", None), average=call.arg(6, "average_attn_weights", True),
+        is_causal=call.arg(7, "is_causal", False),
+    )
+
+
+_MHA_ARGS = (
+    "query", "key", "value", "embed_dim_to_check", "num_heads", "in_proj_weight", "in_proj_bias", "bias_k", "bias_v",
+    "add_zero_attn", "dropout_p", "out_proj_weight", "out_proj_bias", "training", "key_padding_mask", "need_weights",
+    "attn_mask", "use_separate_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "static_k",
+    "static_v", "average_attn_weights", "is_causal",
+)
+_MHA_DEFAULTS = {"training": True, "key_padding_mask": None, "need_weights": True, "attn_mask": None,
+                 "use_separate_proj_weight": False, "q_proj_weight": None, "k_proj_weight": None,
+                 "v_proj_weight": None, "static_k": None, "static_v": None, "average_attn_weights": True,
+                 "is_causal": False}
+
+
+def mha_function_rule(call: OpCall) -> Any:
+    """``F.multi_head_attention_forward(query, key, value, ...)`` on ``(L, B, E)`` or unbatched ``(L, E)``
+    (open_clip's ResNet attention pool): `multi_head_attention`."""
+    a = {n: call.arg(i, n, _MHA_DEFAULTS.get(n)) for i, n in enumerate(_MHA_ARGS)}
+    q = tensor_or_const(call, 0, "query")
+    weights = [a[n] for n in ("in_proj_weight", "in_proj_bias", "bias_k", "bias_v", "out_proj_weight",
+                              "out_proj_bias", "q_proj_weight", "k_proj_weight", "v_proj_weight")]
+    if any(isinstance(w, SymTensor) for w in weights):
+        return hand_over(call, q, "input-dependent projection weights")
+    if a["static_k"] is not None or a["static_v"] is not None:
+        return hand_over(call, q, "static keys / values")
+    return multi_head_attention(
+        call, a["query"], a["key"], a["value"],
+        batch_first=False, embed_dim=int(a["embed_dim_to_check"]), num_heads=int(a["num_heads"]),
+        out_features=int(a["out_proj_weight"].shape[0]),
+        extra_keys=int(a["bias_k"] is not None) + int(bool(a["add_zero_attn"])),
+        key_padding_mask=a["key_padding_mask"], need_weights=a["need_weights"], attn_mask=a["attn_mask"],
+        average=a["average_attn_weights"], is_causal=a["is_causal"],
+    )
+
+
+def multi_head_attention(
+    call: OpCall, query: Any, key: Any, value: Any, *, batch_first: bool, embed_dim: int, num_heads: int,
+    out_features: int, extra_keys: int, key_padding_mask: Any, need_weights: bool, attn_mask: Any, average: bool,
+    is_causal: bool,
+) -> tuple[SymTensor, Optional[SymTensor]]:
+    """Multi-head attention: linear projections of query / key / value (channels only), `attend`, an
+    output projection; ``(out, weights)`` in the layout of ``query``.  Heads split channels, which carry
+    no positions, so every head has the dependencies of one attention over all channels.  Extra keys
+    (``bias_k``, ``add_zero_attn``) are positions with no spatial origin: they add to the weights' key
+    count and to no field."""
+    q, k, v = (as_operand(t) for t in (query, key, value))
+    unbatched = q.ndim == 2
+    out_shape = q.shape[:-1] + (out_features,)
+    if is_causal:
+        return hand_over(call, q, "causal attention (each token reads the tokens before it)", shape=out_shape), None
+    masks = [_mask(call, attn_mask)]
+    if key_padding_mask is not None:
+        if isinstance(key_padding_mask, SymTensor):
+            masks.append("an input-dependent key padding mask")
+        elif key_padding_mask.device.type == "meta":
+            masks.append("a key padding mask whose values are unknown on the meta device")
+        elif bool(key_padding_mask.to(torch.bool).any()) if key_padding_mask.dtype == torch.bool else \
+                bool(torch.isneginf(key_padding_mask).any()):
+            masks.append("a key padding mask that hides some tokens")
+    reason = next((m for m in masks if isinstance(m, str)), None)
+    if reason is not None:
+        return hand_over(call, q, reason, shape=out_shape), None
+    mask = masks[0]
+
+    def batch_major(t: SymTensor) -> SymTensor:
+        if unbatched:
+            return t.reshape((1,) + t.shape)
+        return t if batch_first else t.permute((1, 0, 2))
+
+    what = call.describe()
+    q, k, v = (batch_major(project(t, embed_dim, what)) for t in (q, k, v))
+    if mask is not None:  # (L, S) or (B * heads, L, S): keep the (L, S) pairing, broadcast over the batch
+        if mask.ndim == 3:
+            mask = mask.reduce([0], keepdim=True, what=what)
+        else:
+            mask = mask.reshape((1,) + mask.shape)
+    out, weights = attend(call, q, k, v, mask)
+    out = project(out, out_features, what)
+    if unbatched:
+        out = out.reshape(out.shape[1:])
+    elif not batch_first:
+        out = out.permute((1, 0, 2))
+    if not need_weights:
+        return out, None
+    shape = list(weights.shape)
+    shape[-1] += extra_keys
+    weights = weights.like(shape=shape)
+    if not average:
+        weights = weights.reshape(weights.shape[:1] + (1,) + weights.shape[1:])
+        weights = weights.like(shape=weights.shape[:1] + (num_heads,) + weights.shape[2:])
+    if unbatched:
+        weights = weights.reshape(weights.shape[1:])
+    return out, weights
+
+
+def tensor_or_const(call: OpCall, index: int, name: str) -> SymTensor:
+    """Argument ``index`` / ``name`` as a `SymTensor` (a constant tensor becomes a field-free one)."""
+    out = as_operand(call.arg(index, name))
+    if out is None:
+        raise RuleError(f"{call.describe()} at node {call.name!r}: expected a tensor for {name!r}")
+    return out

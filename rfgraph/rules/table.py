@@ -32,6 +32,7 @@ from .mixing import (
     layer_norm_dims,
     linear_rule,
     matmul_rule,
+    mha_function_rule,
     mix_dim_rule,
     norm_context_rule,
     reduction_rule,
@@ -361,6 +362,7 @@ FUNCTION_RULES: dict[Any, Rule] = {
     torch.bmm: matmul_rule,
     torch.einsum: einsum_rule,
     F.scaled_dot_product_attention: sdpa_rule,
+    F.multi_head_attention_forward: mha_function_rule,
     # torchvision
     swin_transformer.shifted_window_attention: swin_window_attention_rule,
     swin_transformer._patch_merging_pad: swin_patch_merging_pad_rule,
