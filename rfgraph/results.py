@@ -214,12 +214,18 @@ class Analysis:
             return name
         if name in self._fx_alias:
             return self._fx_alias[name]
-        # A module name: the last node whose qualified name lies inside it.
+        # A module name: the last node produced inside that module (by the module it was traced in, since
+        # torchvision-style node names drop a module's own numeric suffix: ViT's `ln_2` runs as node `ln_1`),
+        # else the last node whose name lies inside it.
         pattern = re.compile(rf"^{re.escape(name)}(\.|$)")
         found = None
-        for node_name in self._records:
-            if pattern.match(node_name):
-                found = node_name
+        for r in self._records.values():
+            if r.module and pattern.match(r.module):
+                found = r.name
+        if found is None:
+            for node_name in self._records:
+                if pattern.match(node_name):
+                    found = node_name
         if found is None:
             raise NodeNotFoundError(name, list(self._records) + self.module_names())
         return found

@@ -273,3 +273,18 @@ def test_overlay_on_an_image(resnet, tmp_path):
     assert "resized to 224x224" in fig.axes[0].get_title()
     with pytest.raises(RFGraphError, match="cannot read image"):
         plot_overlay(resnet, "layer2", image=str(tmp_path / "missing.png"))
+
+
+def test_every_module_name_resolves_to_a_node_inside_it():
+    """torchvision-style node names drop a module's own numeric suffix (ViT's ``ln_1`` runs as node ``...ln``,
+    ``ln_2`` as node ``...ln_1``); a module name still resolves to the last node traced inside that module."""
+    import torchvision
+
+    with torch.device("meta"):
+        model = torchvision.models.vit_b_16(weights=None)
+    a = rfgraph.analyze(model, (1, 3, 224, 224), fallback="unknown")
+    for name in a.module_names():
+        record = a[name]
+        assert record.module == name or record.module.startswith(name + ".") or record.name.startswith(name), name
+    assert a["encoder.layers.encoder_layer_0.ln_2"].module == "encoder.layers.encoder_layer_0.ln_2"
+    assert a["encoder.layers.encoder_layer_0"].name.startswith("encoder.layers.encoder_layer_0.")
