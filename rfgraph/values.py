@@ -21,9 +21,9 @@ upstream had no rule: such a tensor's numbers are never reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
-from math import prod
+from math import lcm, prod
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
@@ -31,7 +31,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .algebra import GLOBAL, Field, PAMap, SlopeMismatch
 
-__all__ = ["collect", "shape_by_execution", "Axis", "Flat", "Mixed", "Tag", "is_complete", "is_mixable", "SymTensor", "MergeInfo", "merge_tensors"]
+__all__ = ["collect", "shape_by_execution", "Axis", "Sub", "Flat", "Cat", "Mixed", "Tag", "is_complete", "is_mixable", "SymTensor", "MergeInfo", "merge_tensors"]
 
 
 def collect(value: Any, kind: type) -> list:
@@ -86,6 +86,8 @@ def _map_sym(value: Any, fn: Callable) -> Any:
 
 @dataclass(frozen=True)
 class Axis:
+    """A dim holding the whole of input axis ``axis`` in natural order: index ``u`` sees ``field(u)``."""
+
     axis: int
     field: Field
 
@@ -94,7 +96,37 @@ class Axis:
 
 
 @dataclass(frozen=True)
+class Sub:
+    """One digit of input axis ``axis``, which has length ``n`` (a sub-axis of a token layout).
+
+    The storage index ``q`` of the axis is the mixed-radix number formed by its
+    digits (``q = sum(digit * stride)``); it holds position ``p = q + shift
+    (mod n)`` of the axis, at which ``field`` is read.  A window partition
+    ``view(B, n/ws, ws, ...)`` of a dim of length ``n`` gives an outer digit
+    ``Sub(stride=ws, size=n/ws)`` and an inner one ``Sub(stride=1, size=ws)``;
+    ``roll`` changes ``shift``.  The whole axis in one digit (``stride 1,
+    size n``) with ``shift == 0`` is an `Axis`.  All digits of one axis in a
+    tensor share ``field``, ``n`` and ``shift``.  Digits of an axis that no dim
+    holds any more (contracted by a mix) are ones over which the field is
+    constant.
+    """
+
+    axis: int
+    field: Field
+    n: int
+    stride: int
+    size: int
+    shift: int = 0
+
+    def items(self) -> tuple[tuple[int, Field], ...]:
+        return ((self.axis, self.field),)
+
+
+@dataclass(frozen=True)
 class Flat:
+    """A dim holding the product of ``parts`` (``(size, leaf tag or None)``, most significant first):
+    ViT tokens are ``Flat(((H, Axis(0)), (W, Axis(1))))``; a reshape back restores the parts exactly."""
+
     parts: tuple[tuple[int, Optional["Tag"]], ...]
 
     def items(self) -> tuple[tuple[int, Field], ...]:
@@ -102,36 +134,96 @@ class Flat:
 
 
 @dataclass(frozen=True)
+class Cat:
+    """A dim made of ``segments`` (``(length, tag or None)``) concatenated: a class token in front of
+    flattened tokens.  Slicing a segment back out restores its tag; mixing the dim joins them all."""
+
+    segments: tuple[tuple[int, Optional["Tag"]], ...]
+
+    def items(self) -> tuple[tuple[int, Field], ...]:
+        return tuple(item for _, tag in self.segments if tag is not None for item in tag.items())
+
+
+@dataclass(frozen=True)
 class Mixed:
+    """Positions that no longer map regularly to input coordinates; ``pairs`` bound every position."""
+
     pairs: tuple[tuple[int, Field], ...]
-    #: True when the dim still holds every position of its axes (a class token
-    #: concatenated to flattened tokens); False after a split (window partition),
-    #: where mixing the dim mixes only a subset of positions.
+    #: True when mixing the dim mixes every position of its axes (a summary position such as a class
+    #: token after attention); False for an irregular split, where mixing it is refused.
     complete: bool = True
 
     def items(self) -> tuple[tuple[int, Field], ...]:
         return self.pairs
 
 
-Tag = Union[Axis, Flat, Mixed]
+Tag = Union[Axis, Sub, Flat, Cat, Mixed]
 
 
 def is_complete(tag: Optional[Tag]) -> bool:
-    """Whether mixing along a dim with this tag mixes every position of its axes."""
+    """Whether mixing along a dim with this tag alone mixes every position of its axes."""
     if isinstance(tag, Mixed):
         return tag.complete
+    if isinstance(tag, Sub):
+        return tag.stride == 1 and tag.size == tag.n
     if isinstance(tag, Flat):
         return all(is_complete(t) for _, t in tag.parts)
+    if isinstance(tag, Cat):
+        return all(is_complete(t) for _, t in tag.segments)
     return True
 
 
 def is_mixable(tag: Optional[Tag]) -> bool:
-    """Whether mixing along a dim with this tag has an exact answer here: the dim holds every
-    position of its axes, or every position it holds already depends on the whole of them (a
-    subset of global positions mixes to global)."""
+    """Whether mixing along a dim with this tag alone has an exact answer with every position of its
+    axes: the dim holds every position of its axes, or every position it holds already depends on the
+    whole of them (a subset of global positions mixes to global).  (`SymTensor.mix` also handles the
+    dims holding part of an axis: windows, grids.)"""
     return is_complete(tag) or all(f.is_global for _, f in tag.items())
 
+
+def _replace_fields(tag: Optional[Tag], fn: Callable[[Any], Any]) -> Optional[Tag]:
+    """``tag`` with every leaf (`Axis`, `Sub`, `Mixed`) replaced by ``fn(leaf)``."""
+    if tag is None:
+        return None
+    if isinstance(tag, Flat):
+        return Flat(tuple((s, _replace_fields(t, fn)) for s, t in tag.parts))
+    if isinstance(tag, Cat):
+        return Cat(tuple((s, _replace_fields(t, fn)) for s, t in tag.segments))
+    return fn(tag)
+
+
+def _leaves(tag: Optional[Tag]) -> list:
+    if tag is None:
+        return []
+    if isinstance(tag, Flat):
+        return [leaf for _, t in tag.parts for leaf in _leaves(t)]
+    if isinstance(tag, Cat):
+        return [leaf for _, t in tag.segments for leaf in _leaves(t)]
+    return [tag]
+
+
+def _digit(leaf: Any, size: int) -> Optional[tuple[int, int, int, int]]:
+    """``(stride, size, n, shift)`` of a leaf held in a part of ``size`` positions."""
+    if isinstance(leaf, Sub):
+        return leaf.stride, leaf.size, leaf.n, leaf.shift
+    if isinstance(leaf, Axis):
+        return 1, size, size, 0
+    return None
+
+
+def _sized_leaves(size: int, tag: Optional[Tag]) -> list[tuple[int, Any]]:
+    """``(size, leaf)`` of every leaf of a dim of ``size`` positions."""
+    if tag is None:
+        return []
+    if isinstance(tag, Flat):
+        return [x for s, t in tag.parts for x in _sized_leaves(s, t)]
+    if isinstance(tag, Cat):
+        return [x for s, t in tag.segments for x in _sized_leaves(s, t)]
+    return [(size, tag)]
+
+
 _CONST0 = PAMap.constant(0)
+_IDENTITY = PAMap.identity()
 
 
 class SymTensor:
@@ -217,13 +309,32 @@ class SymTensor:
         return out
 
     def axis_fields(self) -> dict[int, list[Field]]:
-        """Every field this tensor holds, grouped by input axis."""
+        """Every field this tensor holds, grouped by input axis.
+
+        An axis held as digits (`Sub`) is reported by its positions in storage
+        order: rolled back by its shift, and without the lowest digits when a
+        reduction dropped them (Swin's patch merging: a dim of ``n / 2``
+        positions, stride doubled).
+        """
         out: dict[int, list[Field]] = {}
+        try:
+            layouts = _axis_layouts(self)
+        except _Incompatible:
+            layouts = {}
         for tag in self.tags:
             if tag is not None:
-                for k, f in tag.items():
-                    out.setdefault(k, []).append(f)
+                for leaf in _leaves(tag):
+                    if isinstance(leaf, Sub) and leaf.axis in layouts:
+                        n, shift, held = layouts[leaf.axis]
+                        step = min((st for st, _ in held), default=1)
+                        out.setdefault(leaf.axis, []).append(_held_field(leaf.field, n, shift, step))
+                    else:
+                        for k, f in leaf.items():
+                            out.setdefault(k, []).append(f)
         for k, f in self.pinned.items():
+            if k in layouts and any(isinstance(leaf, Sub) and leaf.axis == k for t in self.tags for leaf in _leaves(t)):
+                n, shift, held = layouts[k]
+                f = _held_field(f, n, shift, min((st for st, _ in held), default=1))
             out.setdefault(k, []).append(f)
         return out
 
@@ -267,8 +378,9 @@ class SymTensor:
 
         A 4th entry ``(L, H, size, step)`` is a dilated window that reads only every
         ``step``-th position of ``[L(u), H(u)]``.  A window along a dim holding
-        flattened or shuffled positions gives an unknown tensor; ``what`` names the
-        op in that reason.
+        flattened, partitioned or shuffled positions gives an unknown tensor (``what``
+        names the op in that reason), except a plain slice that cuts whole segments
+        out of a concatenated dim (a class token sliced off again).
         """
         shape = list(self.shape)
         tags = list(self.tags)
@@ -276,8 +388,8 @@ class SymTensor:
         for d, (low, high, size, *taps) in per_dim.items():
             shape[d] = size
             tag = tags[d]
-            if tag is None:
-                continue
+            if tag is None or (low == high == _IDENTITY and size == self.shape[d] and not taps):
+                continue  # (an identity window, e.g. a pad by 0, reads any layout)
             if isinstance(tag, Axis) and tag.field.is_global and self.shape[d] == 1:
                 # Upsampling a globally pooled value (ASPP's image pooling branch) broadcasts a
                 # constant: a context path for later merges, like a size-1 operand broadcast.
@@ -285,6 +397,14 @@ class SymTensor:
                 pinned = {**pinned, tag.axis: GLOBAL}
             elif isinstance(tag, Axis):
                 tags[d] = Axis(tag.axis, tag.field.through(low, high, taps[0] if taps else 1))
+            elif isinstance(tag, Sub) and (held := _sole_digits(self, d, tag)) is not None:
+                # The axis's only digits left (a reduction dropped the lower ones): an ordinary axis
+                # of n / stride positions.
+                tags[d] = Axis(tag.axis, held.through(low, high, taps[0] if taps else 1))
+                if tag.axis in pinned:
+                    pinned = {**pinned, tag.axis: _held_field(pinned[tag.axis], tag.n, 0, tag.stride)}
+            elif isinstance(tag, Cat) and (cut := _cut_segments(tag, low, high, size, taps)) is not _NO_CUT:
+                tags[d] = cut
             elif all(f.is_global for _, f in tag.items()):
                 tags[d] = tag
             else:
@@ -300,33 +420,185 @@ class SymTensor:
                 out.parts = (self.parts[0], pieces)
         return out
 
+    def mix(self, dims: Iterable[int], what: str = "") -> SymTensor:
+        """Same shape; every position along ``dims`` now depends on every position along ``dims``
+        (the other dims' indices fixed): softmax, attention, norm statistics over those dims.
+
+        Per input axis, the digits (sub-axes, see `Sub`) that ``dims`` hold decide:
+
+        * all of the axis (counting digits no dim holds any more, over which the
+          field is already constant): the axis becomes global;
+        * only some digits: position ``p`` joins the positions that share its other
+          digits, whose hull is a periodic-affine window.  The inner digit of a
+          window partition of ``ws`` gives ``L(p) = ws*floor(p/ws)``,
+          ``H(p) = L(p) + ws - 1`` (with a roll by ``-s`` first:
+          ``L(p) = ws*floor((p - s)/ws) + s``), the outer digit of a grid of ``g``
+          blocks (stride ``ws``) ``L(p) = p mod ws``, ``H(p) = L(p) + ws*(g - 1)``.
+
+        Coordinates of a window that wraps around a roll are given as the periodic
+        extension (``-1`` stands for ``n - 1``): its size is exact, and with Swin's
+        mask the wrapped part really is cut at the border.  Mixing a dim whose
+        positions are irregular (`Mixed` with ``complete=False``) gives unknown.
+        """
+        if self.unknown:
+            return self
+        dims = sorted({d for d in dims if self.tags[d] is not None})
+        if not dims:
+            return self
+        try:
+            layouts = _axis_layouts(self)
+        except _Incompatible as exc:
+            return self.as_unknown(f"{what or 'op'}: {exc}")
+        mixed: dict[int, set] = {}
+        complete_axes: set[int] = set()
+        cat_dims = []
+        for d in dims:
+            tag = self.tags[d]
+            for size, leaf in _sized_leaves(self.shape[d], tag):
+                dig = _digit(leaf, size)
+                if dig is not None:
+                    if isinstance(leaf, Axis) or (size > 1 and self.shape[d] > 1):
+                        # (a size-1 dim left by a partial reduction holds no position of its digits)
+                        mixed.setdefault(leaf.axis, set()).add(dig[:2])
+                elif isinstance(leaf, Mixed):
+                    if leaf.complete:
+                        complete_axes.update(k for k, _ in leaf.pairs)
+                    elif any(not f.is_global for _, f in leaf.pairs):
+                        return self.as_unknown(_PARTIAL_MIX.format(what=what or "op"))
+            if isinstance(tag, Cat):
+                cat_dims.append(d)
+        updates: dict[int, Optional[tuple]] = {}  # axis -> None (global) or (L, H, digits)
+        for k in set(mixed) | complete_axes:
+            if k in complete_axes or k not in layouts:
+                updates[k] = None
+                continue
+            n, shift, held = layouts[k]
+            try:
+                digits = mixed[k] | _missing_digits(held, n)
+            except _Incompatible as exc:
+                return self.as_unknown(f"{what or 'op'}: {exc}")
+            if prod(m for _, m in digits) >= n:
+                updates[k] = None
+            else:
+                updates[k] = (*_block_maps(digits, shift), digits)
+        cache: dict = {}
+
+        def new_field(k: int, f: Field) -> Field:
+            u = updates[k]
+            if u is None or f.is_global:
+                return GLOBAL
+            key = (k, f)
+            if key not in cache:
+                cache[key] = _group_field(f, *u)
+            return cache[key]
+
+        def leaf_fn(leaf):
+            if isinstance(leaf, Mixed):
+                if not any(k in updates for k, _ in leaf.pairs):
+                    return leaf
+                if any(k in updates and updates[k] is not None and not f.is_global for k, f in leaf.pairs):
+                    raise _Incompatible("irregular positions of a partly mixed axis")
+                return Mixed(tuple((k, GLOBAL if k in updates else f) for k, f in leaf.pairs), leaf.complete)
+            if leaf.axis not in updates:
+                return leaf
+            return replace(leaf, field=new_field(leaf.axis, leaf.field))
+
+        try:
+            tags = [_replace_fields(tag, leaf_fn) for tag in self.tags]
+        except _Incompatible:
+            return self.as_unknown(_PARTIAL_MIX.format(what=what or "op"))
+        for d in cat_dims:
+            # Every position of the concatenated dim now sees every segment: all their axes, global.
+            fields = tags[d].items()
+            if any(not f.is_global for _, f in fields):
+                return self.as_unknown(_PARTIAL_MIX.format(what=what or "op"))
+            summary = Mixed(tuple(sorted({(k, GLOBAL) for k, _ in fields})), True) if fields else None
+            tags[d] = Cat(tuple((s, t if t is not None and not isinstance(t, Mixed) else summary)
+                                for s, t in tags[d].segments))
+        out = self.like(tags=tags)
+        if self.parts is not None and self.parts[0] not in dims:
+            pieces = tuple((a, b, piece.mix(dims, what)) for a, b, piece in self.parts[1])
+            if not any(piece.unknown for _, _, piece in pieces):
+                out.parts = (self.parts[0], pieces)
+        return out
+
+    def normalize(self, dims: Iterable[int], what: str = "") -> SymTensor:
+        """Statistics over ``dims`` (GroupNorm, InstanceNorm, LayerNorm over tokens) scale each position.
+
+        When they span whole axes the statistic is spatially constant: a *context*
+        path (fields kept, ``global_context`` set), like squeeze-and-excitation.
+        Over a part of an axis (the tokens of one window, Swin's patch merging)
+        the statistic is a block summary that every position of the block reads:
+        the block's field, as `mix` gives it.
+        """
+        dims = list(dims)
+        mixed = self.mix(dims, what)
+        if mixed.unknown:
+            return mixed
+        touched = {k for d in dims if self.tags[d] is not None for k, _ in self.tags[d].items()}
+        after = mixed.axis_fields()
+        if all(f.is_global for k in touched for f in after.get(k, ())):
+            out = self.like()
+            out.global_context = True
+            return out
+        return mixed
+
     def reduce(self, dims: Iterable[int], keepdim: bool, what: str = "") -> SymTensor:
-        """Mix whole dims (mean, sum, softmax over tokens...): their axes become global."""
+        """Mix whole dims (mean, sum, a contraction) and drop them (size 1 with ``keepdim``), see `mix`.
+
+        Axes that no dim holds afterwards are global (``pinned``); a dim holding
+        only part of an axis (a window's tokens) leaves the other digits' dims with
+        the block field, constant over the dropped digits.
+        """
         dims = sorted(set(dims))
-        if any(not is_mixable(self.tags[d]) for d in dims):
-            return self.as_unknown(_PARTIAL_MIX.format(what=what or "reduction"), shape=_reduced_shape(self.shape, dims, keepdim))
-        pinned = dict(self.pinned)
+        out_shape = _reduced_shape(self.shape, dims, keepdim)
+        mixed = self.mix(dims, what or "reduction")
+        if mixed.unknown:
+            return self.as_unknown(mixed.unknown, shape=out_shape)
+        pinned = dict(mixed.pinned)
         shape, tags = [], []
-        for d, (s, tag) in enumerate(zip(self.shape, self.tags)):
+        for d, (s, tag) in enumerate(zip(mixed.shape, mixed.tags)):
             if d in dims:
                 if keepdim:
                     shape.append(1)
-                    tags.append(_global_tag(tag))
-                elif tag is not None:
-                    for k, _ in tag.items():
-                        pinned[k] = GLOBAL
+                    tags.append(tag)
             else:
                 shape.append(s)
                 tags.append(tag)
-        return self.like(shape=shape, tags=tags, pinned=pinned)
+        if not keepdim:
+            kept = {k for tag in tags if tag is not None for k, _ in tag.items()}
+            for d in dims:
+                if mixed.tags[d] is not None:
+                    for k, f in mixed.tags[d].items():
+                        if k not in kept:
+                            pinned[k] = GLOBAL if f.is_global else (pinned[k].merge(f) if k in pinned else f)
+        return mixed.like(shape=shape, tags=tags, pinned=pinned)
 
     def globalize(self, dims: Iterable[int], what: str = "") -> SymTensor:
-        """Keep the shape, but every position of ``dims`` now depends on the whole of their axes."""
+        """Same as `mix` (kept for rules written before it): every position of ``dims`` depends on all of them."""
+        return self.mix(dims, what)
+
+    def roll(self, dim: int, shift: int) -> Optional[SymTensor]:
+        """``torch.roll(x, shift, dim)`` on a dim holding one whole axis: a cyclic relabelling
+        (`Sub.shift`); ``None`` when the dim holds something else (a part of an axis, tokens)."""
+        tag, n = self.tags[dim], self.shape[dim]
+        if isinstance(tag, Axis):
+            leaf = Sub(tag.axis, tag.field, n, 1, n, 0)
+        elif isinstance(tag, Sub) and tag.stride * tag.size == tag.n and tag.size == n:
+            # the axis's highest digits; a roll of the dim is a roll of the axis if no other dim holds
+            # any of its digits (the lower ones were reduced away: Swin after a patch merging)
+            try:
+                if _axis_layouts(self)[tag.axis][2] != {(tag.stride, tag.size)}:
+                    return None
+            except _Incompatible:
+                return None
+            leaf = tag
+        else:
+            return None
+        new_shift = (leaf.shift - leaf.stride * int(shift)) % leaf.n
         tags = list(self.tags)
-        for d in dims:
-            if not is_mixable(tags[d]):
-                return self.as_unknown(_PARTIAL_MIX.format(what=what or "op"))
-            tags[d] = _global_tag(tags[d])
+        whole = leaf.stride == 1 and new_shift == 0
+        tags[dim] = Axis(leaf.axis, leaf.field) if whole else replace(leaf, shift=new_shift)
         return self.like(tags=tags)
 
     def join_axes(self, axes: Iterable[int]) -> SymTensor:
@@ -340,7 +612,13 @@ class SymTensor:
         axes = set(axes)
         if not axes:
             return self
-        tags = [_join_tag(tag, axes) for tag in self.tags]
+
+        def leaf_fn(leaf):
+            if isinstance(leaf, Mixed):
+                return Mixed(tuple((k, GLOBAL if k in axes else f) for k, f in leaf.pairs), leaf.complete)
+            return replace(leaf, field=GLOBAL) if leaf.axis in axes else leaf
+
+        tags = [_replace_fields(tag, leaf_fn) for tag in self.tags]
         pinned = dict(self.pinned)
         carried = {k for tag in tags if tag is not None for k, _ in tag.items()}
         for k in axes:
@@ -356,16 +634,28 @@ class SymTensor:
         """Select one position along ``dim`` and drop the dim (``x[:, :, 3]``)."""
         tag = self.tags[dim]
         pinned = dict(self.pinned)
+        shape = self.shape[:dim] + self.shape[dim + 1 :]
+        tags = list(self.tags[:dim] + self.tags[dim + 1 :])
+        while isinstance(tag, Cat):  # the segment holding the position
+            for size, seg in tag.segments:
+                if position < size:
+                    tag = seg
+                    break
+                position -= size
         if tag is not None:
             if isinstance(tag, Axis):
                 const = PAMap.constant(position)
                 pinned[tag.axis] = tag.field.through(const, const)
             else:
-                # One position of a flattened dim: its field is bounded by the fields' union.
+                # One position of a flattened or partitioned dim: bounded by the fields' union; other dims
+                # holding a part of the same axes no longer hold regular positions.
+                local = set()
                 for k, f in tag.items():
                     pinned[k] = pinned[k].merge(f) if k in pinned else f
-        shape = self.shape[:dim] + self.shape[dim + 1 :]
-        tags = self.tags[:dim] + self.tags[dim + 1 :]
+                    if not f.is_global:
+                        local.add(k)
+                if local:
+                    tags = [_demote(t, local) for t in tags]
         return self.like(shape=shape, tags=tags, pinned=pinned)
 
     def reshape(self, new_shape: Sequence[int]) -> SymTensor:
@@ -384,39 +674,206 @@ _PARTIAL_MIX = (
 )
 
 
-def _global_tag(tag: Optional[Tag]) -> Optional[Tag]:
-    if tag is None:
-        return None
-    items = tag.items()
-    if isinstance(tag, Axis):
-        return Axis(tag.axis, GLOBAL)
-    return Mixed(tuple((k, GLOBAL) for k, _ in items)) if items else None
-
-
-def _join_tag(tag: Optional[Tag], axes: set[int]) -> Optional[Tag]:
-    """``tag`` with the fields of ``axes`` made global, its structure kept."""
-    if tag is None:
-        return None
-    if isinstance(tag, Axis):
-        return Axis(tag.axis, GLOBAL) if tag.axis in axes else tag
-    if isinstance(tag, Flat):
-        return Flat(tuple((size, _join_tag(part, axes)) for size, part in tag.parts))
-    if isinstance(tag, Mixed):
-        return Mixed(tuple((k, GLOBAL if k in axes else f) for k, f in tag.pairs), tag.complete)
-    raise TypeError(f"no join for tag {tag!r}")
+class _Incompatible(Exception):
+    pass
 
 
 def _reduced_shape(shape, dims, keepdim):
     return tuple(1 if d in dims else s for d, s in enumerate(shape) if keepdim or d not in dims)
 
 
+# -- token layouts: digits of axes -------------------------------------------------
+
+
+def _axis_layouts(t: SymTensor) -> dict[int, tuple[int, int, set]]:
+    """Per axis held as digits: ``(n, shift, {(stride, size)} held by dims longer than 1)``."""
+    return _axis_layouts_of(t.shape, t.tags)
+
+
+def _axis_layouts_of(shape: Sequence[int], tags: Sequence[Optional[Tag]]) -> dict[int, tuple[int, int, set]]:
+    out: dict[int, tuple[int, int, set]] = {}
+    for s, tag in zip(shape, tags):
+        for size, leaf in _sized_leaves(s, tag):
+            dig = _digit(leaf, size)
+            if dig is None:
+                continue
+            stride, m, n, shift = dig
+            if leaf.axis in out:
+                n0, shift0, held = out[leaf.axis]
+                if (n0, shift0) != (n, shift):
+                    raise _Incompatible(f"axis {leaf.axis} is held with different lengths or rolls")
+            else:
+                held = set()
+                out[leaf.axis] = (n, shift, held)
+            if m > 1 and s > 1:
+                held.add((stride, m))
+    return out
+
+
+def _missing_digits(held: set, n: int) -> set:
+    """The digits ``(stride, size)`` of an axis of length ``n`` that no dim holds."""
+    out, cur = set(), 1
+    for stride, size in sorted(held):
+        if stride < cur or stride % cur:
+            raise _Incompatible("overlapping digits of one axis")
+        if stride > cur:
+            out.add((cur, stride // cur))
+        cur = stride * size
+    if n % cur:
+        raise _Incompatible("digits of an axis do not divide its length")
+    if cur < n:
+        out.add((cur, n // cur))
+    return out
+
+
+def _block_maps(digits: set, shift: int) -> tuple[PAMap, PAMap]:
+    """Hull ``[L(p), H(p)]`` of the positions sharing every digit of ``p`` but ``digits``, for
+    positions ``p = q + shift`` of storage index ``q`` (periodic extension across the wrap)."""
+    period = max(s * m for s, m in digits)
+    extent = sum((m - 1) * s for s, m in digits)
+    table = [q - sum(((q // s) % m) * s for s, m in digits) for q in range(period)]
+    low = PAMap(period, period, table)
+    if shift:
+        low = low.compose(PAMap.affine(1, -shift)).shift(shift)
+    return low, low.shift(extent)
+
+
+def _sole_digits(t: SymTensor, d: int, tag: Sub) -> Optional[Field]:
+    """The field of ``tag`` as an ordinary axis when dim ``d`` holds every digit of its axis left in
+    ``t``, from its stride up, without a roll; else ``None``."""
+    if tag.shift or tag.stride * tag.size != tag.n:
+        return None
+    try:
+        n, shift, held = _axis_layouts(t)[tag.axis]
+    except _Incompatible:
+        return None
+    if held != {(tag.stride, tag.size)}:
+        return None
+    return _held_field(tag.field, n, 0, tag.stride)
+
+
+def _held_field(f: Field, n: int, shift: int, step: int) -> Field:
+    """The field of a tensor holding the digits ``>= step`` of an axis of length ``n`` rolled by ``shift``,
+    indexed by ``o = q // step`` (the storage index without the dropped digits, over which ``f`` is
+    constant): ``f`` read at position ``(step*o + shift) mod n``.  Without a roll that is ``f o (step*u)``;
+    with one, a table over the held positions (exact on ``[0, n / step)``)."""
+    if f.is_global or (step == 1 and shift == 0):
+        return f
+    if shift == 0:
+        at = PAMap.affine(step, 0)
+        return f.through(at, at)
+    m = n // step
+    at = PAMap(m, n, [(step * o + shift) % n for o in range(m)])
+    return f.through(at, at)
+
+
+def _group_field(f: Field, low: PAMap, high: PAMap, digits: set) -> Field:
+    """The field of position ``p`` after it joined its group ``{low(p) + sum(d_i * stride_i)}`` (the
+    positions sharing its other digits): min of ``lo`` and max of ``hi`` over the group.  When ``f`` is
+    non-decreasing that is ``f`` read through the hull ``[low, high]``; otherwise (a field already mixed
+    by a grid) every member is visited, over a period of both ``f`` and the group."""
+    maps = (f.lo, f.hi, f.path_lo, f.path_hi)
+    if all(m.is_monotone() for m in maps):
+        return f.through(low, high)
+    offsets = [0]
+    for s, m in digits:
+        offsets = [o + d * s for o in offsets for d in range(m)]
+    period = lcm(low.period, *(m.period for m in maps))
+
+    def extreme(m: PAMap, op) -> PAMap:
+        table = [op(m(low(u) + o) for o in offsets) for u in range(period)]
+        return PAMap(period, m.advance * (period // m.period), table)
+
+    return Field(extreme(f.lo, min), extreme(f.hi, max), extreme(f.path_lo, min), extreme(f.path_hi, max))
+
+
+def _demote(tag: Optional[Tag], axes: set) -> Optional[Tag]:
+    """``tag`` with the digits of ``axes`` turned into irregular positions."""
+    if tag is None or not any(k in axes for k, _ in tag.items()):
+        return tag
+    if isinstance(tag, Axis):
+        return tag
+    return Mixed(tuple(tag.items()), complete=False)
+
+
+_NO_CUT = object()
+
+
+def _cut_segments(tag: Cat, low: PAMap, high: PAMap, size: int, taps) -> Any:
+    """A plain slice of whole segments of a concatenated dim: their tag; else ``_NO_CUT``."""
+    if taps or low != high or low.period != 1 or low.advance != 1:
+        return _NO_CUT
+    start, stop, at = low(0), low(0) + size, 0
+    kept = []
+    for s, seg in tag.segments:
+        a, b = at, at + s
+        at = b
+        if b <= start or a >= stop:
+            continue
+        if a < start or b > stop:
+            return _NO_CUT
+        kept.append((s, seg))
+    if len(kept) == 1:
+        return kept[0][1]
+    if all(seg is None for _, seg in kept):
+        return None
+    return Cat(tuple(kept))
+
+
 # -- reshape ---------------------------------------------------------------------
 
 
-def _flatten_tags(parts: list[tuple[int, Optional[Tag]]]) -> Optional[Tag]:
-    if all(tag is None for _, tag in parts):
+def _atoms(size: int, tag: Optional[Tag]) -> list[tuple[int, Any]]:
+    """A dim as its factors ``(size, leaf or None)``, most significant first."""
+    if isinstance(tag, Flat):
+        return [a for s, t in tag.parts for a in _atoms(s, t)]
+    return [(size, tag)]
+
+
+def _split_atom(size: int, leaf: Any, outer: int) -> Optional[tuple[tuple[int, Any], tuple[int, Any]]]:
+    """Split a factor of ``size`` into ``(outer, size // outer)``, or ``None`` when it cannot be."""
+    inner = size // outer
+    if leaf is None:
+        return (outer, None), (inner, None)
+    if isinstance(leaf, Axis):
+        return (outer, Sub(leaf.axis, leaf.field, size, inner, outer)), (inner, Sub(leaf.axis, leaf.field, size, 1, inner))
+    if isinstance(leaf, Sub):
+        return ((outer, replace(leaf, stride=leaf.stride * inner, size=outer)),
+                (inner, replace(leaf, size=inner)))
+    if all(f.is_global for _, f in leaf.items()):
+        return (outer, leaf), (inner, leaf)
+    return None
+
+
+def _group(atoms: list[tuple[int, Any]]) -> Optional[Tag]:
+    """The tag of a dim made of ``atoms``: adjacent digits of one axis coalesce, the whole axis is an `Axis`."""
+    out: list[tuple[int, Any]] = []
+    for size, leaf in atoms:
+        if out:
+            ps, prev = out[-1]
+            if prev is None and leaf is None:
+                out[-1] = (ps * size, None)
+                continue
+            if (isinstance(prev, Sub) and isinstance(leaf, Sub) and prev.axis == leaf.axis
+                    and prev.field == leaf.field and (prev.n, prev.shift) == (leaf.n, leaf.shift)
+                    and prev.stride == leaf.stride * leaf.size):
+                out[-1] = (ps * size, replace(leaf, size=ps * size))
+                continue
+        out.append((size, leaf))
+    out = [(s, Axis(t.axis, t.field) if isinstance(t, Sub) and (t.stride, t.size, t.shift) == (1, t.n, 0) else t)
+           for s, t in out]
+    if all(t is None for _, t in out):
         return None
-    return Flat(tuple(parts))
+    if len(out) == 1:
+        return out[0][1]
+    return Flat(tuple(out))
+
+
+def _pin(pinned: dict, tag: Any) -> None:
+    """Keep the fields of a size-1 factor (it holds a single position) in ``pinned``."""
+    for k, f in tag.items():
+        g = f.through(_CONST0, _CONST0) if isinstance(tag, Axis) else f
+        pinned[k] = pinned[k].merge(g) if k in pinned else g
 
 
 def _reshape(t: SymTensor, new_shape: tuple[int, ...]) -> SymTensor:
@@ -427,58 +884,44 @@ def _reshape(t: SymTensor, new_shape: tuple[int, ...]) -> SymTensor:
     if prod(new_shape) != prod(t.shape):
         raise ValueError(f"cannot reshape {t.shape} to {new_shape}")
     pinned = dict(t.pinned)
-    # Size-1 dims carry at most one position: drop them from the grouping and pin their fields.
-    in_dims = []
-    for d, (s, tag) in enumerate(zip(t.shape, t.tags)):
-        if s == 1 and tag is not None:
-            for k, f in tag.items():
-                g = f.through(_CONST0, _CONST0) if isinstance(tag, Axis) else f
-                pinned[k] = pinned[k].merge(g) if k in pinned else g
-        elif s != 1:
-            in_dims.append(d)
-    out_dims = [d for d, s in enumerate(new_shape) if s != 1]
-    new_tags: list[Optional[Tag]] = [None] * len(new_shape)
-    i = j = 0
-    while i < len(in_dims) and j < len(out_dims):
-        gi, gj = [in_dims[i]], [out_dims[j]]
-        pi, pj = t.shape[in_dims[i]], new_shape[out_dims[j]]
-        i += 1
-        j += 1
-        while pi != pj:
-            if pi < pj:
-                gi.append(in_dims[i])
-                pi *= t.shape[in_dims[i]]
-                i += 1
-            else:
-                gj.append(out_dims[j])
-                pj *= new_shape[out_dims[j]]
-                j += 1
-        in_tags = [t.tags[d] for d in gi]
-        if len(gi) == 1 and len(gj) == 1:
-            new_tags[gj[0]] = in_tags[0]
-        elif len(gj) == 1:
-            new_tags[gj[0]] = _flatten_tags([(t.shape[d], t.tags[d]) for d in gi])
-        elif len(gi) == 1 and isinstance(in_tags[0], Flat) and _unflattens(in_tags[0], [new_shape[d] for d in gj]):
-            parts = [p for p in in_tags[0].parts if p[0] != 1]
-            for d, (_, tag) in zip(gj, parts):
-                new_tags[d] = tag
-            for size, tag in in_tags[0].parts:
-                if size == 1 and tag is not None:
-                    for k, f in tag.items():
-                        pinned[k] = pinned[k].merge(f) if k in pinned else f
-        else:
-            # A split or regrouping that does not undo a flatten: positions no longer map regularly.
-            items: list[tuple[int, Field]] = []
-            for tag in in_tags:
-                if tag is not None:
-                    items.extend(tag.items())
-            for d in gj:
-                new_tags[d] = Mixed(tuple(items), complete=False) if items else None
+    queue: list[tuple[int, Any]] = []
+    for s, tag in zip(t.shape, t.tags):
+        for size, leaf in _atoms(s, tag):
+            if size != 1 and s != 1:
+                queue.append((size, leaf))
+            elif leaf is not None and (not isinstance(leaf, Sub) or leaf.field.is_global):
+                # A single position.  (A size-1 dim left by a partial reduction keeps digits whose
+                # field the other digits' dims carry, constant over them: nothing to pin.)
+                _pin(pinned, leaf)
+    queue.reverse()  # pop() takes the most significant factor left
+    new_tags: list[Optional[Tag]] = []
+    for m in new_shape:
+        if m == 1:
+            new_tags.append(None)
+            continue
+        acc, got = [], 1
+        while got < m:
+            size, leaf = queue.pop()
+            if m % (got * size) == 0:
+                acc.append((size, leaf))
+                got *= size
+                continue
+            need = m // got
+            split = _split_atom(size, leaf, need) if m % got == 0 and size % need == 0 else None
+            if split is None:
+                return _irregular(t, new_shape, pinned)
+            acc.append(split[0])
+            queue.append(split[1])
+            got = m
+        new_tags.append(_group(acc))
     return t.like(shape=new_shape, tags=new_tags, pinned=pinned)
 
 
-def _unflattens(tag: Flat, sizes: list[int]) -> bool:
-    return [s for s, _ in tag.parts if s != 1] == sizes
+def _irregular(t: SymTensor, new_shape: tuple[int, ...], pinned: dict) -> SymTensor:
+    """A regrouping that splits factors unevenly: positions no longer map regularly."""
+    items = tuple(item for tag in t.tags if tag is not None for item in tag.items())
+    tags = [Mixed(items, complete=False) if items and s != 1 else None for s in new_shape]
+    return t.like(shape=new_shape, tags=tags, pinned=pinned)
 
 
 # -- merges ----------------------------------------------------------------------
@@ -520,6 +963,14 @@ def merge_tensors(operands: Sequence[SymTensor], shape: Sequence[int], what: str
     tags: list[Optional[Tag]] = []
     local_by_axis: dict[int, list[Field]] = {}
     for d in range(ndim):
+        if d == concat_dim:
+            segments = [(t.shape[d - (ndim - t.ndim)], t.tags[d - (ndim - t.ndim)]) for t in operands]
+            if any(isinstance(tag, Axis) for _, tag in segments):
+                out = SymTensor(shape, dtype)
+                out.unknown = f"{what}: concat along a spatial dimension shifts positions; no exact rule"
+                return out, info
+            tags.append(_make_cat(segments))
+            continue
         candidates: list[Tag] = []
         for t in operands:
             od = d - (ndim - t.ndim)
@@ -554,18 +1005,24 @@ def merge_tensors(operands: Sequence[SymTensor], shape: Sequence[int], what: str
     return out, info
 
 
-class _Incompatible(Exception):
-    pass
+
+
+def _make_cat(segments: list[tuple[int, Optional[Tag]]]) -> Optional[Tag]:
+    """The tag of a dim made of ``segments`` concatenated (nested concats flattened)."""
+    flat: list[tuple[int, Optional[Tag]]] = []
+    for size, tag in segments:
+        if isinstance(tag, Cat):
+            flat.extend(tag.segments)
+        elif size:
+            flat.append((size, tag))
+    if all(tag is None for _, tag in flat):
+        return None
+    return Cat(tuple(flat))
 
 
 def _merge_dim_tags(candidates: list[Tag], is_concat: bool, info: MergeInfo, seen: dict) -> Optional[Tag]:
     if not candidates:
         return None
-    if is_concat:
-        if any(isinstance(c, Axis) for c in candidates):
-            raise _Incompatible("concat along a spatial dimension shifts positions; no exact rule")
-        # Flattened tokens concatenated (e.g. a class token): positions shift, only the union stays.
-        return _mixed_union(candidates)
     if len(candidates) == 1:
         return candidates[0]
     if all(isinstance(c, Axis) for c in candidates):
@@ -587,7 +1044,45 @@ def _merge_dim_tags(candidates: list[Tag], is_concat: bool, info: MergeInfo, see
         return Axis(candidates[0].axis, merged)
     if all(c == candidates[0] for c in candidates):
         return candidates[0]
-    return _mixed_union(candidates)
+    merged = candidates[0]
+    try:
+        for c in candidates[1:]:
+            merged = _merge_struct(merged, c, info)
+        return merged
+    except _Incompatible:
+        return _mixed_union(candidates)
+
+
+def _merge_fields(a: Field, b: Field, info: MergeInfo) -> Field:
+    if a.is_global or b.is_global:
+        return GLOBAL
+    if a == b:
+        return a
+    shift = a.max_center_shift(b)
+    if shift or a.stride != b.stride:
+        info.aligned = False
+    info.max_center_shift = max(info.max_center_shift, shift)
+    return a.merge(b)
+
+
+def _merge_struct(a: Optional[Tag], b: Optional[Tag], info: MergeInfo) -> Optional[Tag]:
+    """Elementwise merge of two tags with the same layout (same digits, parts, segments): fields merge."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    if isinstance(a, Axis) and isinstance(b, Axis) and a.axis == b.axis:
+        return Axis(a.axis, _merge_fields(a.field, b.field, info))
+    if isinstance(a, Sub) and isinstance(b, Sub) and (a.axis, a.n, a.stride, a.size, a.shift) == (
+            b.axis, b.n, b.stride, b.size, b.shift):
+        return replace(a, field=_merge_fields(a.field, b.field, info))
+    if isinstance(a, Flat) and isinstance(b, Flat) and [s for s, _ in a.parts] == [s for s, _ in b.parts]:
+        return Flat(tuple((s, _merge_struct(x, y, info)) for (s, x), (_, y) in zip(a.parts, b.parts)))
+    if isinstance(a, Cat) and isinstance(b, Cat) and [s for s, _ in a.segments] == [s for s, _ in b.segments]:
+        return Cat(tuple((s, _merge_struct(x, y, info)) for (s, x), (_, y) in zip(a.segments, b.segments)))
+    if isinstance(a, Mixed) and isinstance(b, Mixed):
+        return _mixed_union([a, b])
+    raise _Incompatible("different layouts")
 
 
 def _mixed_union(candidates: list[Tag]) -> Mixed:

@@ -234,10 +234,15 @@ def test_select_like_integer_index():
     assert _last(lambda y: y.select(2, 3)).start == _last(lambda y: y[:, :, 3]).start
 
 
-def test_roll_along_a_spatial_dim_is_unknown():
+def test_roll_along_a_spatial_dim_is_a_relabelling():
+    """roll by 1 along W (14 positions, conv k=3 valid: unit p reads [p, p + 2]): unit 0 now holds p = 13,
+    unit 1 holds p = 0; a window op reading the rolled dim (not monotone) is unknown, never guessed."""
     r = _last(lambda y: torch.roll(y, 1, 3))
-    assert r.source == "unknown"
-    assert "roll by 1 wraps the positions of spatial dim 3" in r.reason
+    assert r.source == "symbolic"
+    assert [(r.lo[1](u), r.hi[1](u)) for u in range(14)] == [(13, 15)] + [(p, p + 2) for p in range(13)]
+    w = torch.ones(2, 2, 3, 3)
+    r = _last(lambda y: F.conv2d(torch.roll(y, 1, 3), w))
+    assert r.source == "unknown" and "shuffled spatial positions" in r.reason
 
 
 def test_roll_exact_cases():

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 import torch
 
 from ..errors import RuleError
-from ..values import SymTensor, is_mixable, merge_tensors
+from ..values import SymTensor, merge_tensors
 from .call import OpCall, Rule, as_operand, as_tuple, hand_over, norm_dim, tensor_arg
 from .pointwise import mix_channels
 
@@ -54,11 +54,7 @@ def norm_context_rule(dims_of: Callable[[OpCall, SymTensor], Iterable[int]]) -> 
         x = tensor_arg(call)
         dims = list(dims_of(call, x))
         if any(x.tags[d] is not None for d in dims):
-            if any(not is_mixable(x.tags[d]) for d in dims):
-                return x.as_unknown(f"{call.describe()} normalises over a subset of spatial positions")
-            out = x.like()
-            out.global_context = True
-            return out
+            return x.normalize(dims, call.describe())
         for d in dims:
             x = mix_channels(x, d)
         return x

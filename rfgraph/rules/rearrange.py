@@ -1,10 +1,13 @@
 """Rearrangements along spatial dims: flip, roll, select, and concat along a spatial dim.
 
-``flip`` and ``roll`` reverse or wrap positions: the map from output to input
-index is decreasing or piecewise, not a window map, so along a dim that
-carries a local field they are handed to the fallback (which marks the node
-unknown, or probes it) -- never guessed.  Along channel dims, global dims, or
-with a shift that is a multiple of the length they are exact identities.  A
+``flip`` reverses positions: the map from output to input index is
+decreasing, not a window map, so along a dim that carries a local field it is
+handed to the fallback (which marks the node unknown, or probes it) -- never
+guessed.  ``roll`` of a dim holding a whole axis is a cyclic relabelling of its
+positions (`rfgraph.values.SymTensor.roll`): window ops refuse the rolled dim,
+a window partition and attention follow it exactly (shifted windows), and
+rolling back restores the axis.  Along channel dims, global dims, or with a
+shift that is a multiple of the length both are exact identities.  A
 concat along a spatial dim is exact when the pieces continue each other
 (``cat(split(x))``: piece ``i``'s map shifted by the lengths before it equals
 the first piece's map); otherwise it is piecewise and goes to the fallback.
@@ -50,11 +53,15 @@ def roll_rule(call: OpCall) -> SymTensor:
         if any(_local_axis(x, d) for d in range(x.ndim)) and int(_as_list(shifts)[0]) % max(1, math.prod(x.shape)):
             return hand_over(call, x, "roll of the flattened tensor moves spatial positions; no exact rule")
         return x
+    out = x
     for d, s in zip(dims_arg(dims, x.ndim), _as_list(shifts)):
-        if _local_axis(x, d) and int(s) % x.shape[d]:
-            return hand_over(call, x, f"roll by {int(s)} wraps the positions of spatial dim {d} around "
-                                       "(a piecewise map); no exact rule")
-    return x
+        if _local_axis(out, d) and int(s) % out.shape[d]:
+            rolled = out.roll(d, int(s))
+            if rolled is None:
+                return hand_over(call, x, f"roll by {int(s)} wraps the positions of spatial dim {d} around "
+                                           "and the dim holds only part of an axis; no exact rule")
+            out = rolled
+    return out
 
 
 def _as_list(v: Any) -> list:

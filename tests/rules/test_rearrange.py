@@ -32,7 +32,30 @@ def test_flip_along_space_is_handed_over():
 def test_roll_by_a_multiple_of_the_length_is_exact():
     x = _x()
     assert roll_rule(OpCall(None, torch.roll, None, (x, 6, 3), {})) is x
-    assert roll_rule(OpCall(None, torch.roll, None, (x, 1, 3), {})).unknown
+
+
+def test_roll_of_a_whole_axis_is_a_relabelling():
+    """roll by 1 along W (n=6): index q holds position q - 1 (mod 6), i.e. shift 5; rolling back by -1
+    restores the axis; a window op cannot read the rolled dim."""
+    from rfgraph.algebra import PAMap
+    from rfgraph.values import Axis, Sub
+
+    x = _x()
+    rolled = roll_rule(OpCall(None, torch.roll, None, (x, 1, 3), {}))
+    assert not rolled.unknown
+    tag = rolled.tags[3]
+    assert isinstance(tag, Sub) and (tag.n, tag.stride, tag.size, tag.shift) == (6, 1, 6, 5)
+    back = roll_rule(OpCall(None, torch.roll, None, (rolled, -1, 3), {}))
+    assert back.tags[3] == x.tags[3] and isinstance(back.tags[3], Axis)
+    w = PAMap.affine(1, 0)
+    assert rolled.window(3, w, w, 6, "conv").unknown
+
+
+def test_roll_of_part_of_an_axis_is_handed_over():
+    """roll along the inner factor of a split axis is no relabelling of whole positions: handed over."""
+    x = _x().reshape((1, 2, 5, 2, 3))
+    out = roll_rule(OpCall(None, torch.roll, None, (x, 1, 4), {}))
+    assert out.unknown and "holds only part of an axis" in out.unknown
 
 
 def test_select_pins_the_position():

@@ -1,0 +1,271 @@
+"""Token layouts end to end: window / shifted-window / grid attention, unfold-fold patches, a class token
+concatenated and sliced off, patch merging, written with reshape / permute / roll as timm, transformers
+and monai write them.
+
+Every case is hand-derived (``conv k=3 p=1`` first, so that the attention's window shows around a field
+of 3) and compared unit by unit with a numeric back-propagation (`rfcheck.assert_windows_match`) and
+with the probe (`rfgraph.probe`).  Attention here is written by hand (``softmax(q k^T) v``); windows of
+``ws`` over ``n`` positions, shift ``s`` (a roll by ``-s`` before the partition, ``+s`` after).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from rfcheck import assert_windows_match, check, last
+from torch import nn
+
+import rfgraph
+
+
+class Attention(nn.Module):
+    """Hand-written single-head attention over dim 1 of ``(B, N, C)``, with an optional additive mask."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.qkv = nn.Linear(c, 3 * c)
+        self.proj = nn.Linear(c, c)
+
+    def forward(self, x, mask=None):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        a = (q * 1e-3) @ k.transpose(-2, -1)  # small logits: the numeric check's softmax must not saturate
+        if mask is not None:
+            a = a + mask
+        return self.proj(a.softmax(dim=-1) @ v)
+
+
+def swin_mask(n: int, ws: int, s: int) -> torch.Tensor:
+    """Swin's mask for the rolled windows: regions that the roll brought together do not mix (-100)."""
+    img = torch.zeros(1, n, n, 1)
+    cnt = 0
+    for h in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+        for w in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+            img[:, h, w, :] = cnt
+            cnt += 1
+    win = img.view(1, n // ws, ws, n // ws, ws, 1).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws)
+    m = win.unsqueeze(1) - win.unsqueeze(2)
+    return m.masked_fill(m != 0, -100.0).masked_fill(m == 0, 0.0)
+
+
+class WindowBlock(nn.Module):
+    """conv k=3 p=1, then (shifted) window attention on ``(B, H, W, C)`` as timm's Swin writes it."""
+
+    def __init__(self, n: int = 16, ws: int = 4, shift: int = 0, c: int = 4):
+        super().__init__()
+        self.n, self.ws, self.shift = n, ws, shift
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.attn = Attention(c)
+        self.register_buffer("mask", swin_mask(n, ws, shift) if shift else None)
+
+    def forward(self, x):
+        x = self.conv(x).permute(0, 2, 3, 1)
+        B, H, W, C = x.shape
+        ws, s = self.ws, self.shift
+        if s:
+            x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
+        w = x.view(B, H // ws, ws, W // ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
+        w = self.attn(w, self.mask)
+        x = w.view(B, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
+        if s:
+            x = torch.roll(x, shifts=(s, s), dims=(1, 2))
+        return x.permute(0, 3, 1, 2)
+
+
+class GridBlock(nn.Module):
+    """conv k=3 p=1, then MaxViT's grid attention: a ``g x g`` grid of tokens ``n / g`` apart mixes."""
+
+    def __init__(self, g: int = 4, c: int = 4):
+        super().__init__()
+        self.g = g
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.attn = Attention(c)
+
+    def forward(self, x):
+        x = self.conv(x)
+        B, C, H, W = x.shape
+        g = self.g
+        t = x.permute(0, 2, 3, 1).view(B, g, H // g, g, W // g, C).permute(0, 2, 4, 1, 3, 5).reshape(-1, g * g, C)
+        t = self.attn(t)
+        t = t.view(B, H // g, W // g, g, g, C).permute(0, 3, 1, 4, 2, 5).reshape(B, H, W, C)
+        return t.permute(0, 3, 1, 2)
+
+
+class UnfoldFold(nn.Module):
+    """conv k=3 p=1, then MobileViT's unfold into ``p x p`` patches, attention over the patches, fold back."""
+
+    def __init__(self, p: int = 2, c: int = 4):
+        super().__init__()
+        self.p = p
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.norm = nn.LayerNorm(c)
+        self.attn = Attention(c)
+
+    def forward(self, x):
+        x = self.conv(x)
+        B, C, H, W = x.shape
+        p = self.p
+        nh, nw = H // p, W // p
+        t = x.reshape(B * C * nh, p, nw, p).transpose(1, 2)
+        t = t.reshape(B, C, nh * nw, p * p).transpose(1, 3).reshape(B * p * p, nh * nw, C)
+        t = self.attn(self.norm(t))
+        t = t.contiguous().view(B, p * p, nh * nw, -1).transpose(1, 3).reshape(B * C * nh, nw, p, p)
+        return t.transpose(1, 2).reshape(B, C, nh * p, nw * p)
+
+
+class ClassToken(nn.Module):
+    """conv k=3 p=1, tokens with a class token in front, sliced off again, back to a map, conv k=3:
+    rf 5 when nothing mixes the tokens; global after attention over them."""
+
+    def __init__(self, attend: bool, c: int = 4):
+        super().__init__()
+        self.attend = attend
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.cls = nn.Parameter(torch.zeros(1, 1, c))
+        self.attn = Attention(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        B, C, H, W = x.shape
+        t = torch.cat([self.cls.expand(B, -1, -1), x.flatten(2).transpose(1, 2)], dim=1)
+        if self.attend:
+            t = t + self.attn(t)
+        x = t[:, 1:].transpose(1, 2).reshape(B, C, H, W)
+        return self.conv2(x)
+
+
+class PooledClassToken(nn.Module):
+    """torchvision MViT's pooling of tokens that carry a class token: split it off, pool the map
+    (conv k=3 s=2 p=1), flatten, put it back; then slice it off and look at the map."""
+
+    def __init__(self, c: int = 4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.cls = nn.Parameter(torch.zeros(1, 1, c))
+        self.pool = nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c)
+
+    def forward(self, x):
+        x = self.conv(x)
+        B, C, H, W = x.shape
+        t = torch.cat([self.cls.expand(B, -1, -1), x.flatten(2).transpose(1, 2)], dim=1)
+        cls, t = torch.tensor_split(t, (1,), dim=1)
+        m = self.pool(t.transpose(1, 2).reshape(B, C, H, W))
+        t = torch.cat([cls, m.flatten(2).transpose(1, 2)], dim=1)
+        return t[:, 1:].transpose(1, 2).reshape(B, C, H // 2, W // 2)
+
+
+class PatchMerging(nn.Module):
+    """conv k=3 p=1, then Swin's patch merging (2x2 neighbours into channels, LayerNorm, Linear), then
+    conv k=3 p=1 on the merged map: unit o reads conv outputs 2o-2 .. 2o+3, input 2o-3 .. 2o+4."""
+
+    def __init__(self, c: int = 4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.norm = nn.LayerNorm(4 * c)
+        self.reduction = nn.Linear(4 * c, c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(x).permute(0, 2, 3, 1)
+        B, H, W, C = x.shape
+        x = x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3)
+        x = self.reduction(self.norm(x))
+        return self.conv2(x.permute(0, 3, 1, 2))
+
+
+def _maps(r, axis, n):
+    return [(r.lo[axis](u), r.hi[axis](u)) for u in range(n)]
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_window_attention(shift):
+    """Windows of 4 (rolled by -shift): p joins [4*floor((p - s)/4) + s, ... + 3], read through conv k=3:
+    [4*floor((p - s)/4) + s - 1, 4*floor((p - s)/4) + s + 4]: rf 6, stride 1."""
+    model = WindowBlock(shift=shift)
+    r = last(check(model, (1, 1, 16, 16)))
+    assert r.source == "symbolic" and r.is_global == (False, False)
+    expected = [(4 * ((u - shift) // 4) + shift - 1, 4 * ((u - shift) // 4) + shift + 4) for u in range(16)]
+    assert _maps(r, 0, 16) == expected and _maps(r, 1, 16) == expected
+    assert r.rf == (6, 6) and r.stride == (1, 1)
+    # the wrapped window (shift 2: units 0, 1 and 14, 15) is cut at the border by the mask:
+    # clipped, the periodic extension is what they read
+    for axis in (0, 1):
+        assert assert_windows_match(model, (1, 1, 16, 16), r, axis) == 16
+    if not shift:  # (the mask fixes the input size; the probe varies it)
+        assert rfgraph.probe(model, r.name, (1, 1, 16, 16)).rf == (6, 6)
+
+
+def test_grid_attention():
+    """Grid of 4 x 4 tokens 4 apart on 16: p joins {p mod 4 + 4j}: conv field [p mod 4 - 1, p mod 4 + 13]."""
+    model = GridBlock()
+    r = last(check(model, (1, 1, 16, 16)))
+    assert r.source == "symbolic" and r.is_global == (False, False)
+    assert _maps(r, 0, 16) == [(u % 4 - 1, u % 4 + 13) for u in range(16)]
+    assert r.rf == (15, 15)
+    for axis in (0, 1):
+        assert assert_windows_match(model, (1, 1, 16, 16), r, axis) == 16
+
+
+def test_unfold_fold_patches():
+    """MobileViT, patches of 2 on 8: attention over patches mixes positions of equal offset in their
+    patch: p joins {p mod 2 + 2j}: conv field [p mod 2 - 1, p mod 2 + 7]; LayerNorm over channels only."""
+    model = UnfoldFold()
+    r = last(check(model, (1, 1, 8, 8)))
+    assert r.source == "symbolic"
+    assert _maps(r, 1, 8) == [(u % 2 - 1, u % 2 + 7) for u in range(8)]
+    for axis in (0, 1):
+        assert assert_windows_match(model, (1, 1, 8, 8), r, axis) == 8
+
+
+def test_class_token_sliced_off_keeps_the_field():
+    """cat(cls, tokens)[:, 1:] reshaped back is the map itself: conv k=3 twice, rf 5, start -2."""
+    model = ClassToken(attend=False)
+    r = last(check(model, (1, 1, 8, 8)))
+    assert r.source == "symbolic"
+    assert (r.rf, r.stride, r.start) == ((5, 5), (1, 1), (-2, -2))
+    assert rfgraph.probe(model, r.name, (1, 1, 8, 8)).rf == (5, 5)
+
+
+def test_class_token_attention_is_global():
+    r = last(check(ClassToken(attend=True), (1, 1, 8, 8)))
+    assert r.source == "symbolic" and r.is_global == (True, True)
+
+
+def test_pooled_tokens_with_a_class_token():
+    """MViT's pooling: conv k=3 p=1, then conv k=3 s=2 p=1 on the map between the class tokens:
+    unit o reads [2o - 2, 2o + 2]: rf 5, stride 2, start -2."""
+    model = PooledClassToken()
+    r = last(check(model, (1, 1, 8, 8)))
+    assert r.source == "symbolic"
+    assert (r.rf, r.stride, r.start) == ((5, 5), (2, 2), (-2, -2))
+    for axis in (0, 1):
+        assert_windows_match(model, (1, 1, 8, 8), r, axis)
+
+
+def test_patch_merging():
+    """After the merge, unit o holds pixels 2o, 2o + 1 (conv field [2o - 1, 2o + 2]); conv k=3 on the
+    merged map: [2o - 3, 2o + 4]: rf 8, stride 2, start -3."""
+    model = PatchMerging()
+    a = check(model, (1, 1, 8, 8))
+    merged = a["reduction"]
+    assert (merged.rf, merged.stride, merged.start) == ((4, 4), (2, 2), (-1, -1))
+    r = last(a)
+    assert r.source == "symbolic"
+    assert (r.rf, r.stride, r.start) == ((8, 8), (2, 2), (-3, -3))
+    for axis in (0, 1):
+        assert_windows_match(model, (1, 1, 8, 8), r, axis)
+    assert rfgraph.probe(model, r.name, (1, 1, 16, 16)).rf == (8, 8)
+
+
+def test_export_path_window_attention():
+    """The same shifted-window block traced by torch.export (aten view / permute / clone / roll)."""
+    from rfgraph.tracing import export_trace
+
+    model = WindowBlock(shift=2).eval()
+    a = rfgraph.analyze(model, (1, 1, 16, 16), traced=export_trace(model, (torch.rand(1, 1, 16, 16),)))
+    assert a.meta["trace"] == "export"
+    ops = {r.op for r in a}
+    assert any("roll" in op for op in ops) and any("view" in op for op in ops)
+    r = last(a)
+    assert r.source == "symbolic" and r.rf == (6, 6)
+    assert [(r.lo[0](u), r.hi[0](u)) for u in range(4)] == [(-3, 2), (-3, 2), (1, 6), (1, 6)]

@@ -1,0 +1,163 @@
+"""The tag algebra of `rfgraph.values`: token layouts as digits of axes, and mixing along dims.
+
+Hand-derived cases on an identity field (an input tensor), so that a mixed field is the group of
+positions itself: a dim of ``n`` positions split by a window partition of ``ws`` holds the outer digit
+(stride ``ws``) and the inner one (stride 1); mixing the inner digit joins ``[ws*floor(p/ws), +ws-1]``,
+mixing the outer one (a grid) joins ``{p mod ws + ws*j}``, a roll by ``-s`` first shifts the blocks by ``s``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rfgraph.algebra import PAMap
+from rfgraph.values import Axis, Cat, Flat, Mixed, Sub, SymTensor, merge_tensors
+
+
+def _bhwc(n: int = 8, c: int = 2) -> SymTensor:
+    """(B, H, W, C) with H, W = n carrying axes 0, 1."""
+    return SymTensor.input((1, c, n, n)).permute([0, 2, 3, 1])
+
+
+def _partition(x: SymTensor, ws: int) -> SymTensor:
+    """timm's window_partition: (B, H, W, C) -> (B * nH * nW, ws * ws, C)."""
+    b, h, w, c = x.shape
+    return x.reshape((b, h // ws, ws, w // ws, ws, c)).permute([0, 1, 3, 2, 4, 5]).reshape((-1, ws * ws, c))
+
+
+def _reverse(x: SymTensor, ws: int, h: int, w: int) -> SymTensor:
+    b = x.shape[0] // ((h // ws) * (w // ws))
+    c = x.shape[-1]
+    return x.reshape((b, h // ws, w // ws, ws, ws, c)).permute([0, 1, 3, 2, 4, 5]).reshape((b, h, w, c))
+
+
+def _window(x: SymTensor, axis: int, n: int):
+    f = x.axis_fields()[axis][0]
+    return [(f.lo(u), f.hi(u)) for u in range(n)]
+
+
+def test_flatten_and_unflatten_round_trip():
+    x = SymTensor.input((1, 2, 4, 6))
+    t = x.reshape((1, 2, 24))
+    assert t.tags[2] == Flat(((4, Axis(0, x.tags[2].field)), (6, Axis(1, x.tags[3].field))))
+    assert t.reshape((1, 2, 4, 6)).tags == x.tags
+
+
+def test_window_partition_digits_and_reverse():
+    """H = 8 split by ws = 4: outer digit (stride 4, size 2) in the batch dim, inner (stride 1, size 4)
+    in the token dim; the reverse puts the digits back together into the axis."""
+    x = _bhwc()
+    w = _partition(x, 4)
+    assert w.shape == (4, 16, 2)
+    f = x.tags[1].field
+    assert w.tags[0] == Flat(((2, Sub(0, f, 8, 4, 2)), (2, Sub(1, f, 8, 4, 2))))
+    assert w.tags[1] == Flat(((4, Sub(0, f, 8, 1, 4)), (4, Sub(1, f, 8, 1, 4))))
+    assert _reverse(w, 4, 8, 8).tags == x.tags
+
+
+def test_mix_inner_digit_gives_blocks():
+    """softmax over the window's tokens: p joins [4*floor(p/4), 4*floor(p/4) + 3]."""
+    back = _reverse(_partition(_bhwc(), 4).mix([1]), 4, 8, 8)
+    assert isinstance(back.tags[1], Axis)
+    assert _window(back, 0, 8) == [(4 * (u // 4), 4 * (u // 4) + 3) for u in range(8)]
+    assert back.tags[1].field.rf == 4 and back.tags[1].field.stride == 1
+
+
+def test_mix_with_a_roll_shifts_the_blocks():
+    """roll by -2 first (Swin's shift), windows of 4: p joins [4*floor((p-2)/4) + 2, ... + 3]; rolled back
+    by +2 the axis is whole again.  The wrapped window (p = 0, 1, 6, 7) is given as the periodic
+    extension: p = 0 reads [-2, 1] (-2, -1 stand for 6, 7)."""
+    x = _bhwc()
+    r = x.roll(1, -2).roll(2, -2)
+    assert isinstance(r.tags[1], Sub) and r.tags[1].shift == 2
+    back = _reverse(_partition(r, 4).mix([1]), 4, 8, 8).roll(1, 2).roll(2, 2)
+    assert isinstance(back.tags[1], Axis) and isinstance(back.tags[2], Axis)
+    assert _window(back, 0, 8) == [(4 * ((u - 2) // 4) + 2, 4 * ((u - 2) // 4) + 5) for u in range(8)]
+
+
+def test_mix_outer_digit_gives_a_grid():
+    """MaxViT's grid: tokens 4 apart mix: p joins {p mod 4, p mod 4 + 4}: hull [p mod 4, p mod 4 + 4]."""
+    x = _bhwc()
+    g = x.reshape((1, 2, 4, 2, 4, 2)).permute([0, 2, 4, 1, 3, 5]).reshape((16, 4, 2))
+    back = g.mix([1]).reshape((1, 4, 4, 2, 2, 2)).permute([0, 3, 1, 4, 2, 5]).reshape((1, 8, 8, 2))
+    assert isinstance(back.tags[1], Axis)
+    assert _window(back, 0, 8) == [(u % 4, u % 4 + 4) for u in range(8)]
+
+
+def test_mix_of_every_digit_is_global():
+    x = _bhwc()
+    w = _partition(x, 4)
+    both = w.reshape((1, 2, 2, 16, 2)).permute([0, 1, 3, 2, 4]).reshape((1, 2, 32, 2))
+    # (W's outer digit and every token) mixed: W global, H still in blocks of 4
+    out = both.mix([2])
+    fields = out.axis_fields()
+    assert all(f.is_global for f in fields[1])
+    assert not any(f.is_global for f in fields[0])
+    tokens = x.reshape((1, 64, 2))
+    assert all(f.is_global for fs in tokens.mix([1]).axis_fields().values() for f in fs)
+
+
+def test_reduce_over_a_window_then_merge_back():
+    """x - x.mean(tokens, keepdim) in a window: every token reads its whole block; the mean dropped
+    (keepdim=False) leaves the batch dim with the block field, constant over the dropped digits."""
+    w = _partition(_bhwc(), 4)
+    mean = w.reduce([1], keepdim=True)
+    out, _ = merge_tensors([w, mean], w.shape, "sub")
+    assert _window(_reverse(out, 4, 8, 8), 0, 8) == [(4 * (u // 4), 4 * (u // 4) + 3) for u in range(8)]
+    dropped = w.reduce([1], keepdim=False)
+    assert dropped.shape == (4, 2)
+    # reported in storage order: 2 windows, window o reads [4o, 4o + 3]
+    assert _window(dropped, 0, 2) == [(0, 3), (4, 7)]
+
+
+def test_patch_merge_is_an_axis_of_half_length():
+    """Swin's patch merging: (B, H/2, 2, W/2, 2, C) -> permute -> flatten(3) -> linear: unit o reads 2o, 2o+1;
+    a conv k=3 p=1 then reads it as an ordinary axis of 4 positions: [2(o - 1), 2(o + 1) + 1]."""
+    x = _bhwc()
+    m = x.reshape((1, 4, 2, 4, 2, 2)).permute([0, 1, 3, 4, 2, 5]).reshape((1, 4, 4, 8)).reduce([3], keepdim=True)
+    assert _window(m, 0, 4) == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    read = m.permute([0, 3, 1, 2]).windows({2: (PAMap.affine(1, -1), PAMap.affine(1, 1), 4)}, "conv")
+    assert isinstance(read.tags[2], Axis)
+    f = read.tags[2].field
+    assert [(f.lo(u), f.hi(u)) for u in range(4)] == [(2 * (u - 1), 2 * (u + 1) + 1) for u in range(4)]
+    assert f.stride == 2
+
+
+def test_class_token_cat_and_slice_off():
+    """cat(cls, tokens) along the token dim keeps both segments; slicing [1:] restores the tokens exactly;
+    mixing the whole dim makes every position (the class token too) global."""
+    x = SymTensor.input((1, 2, 4, 4)).reshape((1, 2, 16)).permute([0, 2, 1])
+    cls = SymTensor((1, 1, 2))
+    out, _ = merge_tensors([cls, x], (1, 17, 2), "cat", concat_dim=1)
+    assert out.tags[1] == Cat(((1, None), (16, x.tags[1])))
+    start = PAMap.affine(1, 1)
+    sliced = out.windows({1: (start, start, 16)}, "slice")
+    assert sliced.tags[1] == x.tags[1]
+    mixed = out.mix([1])
+    segs = mixed.tags[1].segments
+    assert isinstance(segs[0][1], Mixed) and all(f.is_global for _, f in segs[0][1].pairs)
+    assert all(f.is_global for _, f in segs[1][1].items())
+    assert out.index(1, 0).pinned == {}  # the class token holds no spatial position
+
+
+def test_irregular_split_is_refused_by_mix():
+    """(6, 4) -> (4, 6) splits factors unevenly: irregular positions; mixing them is unknown."""
+    x = SymTensor.input((1, 1, 6, 4))
+    y = x.reshape((1, 1, 4, 6))
+    assert isinstance(y.tags[2], Mixed) and not y.tags[2].complete
+    assert y.mix([3]).unknown
+
+
+@pytest.mark.parametrize("ws,shift", [(2, 0), (2, 1), (4, 1), (4, 3)])
+def test_block_maps_against_brute_force(ws, shift):
+    """Every position's hull equals the extent of its rolled window, counted by brute force."""
+    n = 8
+    x = _bhwc(n).roll(1, -shift)
+    back = _reverse(_partition(x, ws).mix([1]), ws, n, n).roll(1, shift)
+    got = _window(back, 0, n)
+    for p in range(n):
+        q = (p - shift) % n  # rolled index holding p
+        members = [(q2 + shift) for q2 in range(ws * (q // ws), ws * (q // ws) + ws)]
+        # unwrap around p (periodic extension): members within one window of p
+        members = [m - n if m - p >= ws else (m + n if p - m >= ws else m) for m in members]
+        assert got[p] == (min(members), max(members))
