@@ -192,6 +192,17 @@ def _replace_fields(tag: Optional[Tag], fn: Callable[[Any], Any]) -> Optional[Ta
     return fn(tag)
 
 
+def _replace_sized(size: int, tag: Optional[Tag], fn: Callable[[int, Any], Any]) -> Optional[Tag]:
+    """``tag`` (of a dim of ``size`` positions) with every leaf replaced by ``fn(leaf_size, leaf)``."""
+    if tag is None:
+        return None
+    if isinstance(tag, Flat):
+        return Flat(tuple((s, _replace_sized(s, t, fn)) for s, t in tag.parts))
+    if isinstance(tag, Cat):
+        return Cat(tuple((s, _replace_sized(s, t, fn)) for s, t in tag.segments))
+    return fn(size, tag)
+
+
 def _leaves(tag: Optional[Tag]) -> list:
     if tag is None:
         return []
@@ -317,24 +328,23 @@ class SymTensor:
         positions, stride doubled).
         """
         out: dict[int, list[Field]] = {}
-        try:
-            layouts = _axis_layouts(self)
-        except _Incompatible:
-            layouts = {}
+        layouts = _axis_layouts(self)
+        first_sub: dict[int, tuple] = {}
         for tag in self.tags:
             if tag is not None:
                 for leaf in _leaves(tag):
-                    if isinstance(leaf, Sub) and leaf.axis in layouts:
-                        n, shift, held = layouts[leaf.axis]
-                        step = min((st for st, _ in held), default=1)
-                        out.setdefault(leaf.axis, []).append(_held_field(leaf.field, n, shift, step))
+                    if isinstance(leaf, Sub):
+                        key = (leaf.axis, leaf.n, leaf.shift)
+                        first_sub.setdefault(leaf.axis, key)
+                        step = min((st for st, _ in layouts.get(key, ())), default=1)
+                        out.setdefault(leaf.axis, []).append(_held_field(leaf.field, leaf.n, leaf.shift, step))
                     else:
                         for k, f in leaf.items():
                             out.setdefault(k, []).append(f)
         for k, f in self.pinned.items():
-            if k in layouts and any(isinstance(leaf, Sub) and leaf.axis == k for t in self.tags for leaf in _leaves(t)):
-                n, shift, held = layouts[k]
-                f = _held_field(f, n, shift, min((st for st, _ in held), default=1))
+            if k in first_sub:
+                _, n, shift = key = first_sub[k]
+                f = _held_field(f, n, shift, min((st for st, _ in layouts.get(key, ())), default=1))
             out.setdefault(k, []).append(f)
         return out
 
@@ -445,11 +455,8 @@ class SymTensor:
         dims = sorted({d for d in dims if self.tags[d] is not None})
         if not dims:
             return self
-        try:
-            layouts = _axis_layouts(self)
-        except _Incompatible as exc:
-            return self.as_unknown(f"{what or 'op'}: {exc}")
-        mixed: dict[int, set] = {}
+        layouts = _axis_layouts(self)
+        mixed: dict[tuple, set] = {}  # copy of an axis (axis, n, shift) -> its digits in `dims`
         complete_axes: set[int] = set()
         cat_dims = []
         for d in dims:
@@ -459,7 +466,7 @@ class SymTensor:
                 if dig is not None:
                     if isinstance(leaf, Axis) or (size > 1 and self.shape[d] > 1):
                         # (a size-1 dim left by a partial reduction holds no position of its digits)
-                        mixed.setdefault(leaf.axis, set()).add(dig[:2])
+                        mixed.setdefault((leaf.axis, dig[2], dig[3]), set()).add(dig[:2])
                 elif isinstance(leaf, Mixed):
                     if leaf.complete:
                         complete_axes.update(k for k, _ in leaf.pairs)
@@ -467,44 +474,43 @@ class SymTensor:
                         return self.as_unknown(_PARTIAL_MIX.format(what=what or "op"))
             if isinstance(tag, Cat):
                 cat_dims.append(d)
-        updates: dict[int, Optional[tuple]] = {}  # axis -> None (global) or (L, H, digits)
-        for k in set(mixed) | complete_axes:
-            if k in complete_axes or k not in layouts:
-                updates[k] = None
-                continue
-            n, shift, held = layouts[k]
+        # An axis can be held by several copies (queries x keys of sub-sampled attention: one of
+        # 16 positions, one of 8): mixing all of one copy makes the whole axis global for every
+        # position; mixing part of a copy changes only that copy's fields.
+        global_axes = set(complete_axes)
+        updates: dict[tuple, tuple] = {}  # copy -> (L, H, digits)
+        for key, digs in mixed.items():
+            k, n, shift = key
             try:
-                digits = mixed[k] | _missing_digits(held, n)
+                digits = digs | _missing_digits(layouts.get(key, set()), n)
             except _Incompatible as exc:
                 return self.as_unknown(f"{what or 'op'}: {exc}")
             if prod(m for _, m in digits) >= n:
-                updates[k] = None
+                global_axes.add(k)
             else:
-                updates[k] = (*_block_maps(digits, shift), digits)
+                updates[key] = (*_block_maps(digits, shift), digits)
+        touched = global_axes | {key[0] for key in updates}
         cache: dict = {}
 
-        def new_field(k: int, f: Field) -> Field:
-            u = updates[k]
-            if u is None or f.is_global:
-                return GLOBAL
-            key = (k, f)
-            if key not in cache:
-                cache[key] = _group_field(f, *u)
-            return cache[key]
-
-        def leaf_fn(leaf):
+        def leaf_fn(size: int, leaf):
             if isinstance(leaf, Mixed):
-                if not any(k in updates for k, _ in leaf.pairs):
+                if not any(k in touched for k, _ in leaf.pairs):
                     return leaf
-                if any(k in updates and updates[k] is not None and not f.is_global for k, f in leaf.pairs):
+                if any(k not in global_axes and k in touched and not f.is_global for k, f in leaf.pairs):
                     raise _Incompatible("irregular positions of a partly mixed axis")
-                return Mixed(tuple((k, GLOBAL if k in updates else f) for k, f in leaf.pairs), leaf.complete)
-            if leaf.axis not in updates:
+                return Mixed(tuple((k, GLOBAL if k in touched else f) for k, f in leaf.pairs), leaf.complete)
+            if leaf.axis in global_axes:
+                return replace(leaf, field=GLOBAL)
+            dig = _digit(leaf, size)
+            key = (leaf.axis, dig[2], dig[3])
+            if key not in updates or leaf.field.is_global:
                 return leaf
-            return replace(leaf, field=new_field(leaf.axis, leaf.field))
+            if (key, leaf.field) not in cache:
+                cache[key, leaf.field] = _group_field(leaf.field, *updates[key])
+            return replace(leaf, field=cache[key, leaf.field])
 
         try:
-            tags = [_replace_fields(tag, leaf_fn) for tag in self.tags]
+            tags = [_replace_sized(s, tag, leaf_fn) for s, tag in zip(self.shape, self.tags)]
         except _Incompatible:
             return self.as_unknown(_PARTIAL_MIX.format(what=what or "op"))
         for d in cat_dims:
@@ -587,10 +593,7 @@ class SymTensor:
         elif isinstance(tag, Sub) and tag.stride * tag.size == tag.n and tag.size == n:
             # the axis's highest digits; a roll of the dim is a roll of the axis if no other dim holds
             # any of its digits (the lower ones were reduced away: Swin after a patch merging)
-            try:
-                if _axis_layouts(self)[tag.axis][2] != {(tag.stride, tag.size)}:
-                    return None
-            except _Incompatible:
+            if _axis_layouts(self).get((tag.axis, tag.n, tag.shift)) != {(tag.stride, tag.size)}:
                 return None
             leaf = tag
         else:
@@ -685,26 +688,21 @@ def _reduced_shape(shape, dims, keepdim):
 # -- token layouts: digits of axes -------------------------------------------------
 
 
-def _axis_layouts(t: SymTensor) -> dict[int, tuple[int, int, set]]:
-    """Per axis held as digits: ``(n, shift, {(stride, size)} held by dims longer than 1)``."""
+def _axis_layouts(t: SymTensor) -> dict[tuple[int, int, int], set]:
+    """Per copy of an axis held as digits, keyed ``(axis, n, shift)``: the digits ``{(stride, size)}``
+    held by dims longer than 1."""
     return _axis_layouts_of(t.shape, t.tags)
 
 
-def _axis_layouts_of(shape: Sequence[int], tags: Sequence[Optional[Tag]]) -> dict[int, tuple[int, int, set]]:
-    out: dict[int, tuple[int, int, set]] = {}
+def _axis_layouts_of(shape: Sequence[int], tags: Sequence[Optional[Tag]]) -> dict[tuple[int, int, int], set]:
+    out: dict[tuple[int, int, int], set] = {}
     for s, tag in zip(shape, tags):
         for size, leaf in _sized_leaves(s, tag):
             dig = _digit(leaf, size)
             if dig is None:
                 continue
             stride, m, n, shift = dig
-            if leaf.axis in out:
-                n0, shift0, held = out[leaf.axis]
-                if (n0, shift0) != (n, shift):
-                    raise _Incompatible(f"axis {leaf.axis} is held with different lengths or rolls")
-            else:
-                held = set()
-                out[leaf.axis] = (n, shift, held)
+            held = out.setdefault((leaf.axis, n, shift), set())
             if m > 1 and s > 1:
                 held.add((stride, m))
     return out
@@ -743,13 +741,9 @@ def _sole_digits(t: SymTensor, d: int, tag: Sub) -> Optional[Field]:
     ``t``, from its stride up, without a roll; else ``None``."""
     if tag.shift or tag.stride * tag.size != tag.n:
         return None
-    try:
-        n, shift, held = _axis_layouts(t)[tag.axis]
-    except _Incompatible:
+    if _axis_layouts(t).get((tag.axis, tag.n, tag.shift)) != {(tag.stride, tag.size)}:
         return None
-    if held != {(tag.stride, tag.size)}:
-        return None
-    return _held_field(tag.field, n, 0, tag.stride)
+    return _held_field(tag.field, tag.n, 0, tag.stride)
 
 
 def _held_field(f: Field, n: int, shift: int, step: int) -> Field:
