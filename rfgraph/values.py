@@ -622,6 +622,10 @@ class SymTensor:
             return replace(leaf, field=GLOBAL) if leaf.axis in axes else leaf
 
         tags = [_replace_fields(tag, leaf_fn) for tag in self.tags]
+        # positions that held no spatial position (a class token) now depend on the whole axes too
+        summary = Mixed(tuple((k, GLOBAL) for k in sorted(axes)), True)
+        tags = [Cat(tuple((n, summary if t is None else t) for n, t in tag.segments)) if isinstance(tag, Cat) else tag
+                for tag in tags]
         pinned = dict(self.pinned)
         carried = {k for tag in tags if tag is not None for k, _ in tag.items()}
         for k in axes:

@@ -293,7 +293,8 @@ def test_export_path_rearrangements():
     by_export = rfgraph.analyze(m, shape, traced=export_trace(m, (torch.zeros(shape),)))
     crop = by_export["narrow"]
     assert crop.start == (1, 2) and crop.rf == (3, 3)
-    assert by_export["roll"].source == "unknown"
+    rolled = by_export["roll"]  # a relabelling: unit 0 holds column 13, which reads 13..15
+    assert rolled.source == "symbolic" and (rolled.lo[1](0), rolled.hi[1](0)) == (13, 15)
 
 
 # ---------------------------------------------------------------------------
