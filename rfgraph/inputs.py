@@ -17,14 +17,23 @@ milliseconds) and adds it to the message.
 from __future__ import annotations
 
 import inspect
+import math
+import operator
 from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .errors import InputShapeError, InputTooSmallError
 
 __all__ = ["example_input", "forward_parameters", "ordered_inputs", "explain_too_small", "check_input_shape"]
+
+#: Largest size of one dim accepted by `check_input_shape` (torch indexes with int64; 2**40 is far beyond
+#: any real input and keeps products of a few sizes exact in torch's shape arithmetic).
+MAX_SIZE = 1 << 40
+#: Largest number of elements of an input (torch's ``numel`` is an int64).
+MAX_ELEMENTS = (1 << 63) - 1
 
 #: Largest spatial size tried when searching for the smallest input that works.
 SEARCH_LIMIT = 1 << 14
@@ -35,11 +44,23 @@ def check_input_shape(input_shape: Any, dtype: torch.dtype = torch.float32, name
     try:
         if isinstance(input_shape, (str, bytes)):
             raise TypeError("a string")
-        shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
+        items = list(input_shape)
+    except TypeError:
         raise InputShapeError(
             f"{name} must be a sequence of ints like (1, 3, 224, 224), got {input_shape!r}"
         ) from None
+    shape_list = []
+    for d, s in enumerate(items):
+        try:
+            if isinstance(s, bool):
+                raise TypeError("a bool")
+            shape_list.append(operator.index(s))  # ints, numpy and torch integers; never truncates a float
+        except TypeError:
+            raise InputShapeError(
+                f"{name} {tuple(items)!r} has the size {s!r} ({type(s).__name__}) at dim {d}: "
+                "sizes must be ints like (1, 3, 224, 224)"
+            ) from None
+    shape = tuple(shape_list)
     integer = not (dtype.is_floating_point or dtype.is_complex)
     low = 2 if integer else 3
     if not low <= len(shape) <= 5:
@@ -56,15 +77,31 @@ def check_input_shape(input_shape: Any, dtype: torch.dtype = torch.float32, name
             f"{name} {shape} has size {shape[bad[0]]} at dim {bad[0]}: every size must be at least 1 "
             "(a zero-size tensor has no receptive field)"
         )
+    huge = [d for d, s in enumerate(shape) if s > MAX_SIZE]
+    if huge or math.prod(shape) > MAX_ELEMENTS:
+        where = f"size {shape[huge[0]]} at dim {huge[0]}" if huge else f"{math.prod(shape)} elements"
+        raise InputShapeError(
+            f"{name} {shape} is too large ({where}): torch tensors hold at most {MAX_ELEMENTS} elements "
+            f"and rfgraph accepts sizes up to {MAX_SIZE}"
+        )
     return shape
 
 
 def example_input(model: nn.Module, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
-    """A tensor of ``shape`` on the model's device (meta models get meta tensors), for ``torch.export``."""
+    """A data-free tensor of ``shape`` on the model's device, for ``torch.export``.
+
+    Meta models get a meta tensor; other models a fake tensor (``FakeTensorMode``):
+    it has the device, shape and dtype of a real input but no storage, so the
+    export of a 20000x20000 input allocates nothing (a real ``torch.zeros`` took
+    4.8 GB there).  ``torch.export`` adopts the fake mode of its inputs.
+    """
     device = next((p.device for p in model.parameters()), None)
     if device is None:
         device = next((b.device for b in model.buffers()), torch.device("cpu"))
-    return torch.zeros(shape, dtype=dtype, device=device)
+    if device.type == "meta":
+        return torch.empty(shape, dtype=dtype, device=device)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        return torch.empty(shape, dtype=dtype, device=device)
 
 
 def forward_parameters(model: nn.Module) -> list[inspect.Parameter]:

@@ -14,6 +14,8 @@ on it are marked ``unknown``, with the op named.
 
 from __future__ import annotations
 
+import copy
+import operator
 import os
 import types
 from typing import Any, Callable, Optional, Union
@@ -26,8 +28,10 @@ from .algebra import GLOBAL, Field, SlopeMismatch
 from .errors import InputShapeError, InputTooSmallError, NotAModuleError, RFGraphError, RuleError
 from .fallback import fallback as probe_fallback
 from .inputs import check_input_shape, example_input, explain_too_small, ordered_inputs
+from .locking import serialized
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target
+from .rules.channels import check_channels
 from .tracing import Traced, trace
 from .values import MergeInfo, SymTensor, collect, shape_by_execution
 
@@ -61,6 +65,32 @@ def _mutable(value: Any) -> Any:
     return value
 
 
+#: Functions of ``operator`` that change their first argument in place.
+_INPLACE_OPERATORS = frozenset({
+    operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv, operator.imod,
+    operator.ipow, operator.imatmul, operator.iand, operator.ior, operator.ixor, operator.ilshift,
+    operator.irshift, operator.setitem, operator.delitem,
+})
+
+
+def _mutates(target: Any, kwargs: dict) -> bool:
+    """Whether a call changes one of its tensor arguments: ``Tensor.add_``, ``torch.relu_``, ``x[i] = v``,
+    ``x += 1``, ``out=``, aten ops whose schema writes to an argument."""
+    if "out" in kwargs:
+        return True
+    if target in _INPLACE_OPERATORS:
+        return True
+    schema = getattr(target, "_schema", None)
+    if schema is not None and getattr(schema, "is_mutable", False):
+        return True
+    name = target if isinstance(target, str) else getattr(target, "__name__", "")
+    if not isinstance(name, str):
+        return False
+    if name in ("__setitem__", "__delitem__") or (name.startswith("__i") and name.endswith("__")):
+        return True
+    return name.endswith("_") and not name.startswith("__") and not name.endswith("__")
+
+
 def _to_unknown(value: Any, reason: str) -> Any:
     if isinstance(value, torch.Tensor):
         out = SymTensor(tuple(value.shape), value.dtype)
@@ -86,6 +116,7 @@ class SymbolicPass(fx.Interpreter):
         check_shapes: bool = False,
     ):
         super().__init__(traced.graph_module, garbage_collect_values=True)
+        self.extra_traceback = False  # our errors name the node already; fx would append the graph's code
         self.traced = traced
         self.rules = rules
         self.check_shapes = check_shapes
@@ -95,6 +126,9 @@ class SymbolicPass(fx.Interpreter):
         self._merge_info: dict[fx.Node, MergeInfo] = {}
         self._ndim = 0
         self.unknown_ops: dict[str, int] = {}
+        self._copies: dict[str, torch.Tensor] = {}
+        self._module_copies: dict[str, nn.Module] = {}
+        self._storages: Optional[dict[int, str]] = None
 
     # -- entry point -------------------------------------------------------------
 
@@ -132,11 +166,16 @@ class SymbolicPass(fx.Interpreter):
         if not contains_sym(args) and not contains_sym(kwargs):
             # fx hands list constants over as immutable lists; the eager code may mutate them
             # (torchvision's video Swin adapts its window list in place).
-            return target(*map(_mutable, args), **{k: _mutable(v) for k, v in kwargs.items()})
+            args, kwargs = tuple(map(_mutable, args)), {k: _mutable(v) for k, v in kwargs.items()}
+            if _mutates(target, kwargs):
+                args = self._private_copy(args)
+            return target(*args, **kwargs)
         return self._apply(target, None, args, kwargs)
 
     def call_method(self, target: str, args, kwargs):
         if not contains_sym(args) and not contains_sym(kwargs):
+            if _mutates(target, kwargs):
+                args = self._private_copy(args)
             self_obj, *rest = args
             return getattr(self_obj, target)(*rest, **kwargs)
         return self._apply(target, None, args, kwargs)
@@ -144,14 +183,67 @@ class SymbolicPass(fx.Interpreter):
     def call_module(self, target: str, args, kwargs):
         module = self.fetch_attr(target)
         if not contains_sym(args) and not contains_sym(kwargs):
-            return module(*args, **kwargs)
+            return self._private_module(target, module)(*args, **kwargs)
         return self._apply(target, module, args, kwargs)
+
+    def get_attr(self, target, args, kwargs):
+        if target in self._copies:
+            return self._copies[target]
+        return super().get_attr(target, args, kwargs)
+
+    # -- the model is never changed --------------------------------------------------
+    #
+    # Calls on constants run for real (shape arithmetic, position tables).  An in-place op on a
+    # tensor the model owns (``self.step.add_(1)`` in forward) runs on a private copy instead, and
+    # later reads of that attribute in this pass see the copy; a submodule called on constants
+    # runs as a copy when it owns buffers (a batchnorm in training mode would update its statistics).
+
+    def _state_storages(self) -> dict[int, str]:
+        if self._storages is None:
+            gm = self.traced.graph_module
+            self._storages = {}
+            for name, t in list(gm.named_parameters()) + list(gm.named_buffers()):
+                if not t.is_meta:
+                    self._storages.setdefault(t.untyped_storage().data_ptr(), name)
+            for name, t in vars(gm).items():  # plain tensor attributes of the traced module (export consts)
+                if isinstance(t, torch.Tensor) and not t.is_meta:
+                    self._storages.setdefault(t.untyped_storage().data_ptr(), name)
+        return self._storages
+
+    def _owned(self, t: Any) -> Optional[str]:
+        if not isinstance(t, torch.Tensor) or t.is_meta:
+            return None
+        return self._state_storages().get(t.untyped_storage().data_ptr())
+
+    def _private_copy(self, args: tuple) -> tuple:
+        """``args`` with the model's tensors among them replaced by private copies (kept for later reads)."""
+        out = list(args)
+        for i, a in enumerate(out):
+            owner = self._owned(a)
+            if owner is None:
+                continue
+            copy_ = a.detach().clone()
+            out[i] = copy_
+            n = self._current.args[i] if i < len(self._current.args) else None
+            if isinstance(n, fx.Node) and n.op == "get_attr":
+                self._copies[n.target] = copy_
+                if n in self.env:
+                    self.env[n] = copy_
+        return tuple(out)
+
+    def _private_module(self, target: str, module: nn.Module) -> nn.Module:
+        if not any(True for _ in module.buffers()):
+            return module
+        if target not in self._module_copies:
+            self._module_copies[target] = copy.deepcopy(module)
+        return self._module_copies[target]
 
     def output(self, target, args, kwargs):
         return args[0]
 
     def _apply(self, target, module, args, kwargs):
         call = OpCall(self._current, target, module, tuple(args), dict(kwargs), self)
+        check_channels(call)  # a channels-last input would otherwise flow through the rules unnoticed
         rule = self.rules.lookup(call)
         if rule is None:
             return self.fallback(call)
@@ -316,6 +408,7 @@ def _check_shapes_default() -> bool:
     return os.environ.get("RFGRAPH_CHECK_SHAPES", "").strip().lower() not in ("", "0", "false", "no")
 
 
+@serialized
 def analyze(
     model: nn.Module,
     input_shape: Any,

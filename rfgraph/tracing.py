@@ -19,6 +19,7 @@ of names from their ``nn_module_stack`` metadata.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import math
@@ -31,6 +32,7 @@ import torch.fx as fx
 from torch import nn
 
 from .errors import TraceError
+from .locking import serialized
 
 __all__ = [
     "cut","ancestors", "RFTracer", "Traced", "trace", "export_trace", "OPAQUE_TORCHVISION_MODULES"]
@@ -121,6 +123,7 @@ class Traced:
         return self.names.get(node, node.name)
 
 
+@serialized
 def trace(
     model: nn.Module,
     leaf_modules: Iterable[type] = (),
@@ -140,6 +143,52 @@ def trace(
     """
     if not isinstance(model, nn.Module):
         raise TraceError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    model, restore = _tracing_copy(model)
+    try:
+        return _trace(model, leaf_modules, autowrap_functions, concrete_args, example_inputs)
+    finally:
+        restore()
+
+
+def _tracing_copy(model: nn.Module) -> tuple[nn.Module, Callable[[], None]]:
+    """What the tracers run: a copy of the module tree sharing the parameters, with its own buffers.
+
+    ``torch.fx`` runs ``forward`` with proxies, but a buffer is a plain tensor
+    there, so ``self.step.add_(1)`` would run on the user's buffer (and a
+    failed fx trace may have run part of ``forward`` before ``torch.export``
+    takes over); training flags are switched to eval while tracing.  All of
+    that happens on the copy (meta models, whose buffers hold no data, are traced
+as they are, their flags put back).  Parameters are shared, not copied (fx records
+    their use as graph nodes and never runs ops on them), so the copy costs
+    the buffers only.  A model that cannot be deep-copied is traced as it is,
+    and its buffers and training flags are put back afterwards.
+    """
+    training = {m: m.training for m in model.modules()}
+    if all(b.is_meta for b in model.buffers()):  # no data to change (meta models): flags restored by _trace
+
+        def restore_flags() -> None:
+            for m, flag in training.items():
+                m.training = flag
+
+        return model, restore_flags
+    memo: dict[int, Any] = {id(p): p for p in model.parameters()}
+    try:
+        return copy.deepcopy(model, memo), lambda: None
+    except Exception:
+        saved = {name: b.detach().clone() for name, b in model.named_buffers() if not b.is_meta}
+
+        def restore() -> None:
+            with torch.no_grad():
+                for name, b in model.named_buffers():
+                    if name in saved:
+                        b.copy_(saved[name])
+            for m, flag in training.items():
+                m.training = flag
+
+        return model, restore
+
+
+def _trace(model, leaf_modules, autowrap_functions, concrete_args, example_inputs) -> Traced:
     training = {m: m.training for m in model.modules()}
     tracer = RFTracer(leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
     try:
@@ -195,6 +244,7 @@ def _op_name(target: Any) -> str:
     return name.split(".")[0].strip("_") or name  # in-place relu_ is named like relu
 
 
+@serialized
 def export_trace(model: nn.Module, example_inputs: tuple, leaf_modules: Iterable[type] = ()) -> Traced:
     """Trace ``model`` with ``torch.export`` (non-strict) for ``example_inputs``.
 

@@ -21,6 +21,7 @@ upstream had no rule: such a tensor's numbers are never reported.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import lcm, prod
@@ -30,6 +31,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .algebra import GLOBAL, Field, PAMap, SlopeMismatch
+from .errors import RuleError
+from .locking import serialized
 
 __all__ = ["collect", "shape_by_execution", "Axis", "Sub", "Flat", "Cat", "Mixed", "Tag", "is_complete", "is_mixable", "SymTensor", "MergeInfo", "merge_tensors"]
 
@@ -45,32 +48,82 @@ def collect(value: Any, kind: type) -> list:
     return []
 
 
+@serialized
 def shape_by_execution(fn: Callable, args: tuple, kwargs: dict, device: torch.device) -> Any:
     """Run ``fn`` on data-free stand-ins of the `SymTensor` arguments; return the results' stand-ins.
 
     Meta tensors when the model lives on the meta device; otherwise fake CPU
-    tensors, so that no activation memory is used in either case.
+    tensors, so that no activation memory is used in either case.  Nothing the
+    model owns is touched: a module ``fn`` runs as a copy whose parameters and
+    buffers are data-free stand-ins too, and constant tensor arguments are
+    replaced by stand-ins (an in-place op in ``forward``, ``self.step.add_(1)``,
+    would otherwise change the model: ``FakeTensorMode`` runs in-place ops on
+    real tensors for real).
     """
 
-    def to_tensor(v):
+    def to_tensor(v, mode=None):
         if isinstance(v, SymTensor):
             return torch.empty(v.shape, dtype=v.dtype, device=device if device.type == "meta" else "cpu")
+        if isinstance(v, torch.Tensor):
+            return v.to("meta") if mode is None else mode.from_tensor(v)
         if isinstance(v, (list, tuple)):
-            return type(v)(to_tensor(x) for x in v) if not hasattr(v, "_fields") else type(v)(*map(to_tensor, v))
+            items = [to_tensor(x, mode) for x in v]
+            return type(v)(*items) if hasattr(v, "_fields") else type(v)(items)
         if isinstance(v, dict):
-            return {k: to_tensor(x) for k, x in v.items()}
+            return {k: to_tensor(x, mode) for k, x in v.items()}
         return v
 
     if device.type == "meta":
-        return fn(*to_tensor(args), **to_tensor(kwargs))
+        return _stand_in_module(fn, None)(*to_tensor(args), **to_tensor(kwargs))
     try:
-        with FakeTensorMode(allow_non_fake_inputs=True):
-            return fn(*to_tensor(args), **to_tensor(kwargs))
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        with mode:
+            return _stand_in_module(fn, mode)(*to_tensor(args, mode), **to_tensor(kwargs, mode))
     except Exception:
-        # Data-dependent code (``if x.sum() > 0``) cannot run on fake tensors: run it on zeros.
+        # Data-dependent code (``if x.sum() > 0``) cannot run on fake tensors: run it on zeros, with copies.
+        sizes = [prod(v.shape) for v in _sym_leaves((args, kwargs))]
+        if sum(sizes) > REAL_RUN_LIMIT:
+            raise RuleError(
+                f"learning the output shape needs a real run on {sum(sizes)} input elements "
+                f"(more than {REAL_RUN_LIMIT}); use a smaller input or give the op a rule"
+            ) from None
         with torch.no_grad():
             real_args = _map_sym(args, lambda v: torch.zeros(v.shape, dtype=v.dtype))
-            return fn(*real_args, **_map_sym(kwargs, lambda v: torch.zeros(v.shape, dtype=v.dtype)))
+            real_kwargs = _map_sym(kwargs, lambda v: torch.zeros(v.shape, dtype=v.dtype))
+            real_fn = copy.deepcopy(fn) if isinstance(fn, torch.nn.Module) else fn
+            return real_fn(*_clone_tensors(real_args), **_clone_tensors(real_kwargs))
+
+
+#: Largest number of input elements `shape_by_execution` runs for real (data-dependent ops).
+REAL_RUN_LIMIT = 1 << 26
+
+
+def _stand_in_module(fn: Callable, mode: Any) -> Callable:
+    """``fn`` itself, or for a module with state a copy holding meta (``mode is None``) or fake stand-ins."""
+    if not isinstance(fn, torch.nn.Module):
+        return fn
+    memo: dict[int, Any] = {}
+    for p in fn.parameters():
+        stand = p.detach().to("meta") if mode is None else mode.from_tensor(p.detach())
+        memo[id(p)] = torch.nn.Parameter(stand, requires_grad=p.requires_grad)
+    for b in fn.buffers():
+        memo[id(b)] = b.to("meta") if mode is None else mode.from_tensor(b)
+    return copy.deepcopy(fn, memo)
+
+
+def _sym_leaves(value: Any) -> list:
+    return collect(value, SymTensor)
+
+
+def _clone_tensors(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, (list, tuple)):
+        items = [_clone_tensors(v) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        return {k: _clone_tensors(v) for k, v in value.items()}
+    return value
 
 
 def _map_sym(value: Any, fn: Callable) -> Any:
