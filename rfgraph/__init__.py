@@ -38,6 +38,7 @@ _LAZY = {
     "InputShapeError": ".errors",
     "InputTooSmallError": ".errors",
     "NodeNotFoundError": ".errors",
+    "NodeNameError": ".errors",
     "NotAModuleError": ".errors",
     "RuleError": ".errors",
     "ProbeError": ".errors",
@@ -66,6 +67,7 @@ __all__ = [
     "InputShapeError",
     "InputTooSmallError",
     "NodeNotFoundError",
+    "NodeNameError",
     "NotAModuleError",
     "RuleError",
     "ProbeError",
@@ -79,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .errors import (
         InputShapeError,
         InputTooSmallError,
+        NodeNameError,
         NodeNotFoundError,
         NotAModuleError,
         ProbeError,

@@ -12,6 +12,7 @@ __all__ = [
     "InputShapeError",
     "InputTooSmallError",
     "NodeNotFoundError",
+    "NodeNameError",
     "RuleError",
     "ProbeError",
 ]
@@ -56,6 +57,10 @@ class NodeNotFoundError(RFGraphError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
+
+
+class NodeNameError(RFGraphError, TypeError):
+    """A node was named by something that is not a string (``analysis[None]``, ``analysis[0]``)."""
 
 
 class RuleError(RFGraphError):

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, U
 
 from ._version import __version__
 from .algebra import PAMap
-from .errors import NodeNotFoundError, RFGraphError
+from .errors import NodeNameError, NodeNotFoundError, RFGraphError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx
@@ -201,7 +201,7 @@ class Analysis:
     def __contains__(self, name: object) -> bool:
         try:
             self.resolve(name)  # type: ignore[arg-type]
-        except NodeNotFoundError:
+        except (NodeNotFoundError, NodeNameError):
             return False
         return True
 
@@ -210,6 +210,14 @@ class Analysis:
 
     def resolve(self, name: str) -> str:
         """The node name that ``name`` (node, fx node or module name) refers to."""
+        if isinstance(name, NodeRF):
+            name = name.name
+        if not isinstance(name, str):
+            hint = f"; analysis.records[{name}] is the node at that position" if isinstance(name, int) else ""
+            raise NodeNameError(
+                f"nodes are named by strings (node, fx node or module names), got {name!r} "
+                f"({type(name).__name__}){hint}. Hint: `analysis.nodes` lists every node name."
+            )
         if name in self._records:
             return name
         if name in self._fx_alias:
@@ -446,21 +454,141 @@ def to_dict(analysis: Analysis, nodes: NodeSelection = None) -> dict[str, Any]:
     }
 
 
-def from_dict(data: Any) -> Analysis:
-    """Rebuild an `Analysis` from `to_dict` output (no graph module, no model)."""
+_INT = {"type": "integer"}
+_INT_OR_NULL = {"type": ["integer", "null"]}
+_STR_OR_NULL = {"type": ["string", "null"]}
+#: An exact fraction: ``"-213"``, ``"1/2"`` (a non-zero denominator), or an integer.
+_FRACTION = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^-?[0-9]{1,400}(/0*[1-9][0-9]{0,400})?$"},
+        {"type": "integer"},
+        {"type": "null"},
+    ]
+}
+_PAMAP = {
+    "anyOf": [
+        {"type": "null"},
+        {
+            "type": "object",
+            "required": ["period", "advance", "table"],
+            "properties": {
+                "period": {"type": "integer", "minimum": 1},
+                "advance": _INT,
+                "table": {"type": "array", "items": _INT, "minItems": 1},
+            },
+        },
+    ]
+}
+_AXIS = {
+    "type": "object",
+    "required": ["axis"],
+    "properties": {
+        "axis": {"type": "integer", "minimum": 0},
+        "dim": {"type": ["integer", "null"], "minimum": 0},
+        "rf": _INT_OR_NULL, "rf_min": _INT_OR_NULL, "rf_path_min": _INT_OR_NULL,
+        "stride": _FRACTION, "start": _FRACTION, "padding": _FRACTION, "center": _FRACTION,
+        "global": {"type": "boolean"},
+        "lo": _PAMAP, "hi": _PAMAP,
+    },
+}
+_NODE = {
+    "type": "object",
+    "required": ["name", "op"],
+    "properties": {
+        "name": {"type": "string"},
+        "fx_name": _STR_OR_NULL,
+        "op": {"type": "string"},
+        "module": _STR_OR_NULL,
+        "shape": {"anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "integer", "minimum": 0}}]},
+        "source": {"enum": list(SOURCES)},
+        "reason": _STR_OR_NULL,
+        "inputs": {"type": "array", "items": {"type": "string"}},
+        "aligned": {"type": "boolean"},
+        "max_center_shift": _FRACTION,
+        "global_context": {"type": "boolean"},
+        "axes": {"type": ["array", "null"], "items": _AXIS},
+    },
+}
+#: JSON Schema of a report (``schema_version`` 1), checked by `from_dict` with the ``jsonschema`` package.
+REPORT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "rfgraph report",
+    "type": "object",
+    "required": ["schema_version", "input_shape"],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "generator": {"type": "string"},
+        "model": _STR_OR_NULL,
+        "input_shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2},
+        "axes": {"type": "array", "items": {"type": "string"}},
+        "counts": {"type": "object"},
+        "meta": {"type": ["object", "null"]},
+        "nodes": {"type": ["array", "null"], "items": _NODE},
+    },
+}
+
+#: Deepest nesting of lists and dicts a report may have (real reports: 6).
+MAX_DEPTH = 32
+
+
+def _too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``data`` nests lists / dicts deeper than ``limit`` (iterative: no recursion to overflow)."""
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            if depth >= limit:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+    return False
+
+
+def validate_report(data: Any) -> None:
+    """Raise `RFGraphError` unless ``data`` is a report of this schema version (see `REPORT_SCHEMA`)."""
+    import jsonschema  # deferred: only reading reports needs it
+
     if not isinstance(data, dict) or "schema_version" not in data:
         raise RFGraphError("not an rfgraph report: the top level has no 'schema_version' field")
     version = data["schema_version"]
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or isinstance(version, bool):
         raise RFGraphError(
             f"unsupported rfgraph report schema_version {version!r}; this rfgraph reads version {SCHEMA_VERSION}"
         )
+    if _too_deep(data):
+        raise RFGraphError(f"malformed rfgraph report: nested deeper than {MAX_DEPTH} levels")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(REPORT_SCHEMA).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "top level"
+        message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+        raise RFGraphError(f"malformed rfgraph report at {where}: {message}")
+
+
+def from_dict(data: Any) -> Analysis:
+    """Rebuild an `Analysis` from `to_dict` output (no graph module, no model).
+
+    ``data`` is first checked against `REPORT_SCHEMA`; anything wrong in it
+    raises `RFGraphError` naming the place, never another exception.
+    """
+    validate_report(data)
     try:
         records = [_node_from(d) for d in data.get("nodes") or []]
         shape = tuple(int(s) for s in data["input_shape"])
-    except (KeyError, TypeError, ValueError) as exc:
+        ndim = len(shape) - 2
+        for d in data.get("nodes") or []:
+            axes = sorted(a["axis"] for a in d.get("axes") or [])
+            if axes and axes != list(range(ndim)):
+                raise ValueError(f"node {d['name']!r} has axes {axes}; the input has {ndim} spatial axes")
+        for r in records:
+            for m in (*r.lo, *r.hi):
+                if m is not None and len(m.table) != m.period:
+                    raise ValueError(f"node {r.name!r}: a window map has period {m.period} but a table of "
+                                     f"{len(m.table)} values")
+        return Analysis(records, shape, model_name=data.get("model") or "", meta=data.get("meta") or {})
+    except RFGraphError:
+        raise
+    except Exception as exc:  # the schema passed but the values do not fit together
         raise RFGraphError(f"malformed rfgraph report: {type(exc).__name__}: {exc}") from exc
-    return Analysis(records, shape, model_name=data.get("model") or "", meta=data.get("meta") or {})
 
 
 _SCALAR_ARRAY = re.compile(r"\[[^\[\]{}]*\]")
@@ -488,8 +616,8 @@ def from_json(text: str) -> Analysis:
     """Parse `to_json` output back into an `Analysis`."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RFGraphError(f"not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too many digits, too deep
+        raise RFGraphError(f"not valid JSON: {type(exc).__name__}: {str(exc)[:300]}") from exc
     return from_dict(data)
 
 
@@ -507,8 +635,8 @@ def from_yaml(text: str) -> Analysis:
 
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RFGraphError(f"not valid YAML: {exc}") from exc
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # python tags are refused: a YAMLError
+        raise RFGraphError(f"not valid YAML: {type(exc).__name__}: {str(exc)[:300]}") from exc
     return from_dict(data)
 
 

@@ -252,10 +252,12 @@ def rich_table(analysis: Analysis, nodes: NodeSelection = None, model_label: Opt
     """A `rich` table of the selected nodes, with a title and a summary caption."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
+    # Names come from the model (or a report file): Text, never markup, so "[red]x[/red]" prints as is.
     table = Table(
-        title=_title(analysis, model_label),
-        caption=_summary(analysis) + "\nstart: first input pixel seen by unit 0 (padding = -start)",
+        title=Text(_title(analysis, model_label), style="table.title"),
+        caption=Text(_summary(analysis) + "\nstart: first input pixel seen by unit 0 (padding = -start)", style="table.caption"),
         box=box.SIMPLE_HEAD,
         title_justify="left",
         caption_justify="left",
@@ -276,7 +278,7 @@ def rich_table(analysis: Analysis, nodes: NodeSelection = None, model_label: Opt
             style = "yellow"
         elif r.rf and all(r.is_global):
             style = "dim"
-        table.add_row(*_row(r), style=style)
+        table.add_row(*(Text(str(cell)) for cell in _row(r)), style=style)
     return table
 
 
