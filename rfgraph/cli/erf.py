@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..effective import ERFWarning, default_nodes, erf, plot_erf
-    from ..tracing import trace
+    from ..effective import ERFWarning, default_nodes, erf, fx_trace_or_none, plot_erf
 
     stages = bool(args.nodes) and args.nodes.strip() == "stages"
     named = [] if stages else split_names(args.nodes)
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--input-shape needs N,C and 1 to 3 spatial sizes, got {','.join(map(str, template))}",
                        EXIT_USAGE)
     ndim = len(template) - 2
-    traced = trace(model)
+    traced = fx_trace_or_none(model)  # None: traced per size with torch.export, as analyze does
     nodes = default_nodes(model, template, "stages", traced=traced) if stages else named
     if args.node:
         nodes = [args.node] + [n for n in nodes if n != args.node]
@@ -92,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", ERFWarning)
         results = erf(
             model, nodes, inputs, size=size, input_shape=template, channel=args.channel,
-            dtype=torch.float64 if args.float64 else torch.float32, batch_size=args.batch_size,
+            dtype=torch.float64 if args.float64 else None, batch_size=args.batch_size,
             mean=args.mean, std=args.std, seed=args.seed, progress=not args.no_progress, traced=traced,
         )
     for w in caught:

@@ -5,7 +5,7 @@
 re-exports `erf` as ``rfgraph.erf`` (a function); this package is ``rfgraph.effective``.
 """
 
-from .measure import default_nodes, erf, fitting_input_size
+from .measure import default_nodes, erf, fitting_input_size, fx_trace_or_none
 from .result import (
     DEFAULT_SHARES,
     IMAGENET_MEAN,
@@ -27,6 +27,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "fitting_input_size",
+    "fx_trace_or_none",
     "plot_erf",
     "default_nodes",
 ]

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from ..errors import InputTooSmallError, RFGraphError, TraceError
+from ..locking import serialized
 from ..passes import analyze
 from ..results import Analysis, NodeRF
 from ..rules import RuleSet
@@ -60,7 +61,7 @@ from ..tracing import Traced, cut, trace
 from .result import ERFError, ERFResult, ERFSupportError, ERFWarning
 from .sources import Source, infer_input_template
 
-__all__ = ["erf", "fitting_input_size", "default_nodes"]
+__all__ = ["erf", "fitting_input_size", "fx_trace_or_none", "default_nodes"]
 
 # -- size selection ----------------------------------------------------------------------------------
 
@@ -116,7 +117,7 @@ def fitting_input_size(
     its analysis.
     """
     names = [nodes] if isinstance(nodes, str) else list(nodes)
-    traced = traced or trace(model)
+    traced = traced if traced is not None else fx_trace_or_none(model)
     # Read the RFs at any size the model accepts, then grow from the largest RF.
     first = _analyze_growing(model, traced, rules, channels, list(probe) if probe is not None else [32] * ndim)
     names = [first.resolve(n) for n in names]
@@ -139,6 +140,20 @@ def fitting_input_size(
     )
 
 
+def fx_trace_or_none(model: nn.Module, leaf_modules: Iterable[type] = (),
+                     autowrap_functions: Sequence[Callable] = ()) -> Optional[Traced]:
+    """The model's ``torch.fx`` trace, reusable at every input size; ``None`` when fx cannot trace it.
+
+    ``None`` tells the functions here to let `analyze` trace at each size, which
+    falls back to ``torch.export`` exactly as a plain ``analyze`` call does (an
+    exported graph holds the sizes of its input, so it is traced per size).
+    """
+    try:
+        return trace(model, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
+    except TraceError:
+        return None
+
+
 def _analyze_growing(model, traced, rules, channels, spatial) -> Analysis:
     """`analyze` at ``spatial``, doubling the size while a layer's output comes out empty."""
     spatial = list(spatial)
@@ -154,6 +169,7 @@ def _analyze_growing(model, traced, rules, channels, spatial) -> Analysis:
 # -- the measurement -------------------------------------------------------------------------------------
 
 
+@serialized
 def erf(
     model: nn.Module,
     node: Union[str, Sequence[str]],
@@ -162,7 +178,7 @@ def erf(
     size: Union[int, Sequence[int], None] = None,
     input_shape: Optional[Sequence[int]] = None,
     channel: Optional[int] = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: Optional[torch.dtype] = None,
     batch_size: int = 8,
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
@@ -185,8 +201,12 @@ def erf(
     unit of every requested node lies inside the input.  A size
     that is too small, imposed by ``size`` or by the data, gives an
     `ERFWarning`.  ``channel``: seed one output channel instead of their sum.
-    ``dtype=torch.float64`` runs a float64 copy of the model (the caller's
-    model is never modified; it is only put in eval mode for the run).
+    ``dtype``: by default the model's own (a ``model.double()`` runs in
+    float64, its inputs converted to float64); another dtype runs a copy of
+    the model in that dtype.  The caller's model is never modified (the run
+    uses a traced copy in eval mode).  Models that ``torch.fx`` cannot trace
+    are traced with ``torch.export`` at the measured size, as `rfgraph.analyze`
+    does, and measured one sample per batch.
 
     ``node`` a string: returns an `ERFResult`; a list of names: a dict
     ``{name: ERFResult}`` from one forward pass per batch.
@@ -207,9 +227,12 @@ def erf(
         raise ERFError("no node to measure: pass a node name or a list of names")
     if batch_size < 1:
         raise ERFError(f"batch_size must be >= 1, got {batch_size}")
+    params = list(itertools.chain(model.parameters(), model.buffers()))
+    model_dtype = next((p.dtype for p in params if p.is_floating_point()), torch.float32)
+    if dtype is None:  # follow the model: model.double() with float64 data measures in float64
+        dtype = model_dtype
     if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise ERFError(f"dtype must be a floating dtype, got {dtype}")
-    params = list(itertools.chain(model.parameters(), model.buffers()))
     if any(p.is_meta for p in params):
         raise ERFError(
             f"{type(model).__name__} has weights on the meta device; the ERF needs real weights "
@@ -233,17 +256,22 @@ def erf(
     source = Source(inputs, channels, ndim, fixed, mean=mean, std=std, seed=seed)
     channels, ndim = source.channels, source.ndim
 
-    if traced is None:
-        traced = trace(model, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
+    if traced is None:  # fx, or None: analyze traces at each size (torch.export), as a plain analyze does
+        traced = fx_trace_or_none(model, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
     if source.fixed is not None:
         spatial = tuple(source.fixed)
-        analysis = analyze(model, (1, channels, *spatial), traced=traced, rules=rules)
+        analysis = analyze(model, (1, channels, *spatial), traced=traced, rules=rules,
+                           leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
     else:
         first = list(input_shape[2:]) if input_shape is not None else [32] * ndim
         spatial, analysis = fitting_input_size(model, requested, channels, ndim, probe=first,
                                                minimum=None if input_shape is None else first,
                                                traced=traced, rules=rules)
 
+    if traced is None or traced.method != "fx":
+        # The graph exported for (1, C, *spatial): measure with that very graph, one sample per batch.
+        traced = Traced(analysis.graph_module, {}, method=analysis.meta.get("trace", "export"))
+        batch_size = 1
     names = [_resolve(analysis, n) for n in requested]
     records = [analysis[n] for n in names]
     for req, rec in zip(requested, records):
@@ -266,7 +294,8 @@ def erf(
                 stacklevel=2,
             )
 
-    maps, stats = _measure(traced, records, units, source, spatial, batch_size, dtype, device, channel, progress)
+    maps, stats = _measure(traced, records, units, source, spatial, batch_size, dtype, model_dtype, device,
+                           channel, progress)
 
     results: dict[str, ERFResult] = {}
     for req, rec, unit, box, m, st in zip(requested, records, units, boxes, maps, stats):
@@ -313,14 +342,14 @@ def _check_node(rec: NodeRF, requested: str) -> None:
         )
 
 
-def _measure(traced, records, units, source, spatial, batch_size, dtype, device, channel, progress):
+def _measure(traced, records, units, source, spatial, batch_size, dtype, model_dtype, device, channel, progress):
     try:
         gm = cut(traced.graph_module, [r.fx_name or r.name for r in records])
     except TraceError as exc:
         raise ERFError(str(exc)) from exc
     model_modules = list(traced.graph_module.modules())
     training = {m: m.training for m in model_modules}
-    if dtype != torch.float32:
+    if dtype != model_dtype:
         gm = copy.deepcopy(gm).to(dtype)
     gm.eval()
     indices = []
@@ -416,7 +445,7 @@ def default_nodes(
     shape = tuple(input_shape)
     if len(shape) < 3:
         raise ERFError(f"input_shape needs (N, C, *spatial), got {shape}")
-    traced = trace(model) if traced is None else traced
+    traced = fx_trace_or_none(model) if traced is None else traced
     a = _analyze_growing(model, traced, rules, shape[1], list(shape[2:]))
     if which == "stages":
         return [r.name for r in a.stages() if not any(r.is_global)]

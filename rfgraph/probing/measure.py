@@ -64,6 +64,7 @@ from torch import nn
 
 from ..algebra import PAMap
 from ..errors import NodeNotFoundError, ProbeError, RFGraphError
+from ..locking import serialized
 from ..passes import analyze
 from ..sanitize import sanitized_copy
 from ..tracing import cut, trace
@@ -495,6 +496,7 @@ def _infer_input_shape(gm: fx.GraphModule) -> tuple[int, ...]:
     raise ProbeError("cannot tell the model's input channels and rank; pass input_shape=(1, C, H, W)")
 
 
+@serialized
 def probe(
     model: nn.Module,
     node: str,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ProbeError, RFGraphError
+from ..locking import serialized
 from ..passes import analyze
 from .measure import MAX_SIZE, NotIsolableError, Prober, ProbeResult, format_value, probe, tensor_node
 
@@ -202,6 +203,7 @@ def compare(node: str, sym: "NodeRF", num: ProbeResult) -> list[Disagreement]:
     return out
 
 
+@serialized
 def validate_analysis(
     analysis: "Analysis",
     nodes: Optional[Sequence[str]] = None,
@@ -241,6 +243,7 @@ def validate_analysis(
     return ValidationReport(rows, analysis.model_name, analysis.input_shape)
 
 
+@serialized
 def validate(
     model: nn.Module,
     input_shape: Sequence[int],
