@@ -347,3 +347,51 @@ def test_plots_1d_2d_3d(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(ERFError, match="scale"):
             r.plot(tmp_path / "x.png", scale="sqrt")
+
+
+class _Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 2, 3)
+        self.b = nn.Conv2d(2, 1, 3, stride=2)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+class _PairNeedsExport(_Pair):
+    def forward(self, x):  # control flow on a shape: torch.fx cannot trace it, torch.export can
+        if x.shape[-1] > 4:
+            x = torch.relu(self.a(x))
+        return self.b(x)
+
+
+def test_float64_model_with_float64_data_runs_in_float64():
+    """Before: "Input type (torch.FloatTensor) and weight type (torch.DoubleTensor) should be the same"."""
+    torch.manual_seed(0)
+    net = _Pair().double()
+    x = torch.randn(2, 1, 13, 13, dtype=torch.float64)
+    r = erf(net, "b", x, progress=False)
+    assert r.dtype == "float64" and r.box == ((4, 8), (4, 8))
+    explicit = erf(net, "b", x, dtype=F64, progress=False)
+    assert np.array_equal(r.map, explicit.map)
+    as32 = erf(net, "b", x, dtype=torch.float32, progress=False)  # a float32 copy, the model stays float64
+    assert as32.dtype == "float32" and np.allclose(as32.map, r.map, rtol=1e-4)
+    assert all(p.dtype == torch.float64 for p in net.parameters())
+
+
+def test_erf_traces_models_that_need_torch_export():
+    """Before: "torch.export was not tried"; analyze handled the same model."""
+    torch.manual_seed(0)
+    net, ref = _PairNeedsExport(), _Pair()
+    ref.load_state_dict(net.state_dict())
+    assert rfgraph.analyze(net, (1, 1, 13, 13)).meta["trace"] == "export"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ERFWarning)
+        x = torch.randn(3, 1, 13, 13)
+        got = erf(net, "b", x, progress=False)
+        want = erf(ref, "b", x, progress=False)
+        noise = erf(net, "b", 2, progress=False)  # the size chosen by the symbolic pass, traced per size
+    assert got.box == want.box and got.n_samples == 3
+    assert np.allclose(got.map, want.map)
+    assert noise.box == ((0, 4), (0, 4))

@@ -288,3 +288,15 @@ def test_every_module_name_resolves_to_a_node_inside_it():
         assert record.module == name or record.module.startswith(name + ".") or record.name.startswith(name), name
     assert a["encoder.layers.encoder_layer_0.ln_2"].module == "encoder.layers.encoder_layer_0.ln_2"
     assert a["encoder.layers.encoder_layer_0"].name.startswith("encoder.layers.encoder_layer_0.")
+
+
+def test_render_table_prints_markup_in_names_as_text():
+    """Names come from the model or a report file: rich markup in them is printed, never interpreted."""
+    a = rfgraph.analyze(nn.Sequential(nn.Conv2d(1, 1, 3)), (1, 1, 8, 8))
+    d = a.to_dict()
+    d["model"] = "[blink]M[/blink]"
+    d["nodes"][1]["name"] = "[bold red]evil[/bold red] [link=http://x]y[/link]"
+    text = report.render_table(Analysis.from_dict(d), color=True)
+    assert "[bold red]evil[/bold red] [link=http://x]y[/link]" in text
+    assert "[blink]M[/blink]" in text
+    assert "\x1b]8;" not in text  # no terminal hyperlink was made
