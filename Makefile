@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: venv report test test-fast lint bench fuzz-long zoo zoo-timm-all clean
+.PHONY: venv report run bench-memory test test-fast lint bench fuzz-long zoo zoo-timm-all clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,15 @@ $(STAMP): requirements.lock requirements-zoo.lock pyproject.toml
 ## Per-layer receptive-field table of torchvision ResNet-50.
 report: $(STAMP)
 	$(PY) -m rfgraph torchvision:resnet50 --input-size 224
+
+## Any rfgraph command line from the .venv: make run ARGS="torchvision:resnet18 --stages"
+## (the same as .venv/bin/rfgraph torchvision:resnet18 --stages).
+run: $(STAMP)
+	.venv/bin/rfgraph $(ARGS)
+
+## Peak RSS and time of analyses and probes at huge inputs (benchmarks/memory.py).
+bench-memory: $(STAMP)
+	$(PY) benchmarks/memory.py $(ARGS)
 
 ## Full test suite (slow-marked tests included).
 test: $(STAMP)
