@@ -67,16 +67,20 @@ def _fail(call: OpCall, x: SymTensor, dim: int, expected: int, what: str = "inpu
     )
 
 
-def _expect(call: OpCall, x: SymTensor, dim: int, expected: Optional[int], what: str = "input channels") -> None:
-    if expected is None or not -x.ndim <= dim < x.ndim:
+def _expect(call: OpCall, x: SymTensor, dim: Optional[int], expected: Optional[int],
+            what: str = "input channels") -> None:
+    if dim is None or expected is None or not -x.ndim <= dim < x.ndim:
         return
     dim %= x.ndim
     if x.shape[dim] != int(expected):
         _fail(call, x, dim, int(expected), what)
 
 
-def _channel_dim(x: SymTensor, nd: int) -> int:
-    """The channel dim of an ``nd``-d windowed op: 1 when batched, 0 when not."""
+def _channel_dim(x: SymTensor, nd: int) -> Optional[int]:
+    """The channel dim of an ``nd``-d windowed op: 1 when batched, 0 when not; ``None`` for a wrong rank
+    (the rule says what rank the op works on)."""
+    if x.ndim not in (nd + 1, nd + 2):
+        return None
     return x.ndim - nd - 1
 
 
