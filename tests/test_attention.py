@@ -358,3 +358,122 @@ def test_global_context_block_stays_context():
 
     r = last(check(GC(), (1, 1, 8, 8)))
     assert summary(r, 0) == (3, 3, 1, -1) and r.global_context and not any(r.is_global)
+
+
+# ---------------------------------------------------------------------------
+# model families: LeViT, EfficientFormer, YOLO11's C2PSA
+# ---------------------------------------------------------------------------
+
+
+class LevitStyle(nn.Module):
+    """LeViT's two attention forms on a small map, attention biases left out (a constant added to the
+    scores changes no dependency): the BCHW form (1x1-conv qkv, ``q^T @ k``, ``v @ attn^T``) and the
+    attention-downsample (queries from every second token of every second row, keys / values from all)."""
+
+    def __init__(self, c: int = 8, heads: int = 2):
+        super().__init__()
+        self.stem = nn.Conv2d(1, c, 3, stride=2, padding=1)
+        self.kd, self.dv = 2, c // heads
+        self.qkv = nn.Conv2d(c, heads * (2 * self.kd + self.dv), 1)
+        self.heads = heads
+        self.kv = nn.Linear(c, 2 * c)
+        self.q = nn.Linear(c, c)
+
+    def forward(self, x):
+        x = self.stem(x)
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(x).view(b, self.heads, -1, h * w).split([self.kd, self.kd, self.dv], dim=2)
+        attn = (q.transpose(-2, -1) @ k).softmax(dim=-1)
+        x = (v @ attn.transpose(-2, -1)).view(b, -1, h, w)
+        t = x.flatten(2).transpose(1, 2)                                   # (B, N, C)
+        k, v = self.kv(t).view(b, h * w, self.heads, -1).split([c // 2, c // 2], dim=3)
+        sub = t.view(b, h, w, c)[:, ::2, ::2].reshape(b, -1, c)
+        q = self.q(sub).view(b, -1, self.heads, c // 2).permute(0, 2, 1, 3)
+        attn = (q @ k.permute(0, 2, 3, 1)).softmax(dim=-1)
+        y = (attn @ v.permute(0, 2, 1, 3)).transpose(1, 2).reshape(b, -1, c)
+        return y.transpose(1, 2).reshape(b, c, (h + 1) // 2, (w + 1) // 2)
+
+
+def test_levit_style_attention_and_downsample():
+    """Stem conv k=3 s=2 p=1 (rf 3, stride 2, start -1); both attentions global; the probe agrees."""
+    a = check(LevitStyle(), (1, 1, 16, 16))
+    assert summary(a["stem"], 0) == (3, 3, 2, -1)
+    assert_global(a["view_1"])
+    assert_global(last(a))
+    assert a.counts()["unknown"] == 0
+    agrees(a, ["view_1", last(a).name])
+
+
+@pytest.fixture(scope="module")
+def timm():
+    return pytest.importorskip("timm")
+
+
+def _meta_timm(timm, name):
+    with torch.device("meta"):
+        return timm.create_model(name, pretrained=False).eval()
+
+
+def test_timm_levit_128s(timm):
+    """The stem (4 convs k=3 s=2 p=1: rf 31, stride 16, start -15) feeds the first attention, from which
+    every node is global; nothing is unknown, no node is local with a context flag (the former wrong
+    numbers: 396 nodes reported local + global_context)."""
+    a = rfgraph.analyze(_meta_timm(timm, "levit_128s"), (1, 3, 224, 224))
+    assert summary(a["stem.conv4.bn"], 0) == (31, 31, 16, -15)
+    assert a.counts() == {"symbolic": 27, "probed": 0, "global": 426, "unknown": 0, "nonspatial": 0}
+    assert not [r.name for r in a if r.global_context and not all(r.is_global)]
+    assert_global(a["stages.0.blocks.0.attn.matmul_1"])
+    assert_global(a["stages.1.downsample.attn_downsample.matmul_1"])
+
+
+def test_timm_efficientformer_l1(timm):
+    """Pooling mixers stay local up to the last stage (rf 503, stride 32, start -251 at the first
+    attention's input); its attention makes everything after it global, with no context flag (the
+    former wrong numbers: 18 nodes local + global_context)."""
+    a = rfgraph.analyze(_meta_timm(timm, "efficientformer_l1"), (1, 3, 224, 224))
+    assert summary(a["stages.3.blocks.4.token_mixer.transpose"], 0) == (503, 503, 32, -251)
+    assert a.counts() == {"symbolic": 235, "probed": 0, "global": 29, "unknown": 0, "nonspatial": 0}
+    assert not [r.name for r in a if r.global_context and not all(r.is_global)]
+    assert_global(a["stages.3.blocks.4.token_mixer.matmul_1"])
+
+
+def test_yolo11_c2psa():
+    """ultralytics' C2PSA (PSA attention over a map, 1x1-conv qkv, ``(q^T k).softmax``, ``v @ attn^T``
+    plus a depthwise positional conv of v): global after the block; the probe agrees."""
+    block = pytest.importorskip("ultralytics.nn.modules.block")
+    model = nn.Sequential(nn.Conv2d(1, 128, 3, padding=1), block.C2PSA(128, 128, n=1))
+    a = check(model, (1, 1, 8, 8))
+    assert summary(a["0"], 0) == (3, 3, 1, -1)
+    assert_global(last(a))
+    assert a.counts()["unknown"] == 0
+    agrees(a, [last(a).name])
+
+
+def test_talking_heads_conv_over_the_score_matrix():
+    """EfficientFormerV2's talking heads: a 1x1 conv over (B, heads, N, N) scores mixes heads and reads
+    score (i, j) alone, so it keeps both token dims as they are (before: unknown, 'reads along a dim
+    that holds flattened positions'); the attention after it is global; the probe agrees."""
+    class TalkingHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.th1, self.th2 = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            x = self.conv(x)
+            b, c, h, w = x.shape
+            t = x.reshape(b, 2, 2, h * w).transpose(-2, -1)              # (B, heads, N, d)
+            scores = self.th1(t @ t.transpose(-2, -1))
+            return (self.th2(scores.softmax(-1)) @ t).transpose(-2, -1).reshape(b, c, h, w)
+
+    a = check(TalkingHeads(), (1, 1, 6, 6))
+    assert a["th1"].source == "symbolic" and a["th1"].is_global == (True, True)
+    assert_global(last(a))
+    agrees(a, [last(a).name])
+
+
+def test_timm_efficientformerv2_s0(timm):
+    a = rfgraph.analyze(_meta_timm(timm, "efficientformerv2_s0"), (1, 3, 224, 224))
+    assert a.counts()["unknown"] == 0
+    assert not [r.name for r in a if r.global_context and not all(r.is_global)]
+    assert_global(a["stages.2.blocks.4.token_mixer.talking_head1"])

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from rfcheck import Lambda, check, last, summary
 from torch import nn
 
 import rfgraph
 from rfgraph.rules import OpCall
-from rfgraph.rules.mixing import reduction_rule
+from rfgraph.rules.mixing import matmul_rule, mha_function_rule, mix_dim_rule, reduction_rule, sdpa_rule
 from rfgraph.values import SymTensor
 
 # ---------------------------------------------------------------------------
@@ -116,3 +117,66 @@ def test_reduction_rule_directly():
     assert out.tags[3].field.is_global and out.tags[2].field.rf == 1
     values, indices = reduction_rule(OpCall(None, "max", None, (x, 2), {}))
     assert values.shape == indices.shape == (1, 2, 6) and indices.dtype == torch.int64
+
+
+# ---------------------------------------------------------------------------
+# attention handlers called directly (end-to-end cases and the probe: tests/test_attention.py)
+# ---------------------------------------------------------------------------
+
+
+def _tokens(n_h: int = 4, n_w: int = 4, c: int = 3) -> SymTensor:
+    """(1, H*W, C) tokens of an input map: the token dim holds both axes at rf 1."""
+    return SymTensor.input((1, c, n_h, n_w)).reshape((1, c, n_h * n_w)).permute((0, 2, 1))
+
+
+def test_matmul_rule_contracting_tokens_is_data_not_context():
+    """``A @ v`` with ``A`` global over keys and ``v`` local: every output token is global on both
+    axes, no context flag; ``t @ W`` (channels contracted) keeps rf 1."""
+    t = _tokens()
+    a = mix_dim_rule(OpCall(None, "softmax", None, (matmul_rule(OpCall(None, "matmul", None,
+                     (t, t.permute((0, 2, 1))), {})), -1), {}))
+    out = matmul_rule(OpCall(None, "matmul", None, (a, t), {}))
+    assert out.shape == (1, 16, 3) and not out.global_context
+    assert all(f.is_global for fs in out.axis_fields().values() for f in fs)
+    assert out.reshape((1, 4, 4, 3)).tags[1].field.is_global  # the token dim still reshapes back
+    kept = matmul_rule(OpCall(None, "matmul", None, (t, torch.zeros(3, 5)), {}))
+    assert kept.shape == (1, 16, 5) and {f.rf for fs in kept.axis_fields().values() for f in fs} == {1}
+
+
+def test_scores_pair_queries_with_keys():
+    """``q @ k^T`` keeps each dim's exact fields (rf 1) for the ops that follow, and pairs the axes."""
+    t = _tokens()
+    scores = matmul_rule(OpCall(None, "matmul", None, (t, t.permute((0, 2, 1))), {}))
+    assert scores.shape == (1, 16, 16)
+    assert scores.paired_axes() == {0, 1}
+    assert {f.rf for fs in scores.axis_fields().values() for f in fs} == {1}
+
+
+def test_sdpa_rule_directly():
+    """(B, heads, N, d) q / k / v: output (B, heads, N, dv) global; a boolean mask hiding tokens and
+    ``is_causal`` are handed over (unknown, the reason named) when no pass is running."""
+    t = _tokens(c=4).reshape((1, 16, 2, 2)).permute((0, 2, 1, 3))
+    out = sdpa_rule(OpCall(None, F.scaled_dot_product_attention, None, (t, t, t), {}))
+    assert out.shape == (1, 2, 16, 2) and not out.unknown
+    assert all(f.is_global for fs in out.axis_fields().values() for f in fs)
+    hidden = torch.ones(16, 16, dtype=torch.bool).tril()
+    masked = sdpa_rule(OpCall(None, F.scaled_dot_product_attention, None, (t, t, t), {"attn_mask": hidden}))
+    assert masked.unknown and "hides some tokens" in masked.unknown and masked.shape == (1, 2, 16, 2)
+    causal = sdpa_rule(OpCall(None, F.scaled_dot_product_attention, None, (t, t, t), {"is_causal": True}))
+    assert causal.unknown and "causal" in causal.unknown
+    bias = sdpa_rule(OpCall(None, F.scaled_dot_product_attention, None, (t, t, t), {"attn_mask": torch.zeros(16, 16)}))
+    assert not bias.unknown
+
+
+def test_mha_function_rule_directly():
+    """``F.multi_head_attention_forward`` on (L, B, E) tokens: output (L, B, E_out) global, weights (B, L, S)."""
+    t = _tokens(c=4).permute((1, 0, 2))  # (16, 1, 4)
+    w = torch.zeros(12, 4)
+    out, weights = mha_function_rule(OpCall(None, F.multi_head_attention_forward, None, (t, t, t, 4, 2, w,
+                                     torch.zeros(12), None, None, False, 0.0, torch.zeros(6, 4), None), {}))
+    assert out.shape == (16, 1, 6) and weights.shape == (1, 16, 16)
+    assert all(f.is_global for fs in out.axis_fields().values() for f in fs)
+    # weights[l, s] read query l and every key (the softmax over s): the key dim is global, the
+    # query dim keeps its own tokens' field
+    assert all(f.is_global for _, f in weights.tags[2].items())
+    assert {f.rf for _, f in weights.tags[1].items()} == {1}
