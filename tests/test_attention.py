@@ -477,3 +477,29 @@ def test_timm_efficientformerv2_s0(timm):
     assert a.counts()["unknown"] == 0
     assert not [r.name for r in a if r.global_context and not all(r.is_global)]
     assert_global(a["stages.2.blocks.4.token_mixer.talking_head1"])
+
+
+@pytest.mark.parametrize("first_kept, hides", [(0, False), (1, True)])
+def test_mask_computed_from_constants_on_meta(first_kept, hides):
+    """transformers builds an 'attend everywhere' boolean mask as ``arange(n) >= 0``; exported on the
+    meta device it has no values, so the rule recomputes it from the graph on the CPU: all True keeps
+    the attention global; ``arange(n) >= 1`` hides key 0, and the op is handed over with that reason."""
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            t = self.conv(x).flatten(2).transpose(1, 2)
+            keep = torch.arange(t.shape[1], device=t.device)[None, :] >= first_kept
+            return F.scaled_dot_product_attention(t, t, t, attn_mask=keep.expand(t.shape[1], -1))
+
+    with torch.device("meta"):
+        model = Masked()
+    shape = (1, 1, 4, 4)
+    traced = export_trace(model, (torch.zeros(shape, device="meta"),))
+    r = last(rfgraph.analyze(model, shape, traced=traced, fallback="unknown"))
+    if hides:
+        assert r.source == "unknown" and "hides some tokens" in r.reason
+    else:
+        assert_global(r)

@@ -131,6 +131,7 @@ SAME_AS_METHOD: dict[str, str] = {
         "argmin", "softmax", "log_softmax", "cumsum", "cumprod",
     )},
     "_unsafe_view": "view", "split_with_sizes": "split", "_to_copy": "to", "type_as": "to",
+    "reshape_as": "reshape_as", "view_as": "view_as", "expand_as": "expand_as",
     "_softmax": "softmax", "_log_softmax": "log_softmax", "alias": "clone", "lift_fresh_copy": "clone",
     "rsub": "sub", "true_divide": "div", "swapaxes": "transpose", "swapdims": "transpose",
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
+import torch.fx as fx
 
 from ..errors import RuleError
 from ..values import SymTensor, merge_tensors
@@ -238,27 +239,75 @@ def project(x: SymTensor, features: int, what: str) -> SymTensor:
     return out.like(shape=shape, tags=tags, pinned=pinned)
 
 
-def _mask(call: OpCall, mask: Any, additive_bool: bool = True) -> Union[None, SymTensor, str]:
-    """An attention mask as an operand of the scores: ``None`` (no mask, or one that cuts nothing), a
-    `SymTensor` (an input-dependent mask: a data path), or the reason why the mask may cut
-    dependencies (a boolean mask with a False entry, a float mask with a -inf entry, or a mask whose
-    values are unknown on the meta device; the op is then handed over).
+def _mask(call: OpCall, index: int, name: str, padding: bool = False) -> Union[None, SymTensor, str]:
+    """Attention mask argument ``index`` / ``name`` as an operand of the scores: ``None`` (no mask, or
+    one that cuts nothing), a `SymTensor` (an input-dependent mask: a data path), or the reason why
+    the mask may cut dependencies (a boolean mask with a False entry, a float mask with a -inf entry,
+    or a boolean mask whose values cannot be known; the op is then handed over).
 
     A float mask is added to the scores: finite values keep every dependency (Swin's -100 shift mask
     and relative position biases).  Float masks on the meta device have no values to check and are
-    taken as such additive biases."""
+    taken as such additive biases.  A mask on the meta device that the graph computes from constants
+    alone (transformers' ``arange(n) >= 0`` "attend everywhere" mask) is recomputed on the CPU.
+    ``padding``: a key padding mask, whose True entries hide keys (an attention mask's True entries
+    keep them)."""
+    mask = call.arg(index, name, None)
     if mask is None:
         return None
     if isinstance(mask, SymTensor):
-        return mask
+        return "an input-dependent key padding mask" if padding else mask
     if not isinstance(mask, torch.Tensor):
         return f"an attention mask of type {type(mask).__name__}"
+    if mask.device.type == "meta":
+        node = call.node
+        source = None
+        if isinstance(node, fx.Node):
+            source = node.args[index] if index < len(node.args) else node.kwargs.get(name)
+        mask = constant_on_cpu(source)
+        if mask is None:
+            return "a boolean attention mask whose values are unknown on the meta device" \
+                if call.arg(index, name).dtype == torch.bool else None
     if mask.dtype == torch.bool:
-        if mask.device.type == "meta":
-            return "a boolean attention mask whose values are unknown on the meta device"
-        return None if bool(mask.all()) else "a boolean attention mask that hides some tokens"
-    if mask.device.type != "meta" and bool(torch.isneginf(mask).any()):
+        hides = bool(mask.any()) if padding else not bool(mask.all())
+        return "a boolean attention mask that hides some tokens" if hides else None
+    if bool(torch.isneginf(mask).any()):
         return "an attention mask with -inf entries (hidden tokens)"
+    return None
+
+
+_MAX_CONSTANT = 1 << 24
+
+
+def constant_on_cpu(node: Any, depth: int = 0) -> Optional[torch.Tensor]:
+    """The value of fx node ``node`` when the graph computes it from constants alone (function calls
+    on Python values: ``arange``, comparisons, ``expand``...), recomputed on the CPU; else ``None``."""
+    if not isinstance(node, fx.Node) or node.op != "call_function" or depth > 32:
+        return None
+    failed = []
+
+    def value(a: Any) -> Any:
+        if isinstance(a, fx.Node):
+            v = constant_on_cpu(a, depth + 1)
+            if v is None:
+                failed.append(a)
+            return v
+        if isinstance(a, torch.device) and a.type == "meta":
+            return torch.device("cpu")
+        return a
+
+    args = fx.node.map_aggregate(node.args, value)
+    kwargs = fx.node.map_aggregate(dict(node.kwargs), value)
+    if failed:
+        return None
+    kwargs = dict(kwargs)
+    if kwargs.get("device") is not None:
+        kwargs["device"] = torch.device("cpu")
+    try:
+        out = node.target(*args, **kwargs)
+    except Exception:
+        return None
+    if isinstance(out, torch.Tensor) and out.device.type == "cpu" and out.numel() <= _MAX_CONSTANT:
+        return out
     return None
 
 
@@ -269,7 +318,7 @@ def sdpa_rule(call: OpCall) -> Any:
     if call.arg(5, "is_causal", False):
         return hand_over(call, q, "causal attention (each token reads the tokens before it in flattened order)",
                          shape=q.shape[:-1] + (v.shape[-1],))
-    mask = _mask(call, call.arg(3, "attn_mask", None))
+    mask = _mask(call, 3, "attn_mask")
     if isinstance(mask, str):
         return hand_over(call, q, mask, shape=q.shape[:-1] + (v.shape[-1],))
     if q.ndim >= 3 and k.ndim >= 3 and k.shape[-3] != q.shape[-3] and k.shape[-3] != 1:
@@ -292,8 +341,8 @@ def attention_module_rule(call: OpCall) -> Any:
         call.arg(0, "query"), call.arg(1, "key"), call.arg(2, "value"),
         batch_first=m.batch_first, embed_dim=m.embed_dim, num_heads=m.num_heads, out_features=m.out_proj.out_features,
         extra_keys=int(m.bias_k is not None) + int(m.add_zero_attn),
-        key_padding_mask=call.arg(3, "key_padding_mask", None), need_weights=call.arg(4, "need_weights", True),
-        attn_mask=call.arg(5, "attn_mask", None), average=call.arg(6, "average_attn_weights", True),
+        padding_at=(3, "key_padding_mask"), need_weights=call.arg(4, "need_weights", True),
+        mask_at=(5, "attn_mask"), average=call.arg(6, "average_attn_weights", True),
         is_causal=call.arg(7, "is_causal", False),
     )
 
@@ -326,15 +375,15 @@ def mha_function_rule(call: OpCall) -> Any:
         batch_first=False, embed_dim=int(a["embed_dim_to_check"]), num_heads=int(a["num_heads"]),
         out_features=int(a["out_proj_weight"].shape[0]),
         extra_keys=int(a["bias_k"] is not None) + int(bool(a["add_zero_attn"])),
-        key_padding_mask=a["key_padding_mask"], need_weights=a["need_weights"], attn_mask=a["attn_mask"],
+        padding_at=(14, "key_padding_mask"), need_weights=a["need_weights"], mask_at=(16, "attn_mask"),
         average=a["average_attn_weights"], is_causal=a["is_causal"],
     )
 
 
 def multi_head_attention(
     call: OpCall, query: Any, key: Any, value: Any, *, batch_first: bool, embed_dim: int, num_heads: int,
-    out_features: int, extra_keys: int, key_padding_mask: Any, need_weights: bool, attn_mask: Any, average: bool,
-    is_causal: bool,
+    out_features: int, extra_keys: int, padding_at: tuple[int, str], need_weights: bool, mask_at: tuple[int, str],
+    average: bool, is_causal: bool,
 ) -> tuple[SymTensor, Optional[SymTensor]]:
     """Multi-head attention: linear projections of query / key / value (channels only), `attend`, an
     output projection; ``(out, weights)`` in the layout of ``query``.  Heads split channels, which carry
@@ -346,15 +395,7 @@ def multi_head_attention(
     out_shape = q.shape[:-1] + (out_features,)
     if is_causal:
         return hand_over(call, q, "causal attention (each token reads the tokens before it)", shape=out_shape), None
-    masks = [_mask(call, attn_mask)]
-    if key_padding_mask is not None:
-        if isinstance(key_padding_mask, SymTensor):
-            masks.append("an input-dependent key padding mask")
-        elif key_padding_mask.device.type == "meta":
-            masks.append("a key padding mask whose values are unknown on the meta device")
-        elif bool(key_padding_mask.to(torch.bool).any()) if key_padding_mask.dtype == torch.bool else \
-                bool(torch.isneginf(key_padding_mask).any()):
-            masks.append("a key padding mask that hides some tokens")
+    masks = [_mask(call, *mask_at), _mask(call, *padding_at, padding=True)]
     reason = next((m for m in masks if isinstance(m, str)), None)
     if reason is not None:
         return hand_over(call, q, reason, shape=out_shape), None
