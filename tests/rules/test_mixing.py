@@ -176,7 +176,6 @@ def test_mha_function_rule_directly():
                                      torch.zeros(12), None, None, False, 0.0, torch.zeros(6, 4), None), {}))
     assert out.shape == (16, 1, 6) and weights.shape == (1, 16, 16)
     assert all(f.is_global for fs in out.axis_fields().values() for f in fs)
-    # weights[l, s] read query l and every key (the softmax over s): the key dim is global, the
-    # query dim keeps its own tokens' field
+    # weights[l, s] read query l and every key (the softmax over s): every entry is global
     assert all(f.is_global for _, f in weights.tags[2].items())
-    assert {f.rf for _, f in weights.tags[1].items()} == {1}
+    assert all(f.is_global for fs in weights.axis_fields().values() for f in fs)
