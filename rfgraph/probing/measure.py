@@ -74,7 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..results import Analysis, NodeRF
 
 
-__all__ = ["probe", "ProbeResult", "AxisProbe", "NotIsolableError", "Prober", "MAX_SIZE", "format_value", "tensor_node"]
+__all__ = ["probe", "ProbeResult", "AxisProbe", "NotIsolableError", "Prober", "MAX_SIZE", "ProbeBudgetError", "Budget", "format_value", "tensor_node"]
 
 
 # ---------------------------------------------------------------------------
@@ -175,11 +175,45 @@ class NotIsolableError(ProbeError):
     """No output dim follows the measured axis' length (fixed-size adaptive pooling upstream): no units to seed."""
 
 
+class ProbeBudgetError(ProbeError):
+    """The probe of one node exceeded its budget (seconds, or elements of the probing input)."""
+
+
+@dataclass
+class Budget:
+    """Per-node limits: wall-clock ``seconds`` (``None``: none) and ``max_elements`` of a probing input."""
+
+    seconds: Optional[float] = None
+    max_elements: int = 1 << 22
+    started: float = 0.0
+
+    def start(self) -> "Budget":
+        self.started = time.perf_counter()
+        return self
+
+    def check(self, node: str) -> None:
+        if self.seconds is not None and time.perf_counter() - self.started > self.seconds:
+            raise ProbeBudgetError(f"probing node {node!r} exceeded its budget of {self.seconds:g} s")
+
+    def check_size(self, node: str, shape: Sequence[int]) -> None:
+        elements = math.prod(shape[2:])
+        if elements > self.max_elements:
+            raise ProbeBudgetError(
+                f"probing node {node!r} needs an input of shape {tuple(shape)} ({elements} positions), over the "
+                f"budget of {self.max_elements} positions"
+            )
+
+
 # ---------------------------------------------------------------------------
 # the probe
 # ---------------------------------------------------------------------------
 
 MAX_SIZE = 8192
+#: Above this length, a node whose field fits is measured on a crop sized by its field (congruent to the
+#: analysed length modulo the model's largest stride), not at the analysed length.
+CROP_MIN = 1024
+#: Units measured per batched backward pass.
+_GRAD_CHUNK = 16
 
 
 class Prober:
@@ -193,6 +227,9 @@ class Prober:
         self.dtype = dtype
         self.seed = seed
         self.gen = torch.Generator().manual_seed(seed + 2)
+        #: thin sizes of the other axes that worked last, per measured axis (tried first for the next node)
+        self.thin_hint: dict[int, int] = {}
+        self.batched_ok = True
         self.select(fx_names[0])
 
     def has(self, fx_name: str) -> bool:
@@ -215,11 +252,14 @@ class Prober:
         except Exception:
             return None
 
-    def measure(self, shape: tuple[int, ...], axis: int, alt: dict, units_of: Callable):
+    def measure(self, shape: tuple[int, ...], axis: int, alt: dict, units_of: Callable,
+                dim_hint: Optional[int] = None, budget: Optional[Budget] = None):
         """Run at ``shape``; measure the units chosen by ``units_of(n_out)`` along ``axis``.
 
         ``alt`` holds the node shapes of a shape-only run at another length
-        along ``axis``.  Returns ``(units, lo, hi, n_out, out_dim, cuts)``.
+        along ``axis`` (empty when the model accepts no other length: then no
+        context path is cut, and the output dim is ``dim_hint``).  Returns
+        ``(units, lo, hi, n_out, out_dim, cuts)``.
         """
         x = self.input_tensor(shape).requires_grad_(True)
         try:
@@ -243,17 +283,19 @@ class Prober:
                 f"node {self.target.name!r} does not depend on the input through differentiable ops "
                 "(detached, integer or constant); it cannot be probed"
             )
-        alt_out = alt[self.target]
+        alt_out = alt.get(self.target)
         if isinstance(alt_out, tuple) and alt_out and isinstance(alt_out[0], tuple):
             alt_out = next(s for s in alt_out if s is not None)
-        varying = [d for d, (a, b) in enumerate(zip(out.shape, alt_out)) if a != b] if alt_out else []
-        out_dim = varying[0] if varying else None
+        if alt_out is not None and len(alt_out) == out.ndim:
+            varying = [d for d, (a, b) in enumerate(zip(out.shape, alt_out)) if a != b]
+            out_dim = varying[0] if varying else None
+        else:  # no other length accepted: the dim the caller names (the analysis' own, or the input's)
+            out_dim = dim_hint if dim_hint is not None and 0 <= dim_hint < out.ndim else None
         n_out = out.shape[out_dim] if out_dim is not None else 1
         units = units_of(n_out)
-        los: list[Optional[int]] = []
-        his: list[Optional[int]] = []
         in_dim = 2 + axis
         other = [d for d in range(x.ndim) if d != in_dim]
+        seeds = []
         for u in units:
             seed = torch.zeros_like(out)
             if out_dim is None:  # no dim follows this axis: one element (global nodes read everything)
@@ -261,7 +303,10 @@ class Prober:
             else:
                 sl = seed.select(out_dim, u)
                 sl.copy_(torch.rand(sl.shape, generator=self.gen, dtype=out.dtype) + 0.5)
-            (g,) = torch.autograd.grad(out, x, seed, retain_graph=True, allow_unused=True)
+            seeds.append(seed)
+        los: list[Optional[int]] = []
+        his: list[Optional[int]] = []
+        for g in self._grads(out, x, seeds, budget):
             if g is None:
                 los.append(None)
                 his.append(None)
@@ -276,11 +321,32 @@ class Prober:
                 his.append(int(idx[-1]))
         return tuple(units), tuple(los), tuple(his), n_out, out_dim, self.runner.cut
 
-    def minimal_thin(self, base: list[int], axis: int, n: int, upper: Sequence[int]):
-        """The smallest sizes (powers of two, then bisected, capped by ``upper``) of the other axes with
-        which the model accepts length ``n`` and ``2 n`` along ``axis``.
+    def _grads(self, out: torch.Tensor, x: torch.Tensor, seeds: list, budget: Optional[Budget]):
+        """Input gradients of ``out`` for each seed: batched backward passes (vmap) where the graph allows,
+        one pass per seed otherwise."""
+        grads: list[Optional[torch.Tensor]] = []
+        for start in range(0, len(seeds), _GRAD_CHUNK):
+            if budget is not None:
+                budget.check(self.target.name)
+            chunk = seeds[start: start + _GRAD_CHUNK]
+            if self.batched_ok and len(chunk) > 1:
+                try:
+                    (g,) = torch.autograd.grad(out, x, torch.stack(chunk), retain_graph=True, allow_unused=True,
+                                               is_grads_batched=True)
+                    grads.extend([None] * len(chunk) if g is None else list(g))
+                    continue
+                except Exception:
+                    self.batched_ok = False
+            for s in chunk:
+                (g,) = torch.autograd.grad(out, x, s, retain_graph=True, allow_unused=True)
+                grads.append(g)
+        return grads
 
-        Returns ``(sizes, node shapes at 2 n)`` or ``None``.
+    def minimal_thin(self, base: list[int], axis: int, n: int, upper: Sequence[int], alt_n: Optional[int]):
+        """The smallest sizes (powers of two, then bisected, capped by ``upper``) of the other axes with
+        which the model accepts length ``n`` (and ``alt_n``, when given) along ``axis``.
+
+        Returns ``(sizes, node shapes at alt_n)`` (``{}`` without ``alt_n``) or ``None``.
         """
         nd = len(base) - 2
 
@@ -290,18 +356,33 @@ class Prober:
                 shape[2 + j] = n if j == axis else min(t, upper[j])
             if self.try_shapes(shape) is None:
                 return None
-            shape[2 + axis] = 2 * n
-            shapes = self.try_shapes(shape)
+            if alt_n is None:
+                shapes: Optional[dict] = {}
+            else:
+                shape[2 + axis] = alt_n
+                shapes = self.try_shapes(shape)
             return None if shapes is None else ([shape[2 + j] for j in range(nd) if j != axis], shapes)
 
+        def done(found):
+            others, shapes = found
+            sizes = list(others)
+            sizes.insert(axis, n)
+            return sizes, shapes
+
+        top = max([upper[j] for j in range(nd) if j != axis], default=1)
+        hint = self.thin_hint.get(axis)
+        if hint is not None:
+            found = attempt(hint)
+            if found is not None:
+                return done(found)
         t = 1
         while True:
             found = attempt(t)
             if found is not None:
                 break
-            if all(t >= upper[j] for j in range(nd) if j != axis):
+            if t >= top:
                 return None
-            t *= 2
+            t = min(2 * t, top)
         # Between t / 2 (rejected) and t (accepted): bisect to within 1/8 (thin inputs are the cost).
         low, high = t // 2, t
         while low and high - low > max(1, high // 8):
@@ -311,16 +392,17 @@ class Prober:
                 low = mid
             else:
                 high, found = mid, trial
-        others, shapes = found
-        sizes = list(others)
-        sizes.insert(axis, n)
-        return sizes, shapes
+        self.thin_hint[axis] = high
+        return done(found)
 
 
-def _axis_from_measure(axis, shape, units, los, his, period, n_in, note) -> AxisProbe:
-    """Turn measured windows of consecutive units ``units`` into rf / stride / start."""
+def _axis_from_measure(axis, shape, units, los, his, period, n_in, note, can_be_global=True) -> AxisProbe:
+    """Turn measured windows of consecutive units ``units`` into rf / stride / start.
+
+    ``can_be_global=False``: the input could not be lengthened, so a unit reading all of it is only clipped.
+    """
     touching = any(lo is not None and (lo <= 0 or hi >= n_in - 1) for lo, hi in zip(los, his))
-    whole = all(lo == 0 and hi == n_in - 1 for lo, hi in zip(los, his))
+    whole = all(lo == 0 and hi == n_in - 1 for lo, hi in zip(los, his)) and can_be_global
     widths = [hi - lo + 1 for lo, hi in zip(los, his) if lo is not None]
     rf = max(widths) if widths else 0
     stride = start = lo_map = hi_map = None
@@ -350,64 +432,107 @@ def _axis_from_measure(axis, shape, units, los, his, period, n_in, note) -> Axis
     )
 
 
-def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"], max_size: int) -> AxisProbe:
+def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"], max_size: int,
+                period: int = 1, budget: Optional[Budget] = None) -> AxisProbe:
+    """Measure one axis.
+
+    ``base`` is the analysed input shape; its length ``n0`` along ``axis`` is where the model is measured
+    when the probed units' fields fit in it (or when the model accepts no other length: fixed-size models,
+    measured clipped if need be).  Otherwise the probing input is a crop (or an extension) sized by the
+    estimated field, of a length congruent to ``n0`` modulo ``period`` (the model's largest stride), so
+    that every layer sees the same length residues as at ``n0`` (padding that depends on them, as in
+    "same" convolutions, is unchanged).
+    """
+    budget = budget or Budget().start()
     nd = len(base) - 2
+    n0 = base[2 + axis]
     upper = [base[2 + j] for j in range(nd)]
+    name = pr.target.name
     lo_est = hi_est = None
-    if est is not None and est.source in ("symbolic", "probed") and axis < len(est.lo):
+    if est is not None and est.source in ("symbolic", "probed") and axis < len(est.lo) \
+            and est.lo[axis] is not None and est.hi[axis] is not None:
         lo_est, hi_est = est.lo[axis], est.hi[axis]
-    if lo_est is not None:
+    regular = lo_est is not None and lo_est.slope > 0
+    if regular:
         T = lcm(lo_est.period, hi_est.period)
-        stride = lo_est.slope
-        margin = 2 * math.ceil(stride) + 4 if stride > 0 else 4
+        margin = 2 * math.ceil(lo_est.slope) + 4
     else:
         T, margin = 1, 4
+    dim_hint = est.dims[axis] if est is not None and axis < len(getattr(est, "dims", ())) else None
+    if dim_hint is None:
+        dim_hint = 2 + axis
     global_est = est is not None and axis < len(est.is_global) and est.is_global[axis]
-    n = None
+    P = max(1, int(period))
+
+    def congruent(m: int) -> int:
+        """The smallest length >= m (and >= 1) congruent to n0 modulo P."""
+        m = max(m, 1)
+        return m + (n0 - m) % P
+
+    def plan(margin: int) -> tuple[int, int]:
+        """First unit whose field starts at >= margin, and the length its T + 1 units need."""
+        u0 = 0
+        if lo_est(0) < margin:  # lo_est is non-decreasing: jump close, then step
+            u0 = max(0, int((margin - lo_est(0)) / lo_est.slope) - T - 1)
+            while lo_est(u0) < margin:
+                u0 += 1
+        need = max(hi_est(u) for u in range(u0, u0 + T + 1)) + 1 + margin
+        return u0, need
+
+    u0 = 0
+    if regular:
+        u0, need = plan(margin)
+        n = n0 if need <= n0 <= max(2 * need, CROP_MIN) else congruent(need)
+    elif global_est:
+        n = n0 if n0 <= CROP_MIN else congruent(CROP_MIN // 4)
+    else:
+        n = max(n0, 16)
+    fixed = False  # the model accepts no other length than n0: measured there, clipped if need be
     attempts = 0
     note = ""
     last: Optional[AxisProbe] = None
     whole_count = 0
-    u0 = 0
     while attempts < 6:
         attempts += 1
-        if lo_est is not None and lo_est.slope > 0:
-            u0 = 0
-            while lo_est(u0) < margin:
-                u0 += 1
-            need = max(hi_est(u) for u in range(u0, u0 + T + 1)) + 1 + margin
-            n = max(n or 0, need)
-        elif n is None:
-            n = max(base[2 + axis], 16)
+        budget.check(name)
         found = None
-        # Models that merge strided paths need lengths divisible by their total stride: round up if refused.
-        for step in (1, 8, 16, 32, 64, 128):
-            trial = -(-n // step) * step
-            if step > 1 and trial == n:
-                continue
-            found = pr.minimal_thin(base, axis, trial, [max(u, 1) for u in upper])
-            if found is not None:
-                n = trial
+        if n != n0 and not fixed:
+            steps = (1,) if est is not None else (1, 8, 16, 32, 64, 128)
+            for step in steps:  # without an estimate: lengths divisible by what strided merges need
+                trial = -(-n // step) * step
+                if step > 1 and trial == n:
+                    continue
+                budget.check_size(name, [1, 1] + [trial if j == axis else 1 for j in range(nd)])
+                found = pr.minimal_thin(base, axis, trial, [max(u, 1) for u in upper], trial + max(P, trial))
+                if found is not None:
+                    n = trial
+                    break
+            if found is None and last is None:
+                fixed = True  # try the analysed length itself
+            elif found is None:
                 break
         if found is None:
-            raise ProbeError(
-                f"the model rejects inputs of length {n} and {2 * n} (also rounded up to multiples of 8 .. 128) "
-                f"along axis {axis}, with the other axes up to {upper}. "
-                "The probe needs to vary the measured axis' length; a model that accepts only one input size "
-                "(e.g. a fixed position embedding) can be probed only at nodes before that constraint"
-            )
+            n = n0
+            found = pr.minimal_thin(base, axis, n0, [max(u, 1) for u in upper], n0 + max(P, n0))
+            if found is None:  # the model accepts its analysed length only: no context information
+                found = pr.minimal_thin(base, axis, n0, [max(u, 1) for u in upper], None)
+                fixed = True
+            if found is None:
+                raise ProbeError(
+                    f"the model rejects inputs of length {n0} along axis {axis} with the other axes thinner "
+                    f"than {upper}"
+                )
         thin, alt = found
         shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
+        budget.check_size(name, shape)
         k = T + 1 if lo_est is not None else 5
+        fits = regular and plan(margin)[1] <= n
 
-        def units_of(n_out, k=k, u0=u0):
-            if lo_est is not None and lo_est.slope > 0:
-                start = u0
-            else:
-                start = max(0, n_out // 2 - k // 2)
+        def units_of(n_out, k=k, u0=u0, fits=fits):
+            start = u0 if fits else max(0, n_out // 2 - k // 2)
             return [u for u in range(start, start + k) if u < n_out] or [0]
 
-        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, units_of)
+        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, units_of, dim_hint, budget)
         if out_dim is None:
             units = (0,)
             los, his = los[:1], his[:1]
@@ -417,16 +542,21 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
                     f"(e.g. adaptive pooling to a fixed size, or a flatten, upstream), and one of its elements "
                     f"reads input [{los[0]}, {his[0]}] of {n}: the probe cannot isolate units to measure a stride"
                 )
-        if len(units) < min(k, 2) and out_dim is not None:
-            n = n + max(int(math.ceil(lo_est.slope)) if lo_est is not None else 1, 1) * (k + 2)
+        if len(units) < min(k, 2) and out_dim is not None and not fixed:
+            n = congruent(n + max(int(math.ceil(lo_est.slope)) if lo_est is not None else 1, 1) * (k + 2))
             continue
-        period = T if len(units) > T else 1
+        T_used = T if len(units) > T else 1
         if lo_est is None and len(units) > 2:
-            period = _smallest_period(los, his)
-        last = _axis_from_measure(axis, shape, units, los, his, period, n, note)
+            T_used = _smallest_period(los, his)
+        fixed_note = note
+        if fixed and not alt:
+            fixed_note = (note + "; " if note else "") + \
+                f"measured at the analysed length {n0} only (the model accepts no other); no context cut"
+        last = _axis_from_measure(axis, shape, units, los, his, T_used, n, fixed_note,
+                                  can_be_global=global_est or not fixed)
         if cut:
             last = _with_note(last, f"{cut} context operand(s) detached")
-        if last.exact:
+        if last.exact or fixed:
             return last
         if last.is_global:
             whole_count += 1
@@ -434,10 +564,30 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
                 return last
         if 2 * n > max_size:
             break
-        n *= 2
         margin *= 2
-    assert last is not None
+        if regular:
+            u0, need = plan(margin)
+            n = congruent(max(2 * n, need))
+        else:
+            n = congruent(2 * n)
+    if last is None:
+        raise ProbeError(f"probing node {name!r} along axis {axis}: no input length could be measured")
     return last
+
+
+def _length_period(analysis: "Analysis", axis: int, cap: int = 1024) -> int:
+    """The lcm of the (numerators of the) strides of the analysed nodes along ``axis``, capped: lengths
+    congruent modulo it give every layer the same length residues (the symbolic results only choose sizes)."""
+    period = 1
+    for r in analysis:
+        if r.source not in ("symbolic", "probed") or axis >= len(r.stride) or r.is_global[axis]:
+            continue
+        s = r.stride[axis]
+        if s is not None and s > 0:
+            period = lcm(period, Fraction(s).numerator)
+            if period > cap:
+                return cap
+    return period
 
 
 def _with_note(a: AxisProbe, note: str) -> AxisProbe:
@@ -510,6 +660,8 @@ def probe(
     use_estimate: bool = True,
     max_size: int = MAX_SIZE,
     seed: int = 0,
+    budget: Optional[float] = None,
+    max_elements: int = Budget.max_elements,
     _prober: Optional["Prober"] = None,
 ) -> ProbeResult:
     """Measure the receptive field of ``node`` numerically.
@@ -521,6 +673,14 @@ def probe(
     the symbolic result is used *only* to choose the input sizes and the
     units measured.  ``model`` is never modified; a model on the ``meta``
     device works (its copy is materialised with random positive weights).
+
+    With an analysis, each axis is measured at the analysed length when the
+    probed units' fields fit in it, else on a length sized by the field and
+    congruent to the analysed one modulo the model's largest stride; a model
+    that accepts no other length is measured at its own, clipped if need be
+    (`AxisProbe.exact` is then False and validation compares the clipped
+    windows).  ``budget`` (seconds) and ``max_elements`` (positions of a
+    probing input) bound the work: beyond them a `ProbeBudgetError` is raised.
 
     >>> import torch.nn as nn
     >>> net = nn.Sequential(nn.Conv1d(1, 1, 3), nn.Conv1d(1, 1, 3, stride=2), nn.Conv1d(1, 1, 3))
@@ -557,10 +717,12 @@ def probe(
     else:
         pr = Prober(gm, [fx_name], dtype, seed)
     pr.select(fx_name)
+    limits = Budget(budget, max_elements).start()
     results = []
     for axis in (range(nd) if axes is None else axes):
+        period = _length_period(analysis, axis) if analysis is not None else 1
         try:
-            results.append(_probe_axis(pr, axis, base, est, max_size))
+            results.append(_probe_axis(pr, axis, base, est, max_size, period, limits))
         except ProbeError as exc:
             if "rejects inputs of length" in str(exc) and analysis is not None \
                     and analysis.meta.get("trace") == "export":

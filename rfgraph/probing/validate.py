@@ -12,11 +12,14 @@ from torch import nn
 from ..errors import ProbeError, RFGraphError
 from ..locking import serialized
 from ..passes import analyze
-from .measure import MAX_SIZE, NotIsolableError, Prober, ProbeResult, format_value, probe, tensor_node
+from .measure import MAX_SIZE, Budget, NotIsolableError, Prober, ProbeResult, format_value, probe, tensor_node
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..results import Analysis, NodeRF
 
+
+#: Default seconds per validated node.
+NODE_BUDGET = 60.0
 
 __all__ = ["validate", "validate_analysis", "ValidationReport", "ValidationRow", "Disagreement", "default_nodes", "compare"]
 
@@ -169,12 +172,28 @@ def _axes(values: Sequence[Any], is_global: Sequence[bool]) -> str:
     return "x".join(parts)
 
 
+#: Ops whose output is several tensors: never chosen by default (the probe measures one tensor).
+_MULTI_OUTPUT_OPS = {"unbind", "split", "chunk", "split_with_sizes", "tensor_split", "unflatten_tuple", "meshgrid"}
+
+
+def _probeable(r: "NodeRF", rank: int) -> bool:
+    """One tensor of the input's rank, every non-global axis carried by a dim (not flattened or windowed)."""
+    if not r.is_spatial or r.name == "output" or all(r.is_global) or r.shape is None or len(r.shape) != rank:
+        return False
+    if r.op in _MULTI_OUTPUT_OPS or r.source not in ("symbolic", "probed"):
+        return False
+    dims = tuple(r.dims)
+    return len(dims) == len(r.is_global) and all(g or d is not None for d, g in zip(dims, r.is_global))
+
+
 def default_nodes(analysis: "Analysis", count: int = 4) -> list[str]:
-    """A handful of nodes spread over the depth, plus the last spatial node (with the input's rank)."""
+    """A handful of nodes spread over the depth, plus the last spatial node (with the input's rank).
+
+    Only single tensors of the input's rank whose axes are each carried by one dim (`NodeRF.dims`):
+    never a multi-output op (``unbind``), a flattened or window-partitioned tensor.
+    """
     rank = len(analysis.input_shape)
-    # Spatial nodes that still have the input's layout (not flattened: a probe isolates units along real dims).
-    spatial = [r.name for r in analysis if r.is_spatial and r.name != "output" and not all(r.is_global)
-               and (r.shape is None or len(r.shape) == rank)]
+    spatial = [r.name for r in analysis if _probeable(r, rank)]
     if not spatial:
         return []
     picks = []
@@ -185,7 +204,11 @@ def default_nodes(analysis: "Analysis", count: int = 4) -> list[str]:
 
 
 def compare(node: str, sym: "NodeRF", num: ProbeResult) -> list[Disagreement]:
-    """Every quantity on which ``sym`` and ``num`` differ (rf, stride, start; global-ness)."""
+    """Every quantity on which ``sym`` and ``num`` differ (rf, stride, start; global-ness).
+
+    An axis measured clipped (the field did not fit in an input the model accepts) is compared window by
+    window instead: each measured unit's window against the symbolic one clipped to the probing input.
+    """
     out = []
     for a in num.axes:
         axis = a.axis
@@ -196,11 +219,36 @@ def compare(node: str, sym: "NodeRF", num: ProbeResult) -> list[Disagreement]:
         if sym.rf[axis] is None:
             out.append(Disagreement(node, axis, "rf", None, a.rf))
             continue
+        if not a.exact and axis < len(sym.lo) and sym.lo[axis] is not None and sym.hi[axis] is not None:
+            bad = _clipped_window_disagreement(node, axis, sym, a)
+            if bad is not None:
+                out.append(bad)
+            continue
         for q, s, v in (("rf", sym.rf[axis], a.rf), ("stride", sym.stride[axis], a.stride),
                         ("start", sym.start[axis], a.start)):
             if s != v:
                 out.append(Disagreement(node, axis, q, s, v))
     return out
+
+
+def _clipped_window_disagreement(node: str, axis: int, sym: "NodeRF", a) -> Optional[Disagreement]:
+    """The first measured unit whose window disagrees with the symbolic window clipped to the input.
+
+    A measured window must lie inside the clipped symbolic one, and equal it on each side the input does
+    not clip (on a clipped side, dilation or padding upstream may leave the first input pixels unread).
+    """
+    n = a.input_shape[2 + axis]
+    for u, lo, hi in zip(a.units, a.lo, a.hi):
+        L, H = sym.lo[axis](u), sym.hi[axis](u)
+        expected = None if max(L, 0) > min(H, n - 1) else (max(L, 0), min(H, n - 1))
+        got = None if lo is None else (lo, hi)
+        if expected is None or got is None:
+            ok = expected == got
+        else:
+            ok = expected[0] <= lo and hi <= expected[1] and (L < 0 or lo == L) and (H > n - 1 or hi == H)
+        if not ok:
+            return Disagreement(node, axis, f"window of unit {u} (input length {n}, clipped)", expected, got)
+    return None
 
 
 @serialized
@@ -211,8 +259,14 @@ def validate_analysis(
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
     max_size: int = MAX_SIZE,
+    budget: Optional[float] = NODE_BUDGET,
+    max_elements: int = Budget.max_elements,
 ) -> ValidationReport:
-    """Probe ``nodes`` (default: `default_nodes`) and compare with the symbolic results of ``analysis``."""
+    """Probe ``nodes`` (default: `default_nodes`) and compare with the symbolic results of ``analysis``.
+
+    Each node gets ``budget`` seconds and probing inputs of at most ``max_elements`` positions; a node
+    over budget, or failing in any way, is a row with its error (never an exception).
+    """
     if analysis.model is None or analysis.graph_module is None:
         raise ProbeError("this analysis holds no model / graph to probe; run rfgraph.analyze() on a model")
     names = default_nodes(analysis) if nodes is None else [analysis.resolve(n) for n in nodes]
@@ -223,7 +277,7 @@ def validate_analysis(
                     if analysis[n].source in ("symbolic", "probed")]
         if fx_names:
             shared = Prober(analysis.graph_module, fx_names, dtype, seed)
-    except RFGraphError:
+    except Exception:  # noqa: BLE001 - each node then fails (or not) on its own row
         shared = None
     for name in names:
         sym = analysis[name]
@@ -232,12 +286,15 @@ def validate_analysis(
             continue
         try:
             num = probe(analysis.model, name, analysis=analysis, dtype=dtype, seed=seed, max_size=max_size,
-                        _prober=shared)
+                        budget=budget, max_elements=max_elements, _prober=shared)
         except NotIsolableError as exc:
             rows.append(ValidationRow(name, sym, None, error=str(exc), skipped=str(exc) if nodes is None else None))
             continue
         except RFGraphError as exc:
             rows.append(ValidationRow(name, sym, None, error=str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a failure is a row with its error, never a crash
+            rows.append(ValidationRow(name, sym, None, error=f"{type(exc).__name__}: {exc}"))
             continue
         rows.append(ValidationRow(name, sym, num, compare(name, sym, num)))
     return ValidationReport(rows, analysis.model_name, analysis.input_shape)
@@ -251,6 +308,7 @@ def validate(
     *,
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
+    budget: Optional[float] = NODE_BUDGET,
     **analyze_kwargs: Any,
 ) -> ValidationReport:
     """Analyse ``model`` symbolically, probe ``nodes`` numerically, and report every disagreement.
@@ -261,4 +319,4 @@ def validate(
     True
     """
     analysis = analyze(model, input_shape, **analyze_kwargs)
-    return validate_analysis(analysis, nodes, dtype=dtype, seed=seed)
+    return validate_analysis(analysis, nodes, dtype=dtype, seed=seed, budget=budget)
