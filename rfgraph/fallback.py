@@ -6,6 +6,7 @@ back-propagation, the input window of every output position; see `fallback`.
 
 from __future__ import annotations
 
+from math import lcm
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import torch
@@ -13,7 +14,7 @@ import torch
 from .algebra import GLOBAL, PAMap
 from .errors import ProbeError, RFGraphError
 from .sanitize import sanitized_copy
-from .values import Axis, SymTensor
+from .values import Axis, SymTensor, shape_by_execution
 
 if TYPE_CHECKING:  # pragma: no cover
     from .rules import OpCall
@@ -33,6 +34,10 @@ class _NoFit(Exception):
 
 _MAX_PERIOD = 16
 _GRAD_CHUNK = 32
+#: Elements of the seeds of one batched backward pass (bounds the fallback's memory at large lengths).
+_SEED_ELEMENTS = 1 << 21
+#: Size of the other spatial dims while one dim is measured.
+_THIN = 8
 
 
 def fallback(call: "OpCall") -> Any:
@@ -125,16 +130,20 @@ class _OpProbe:
             out = self.fn(*args, **kwargs)
         return xr, out
 
-    def windows(self, shape: Sequence[int], d: int) -> tuple[int, list[Optional[tuple[int, int]]]]:
-        """Measured (clipped) input window along ``d`` of every output position along ``d``."""
+    def windows(self, shape: Sequence[int], d: int, which: Optional[Callable[[int], Sequence[int]]] = None
+                ) -> tuple[int, list[Optional[tuple[int, int]]]]:
+        """Measured (clipped) input window along ``d`` of every output position along ``d`` (or of the
+        positions ``which(n_out)``; the others are ``None`` in the list)."""
         xr, out = self.run(shape, grad=True)
         if not isinstance(out, torch.Tensor) or not out.requires_grad:
             raise _NoFit("the op's output does not depend differentiably on its input")
         n_out = out.shape[d]
         other = [i for i in range(xr.ndim) if i != d]
-        result: list[Optional[tuple[int, int]]] = []
-        for start in range(0, n_out, _GRAD_CHUNK):
-            units = list(range(start, min(n_out, start + _GRAD_CHUNK)))
+        wanted = list(range(n_out)) if which is None else sorted({u for u in which(n_out) if 0 <= u < n_out})
+        result: list[Optional[tuple[int, int]]] = [None] * n_out
+        chunk = max(1, min(_GRAD_CHUNK, _SEED_ELEMENTS // max(out.numel(), 1)))
+        for start in range(0, len(wanted), chunk):
+            units = wanted[start: start + chunk]
             seeds = torch.zeros((len(units),) + tuple(out.shape), dtype=out.dtype)
             for i, u in enumerate(units):
                 sl = seeds[i].select(d, u)
@@ -144,10 +153,10 @@ class _OpProbe:
                 grads = list(g)
             except Exception:
                 grads = [torch.autograd.grad(out, xr, s, retain_graph=True)[0] for s in seeds]
-            for g in grads:
+            for u, g in zip(units, grads):
                 hit = (g != 0).any(dim=other) if other else (g != 0)
                 idx = torch.nonzero(hit).flatten()
-                result.append(None if idx.numel() == 0 else (int(idx[0]), int(idx[-1])))
+                result[u] = None if idx.numel() == 0 else (int(idx[0]), int(idx[-1]))
         return n_out, result
 
 
@@ -158,7 +167,9 @@ def _probe_op(call: "OpCall", syms: list) -> Any:
     if not x.dtype.is_floating_point:
         raise _NoFit(f"its input has dtype {x.dtype}; gradients need a floating-point input")
     op = _OpProbe(call, x)
-    _, out = op.run(x.shape)
+    # The output's shape and dtype from data-free stand-ins (never a full-size real run: the probe
+    # itself works on inputs thin along the other dims and sized by the fit, see _fit_dim).
+    out = shape_by_execution(call.interp._callable(call), call.args, call.kwargs, call.interp.device)
     if not isinstance(out, torch.Tensor):
         return call.interp.unknown_fallback(call)
     if not out.is_floating_point():
@@ -227,19 +238,24 @@ def _sizes_that_run(op: _OpProbe, base: Sequence[int], d: int, candidates: Itera
 
 def _fit_dim(op: _OpProbe, base: tuple[int, ...], d: int, out_shape: tuple[int, ...],
              spatial: Sequence[int]) -> Optional[tuple[PAMap, PAMap]]:
-    """Window maps of dim ``d``; ``None`` when every output reads the whole dim (global)."""
+    """Window maps of dim ``d``; ``None`` when every output reads the whole dim (global).
+
+    Memory and time follow the fit, not the input: the other spatial dims are thin, the maps are fitted
+    and checked on short lengths, and at the model's own length ``n`` only the output positions near the
+    borders (where clipping or a length-dependent window shows) and a few interior ones are measured.
+    """
     n = base[d]
     # Thin along the other spatial dims when the op accepts it (cheaper backward passes).
     thin = list(base)
     for j in spatial:
         if j != d:
-            thin[j] = min(base[j], 8)
+            thin[j] = min(base[j], _THIN)
     if thin != list(base) and not _sizes_that_run(op, thin, d, [n], 1, set()):
         thin = list(base)
     used: set[int] = {n}
     small = max(24, min(n, 40))
     fit_sizes = _sizes_that_run(op, thin, d, range(small, small + 12), 2, used)
-    check_sizes = [n] + _sizes_that_run(op, thin, d, range(small + 13, small + 40), 1, used)
+    check_sizes = _sizes_that_run(op, thin, d, range(small + 13, small + 40), 1, used)
     if len(fit_sizes) < 2:
         raise _NoFit(f"it runs on too few lengths of dim {d} near {small} to fit a map")
     # The output dim following d must be d itself (the windows API keeps positions in place).
@@ -252,26 +268,62 @@ def _fit_dim(op: _OpProbe, base: tuple[int, ...], d: int, out_shape: tuple[int, 
         raise _NoFit(f"input dim {d} moves to output dim(s) {changed}; the fallback keeps positions in place")
     base = tuple(thin)
     measured = {m: op.windows(_with(base, d, m), d) for m in fit_sizes + check_sizes}
-    whole = all(w == (0, m - 1) for m, (_, ws) in measured.items() for w in ws)
+
+    def whole(found: dict) -> bool:
+        return all(w == (0, m - 1) for m, (_, ws) in found.items() for w in ws)
+
+    low = high = None
     try:
         low = _fit_map([(m, [None if w is None else w[0] for w in measured[m][1]]) for m in fit_sizes])
         high = _fit_map([(m, [None if w is None else w[1] for w in measured[m][1]]) for m in fit_sizes])
         if not (low.is_monotone() and high.is_monotone()):
             raise _NoFit(f"the fitted window maps of dim {d} are not monotone ({low}, {high})")
-        for m, (_, ws) in measured.items():
-            for u, w in enumerate(ws):
-                lo, hi = max(low(u), 0), min(high(u), m - 1)
-                predicted = None if lo > hi else (lo, hi)
-                if predicted != w:
-                    raise _NoFit(
-                        f"along dim {d}, the map fitted on lengths {fit_sizes} (L = {low}, H = {high}) predicts "
-                        f"window {predicted} for output {u} at length {m}, but the probe measured {w}"
-                    )
+        _check(low, high, measured, fit_sizes, d)
+        # The model's own length: the positions whose window the borders clip, two periods beyond them,
+        # and two periods in the middle (a window depending on the length shows at either end).
+        T = lcm(low.period, high.period)
+
+        def near_borders(n_out: int) -> list[int]:
+            clipped = [u for u in range(n_out) if low(u) < 0 or high(u) > n - 1] if n_out <= 4096 else \
+                [u for u in (*range(0, 4096), *range(n_out - 4096, n_out)) if low(u) < 0 or high(u) > n - 1]
+            pad = 2 * T + 2
+            picks = set(range(min(pad, n_out))) | set(range(max(0, n_out - pad), n_out))
+            for u in clipped:
+                picks.update(range(max(0, u - pad), min(n_out, u + pad + 1)))
+            mid = n_out // 2
+            picks.update(range(max(0, mid - T), min(n_out, mid + T + 1)))
+            return sorted(picks)
+
+        at_n = op.windows(_with(base, d, n), d, near_borders)
+        at_n_ws = at_n[1]
+        picked = set(near_borders(at_n[0]))
+        _check(low, high, {n: (at_n[0], [w if u in picked else _SKIP for u, w in enumerate(at_n_ws)])},
+               fit_sizes, d)
     except _NoFit:
-        if whole:
-            return None
+        if whole(measured):
+            ends = op.windows(_with(base, d, n), d, lambda n_out: (0, n_out // 2, n_out - 1))
+            if whole({n: (ends[0], [w for w in ends[1] if w is not None])}):
+                return None
         raise
     return low, high
+
+
+_SKIP = object()  # a position not measured at that length
+
+
+def _check(low: PAMap, high: PAMap, measured: dict, fit_sizes: Sequence[int], d: int) -> None:
+    """Raise `_NoFit` unless the maps reproduce every measured window (clipped to the input)."""
+    for m, (_, ws) in measured.items():
+        for u, w in enumerate(ws):
+            if w is _SKIP:
+                continue
+            lo, hi = max(low(u), 0), min(high(u), m - 1)
+            predicted = None if lo > hi else (lo, hi)
+            if predicted != w:
+                raise _NoFit(
+                    f"along dim {d}, the map fitted on lengths {fit_sizes} (L = {low}, H = {high}) predicts "
+                    f"window {predicted} for output {u} at length {m}, but the probe measured {w}"
+                )
 
 
 def _with(shape: Sequence[int], d: int, m: int) -> tuple[int, ...]:

@@ -397,8 +397,10 @@ class Prober:
 
 
 def _axis_from_measure(axis, shape, units, los, his, period, n_in, note, can_be_global=True) -> AxisProbe:
-    """Turn measured windows of consecutive units ``units`` into rf / stride / start.
+    """Turn measured windows of increasing units ``units`` into rf / stride / start.
 
+    ``period`` is the period ``T`` of the maps: the stride is read from two units ``T`` apart, the start
+    from a unit of phase 0; with ``T + 1`` consecutive units the periodic maps themselves are recovered.
     ``can_be_global=False``: the input could not be lengthened, so a unit reading all of it is only clipped.
     """
     touching = any(lo is not None and (lo <= 0 or hi >= n_in - 1) for lo, hi in zip(los, his))
@@ -406,22 +408,35 @@ def _axis_from_measure(axis, shape, units, los, his, period, n_in, note, can_be_
     widths = [hi - lo + 1 for lo, hi in zip(los, his) if lo is not None]
     rf = max(widths) if widths else 0
     stride = start = lo_map = hi_map = None
+    lo_of = dict(zip(units, los))
+    hi_of = dict(zip(units, his))
     T = period
-    if len(units) >= T + 1 and los[0] is not None and los[T] is not None:
-        advance = los[T] - los[0]
+    pairs = [u for u in units if u + T in lo_of and lo_of[u] is not None and lo_of[u + T] is not None]
+    if not pairs and T > 1:
+        T = 1
+        pairs = [u for u in units if u + 1 in lo_of and lo_of[u] is not None and lo_of[u + 1] is not None]
+    if pairs:
+        base_u = pairs[0]
+        advance = lo_of[base_u + T] - lo_of[base_u]
         stride = Fraction(advance, T)
-        if all(lo is not None for lo in los[:T]) and his[T] is not None:
+        block = list(range(base_u, base_u + T + 1))
+        if all(lo_of.get(u) is not None and hi_of.get(u) is not None for u in block):
+            hi_advance = hi_of[base_u + T] - hi_of[base_u]
             lo_table = [0] * T
             hi_table = [0] * T
-            for u, lo, hi in zip(units[:T], los[:T], his[:T]):
+            for u in block[:T]:
                 q, r = divmod(u, T)
-                lo_table[r] = lo - q * advance
-                hi_table[r] = hi - q * (his[T] - his[0])
+                lo_table[r] = lo_of[u] - q * advance
+                hi_table[r] = hi_of[u] - q * hi_advance
             lo_map = PAMap(T, advance, lo_table)
-            hi_map = PAMap(T, his[T] - his[0], hi_table)
+            hi_map = PAMap(T, hi_advance, hi_table)
             start = Fraction(lo_map(0))
         else:
-            note = (note + "; " if note else "") + "some phase reads no input: start not measured"
+            phase0 = [u for u in units if u % T == 0 and lo_of[u] is not None]
+            if phase0:
+                start = Fraction(lo_of[phase0[0]] - (phase0[0] // T) * advance)
+            else:
+                note = (note + "; " if note else "") + "some phase reads no input: start not measured"
     elif len(units) == 1 and los[0] is not None:  # a node with no dim along this axis: a fixed window
         stride, start = Fraction(0), Fraction(los[0])
     return AxisProbe(
@@ -469,19 +484,28 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         m = max(m, 1)
         return m + (n0 - m) % P
 
-    def plan(margin: int) -> tuple[int, int]:
-        """First unit whose field starts at >= margin, and the length its T + 1 units need."""
+    def plan(margin: int) -> tuple[list[int], int]:
+        """The units to measure (from the first one whose field starts at >= margin) and the length they
+        need.  Up to period 8: T + 1 consecutive units (every phase, the maps are recovered); beyond, a
+        phase-0 unit and the next (start, stride), the phase of the widest estimated window (rf), and the
+        neighbours of the period's ends: each window is compared with the symbolic one by validation."""
         u0 = 0
         if lo_est(0) < margin:  # lo_est is non-decreasing: jump close, then step
             u0 = max(0, int((margin - lo_est(0)) / lo_est.slope) - T - 1)
             while lo_est(u0) < margin:
                 u0 += 1
-        need = max(hi_est(u) for u in range(u0, u0 + T + 1)) + 1 + margin
-        return u0, need
+        if T <= 8:
+            chosen = list(range(u0, u0 + T + 1))
+        else:
+            a = -(-u0 // T) * T
+            widths = [hi_est(a + r) - lo_est(a + r) for r in range(T)]
+            chosen = sorted({a, a + 1, a + widths.index(max(widths)), a + T - 1, a + T})
+        need = max(hi_est(u) for u in chosen) + 1 + margin
+        return chosen, need
 
-    u0 = 0
+    chosen: list[int] = []
     if regular:
-        u0, need = plan(margin)
+        chosen, need = plan(margin)
         n = n0 if need <= n0 <= max(2 * need, CROP_MIN) else congruent(need)
     elif global_est:
         n = n0 if n0 <= CROP_MIN else congruent(CROP_MIN // 4)
@@ -525,11 +549,13 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         thin, alt = found
         shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
         budget.check_size(name, shape)
-        k = T + 1 if lo_est is not None else 5
+        k = min(T, 8) + 1 if lo_est is not None else 5
         fits = regular and plan(margin)[1] <= n
 
-        def units_of(n_out, k=k, u0=u0, fits=fits):
-            start = u0 if fits else max(0, n_out // 2 - k // 2)
+        def units_of(n_out, k=k, chosen=chosen, fits=fits):
+            if fits:
+                return [u for u in chosen if u < n_out] or [0]
+            start = max(0, n_out // 2 - k // 2)
             return [u for u in range(start, start + k) if u < n_out] or [0]
 
         units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, units_of, dim_hint, budget)
@@ -545,7 +571,7 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         if len(units) < min(k, 2) and out_dim is not None and not fixed:
             n = congruent(n + max(int(math.ceil(lo_est.slope)) if lo_est is not None else 1, 1) * (k + 2))
             continue
-        T_used = T if len(units) > T else 1
+        T_used = T
         if lo_est is None and len(units) > 2:
             T_used = _smallest_period(los, his)
         fixed_note = note
@@ -566,7 +592,7 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
             break
         margin *= 2
         if regular:
-            u0, need = plan(margin)
+            chosen, need = plan(margin)
             n = congruent(max(2 * n, need))
         else:
             n = congruent(2 * n)

@@ -94,6 +94,7 @@ class Runner(fx.Interpreter):
         self.gen = torch.Generator().manual_seed(seed + 1)
         self._pool: Optional[torch.Tensor] = None
         self._meta_ok = True
+        self._meta_worked = False
         self._state_cache: Optional[dict[str, torch.Tensor]] = None
         self.alt: Optional[dict[fx.Node, Any]] = None
         self.shape_only = False
@@ -111,11 +112,15 @@ class Runner(fx.Interpreter):
             try:
                 with _reparametrize_module(self.module, tensors):
                     _, shapes = self.run(torch.empty(tuple(input_shape), dtype=dtype, device="meta"), None, True)
+                self._meta_worked = True
                 return shapes
             except RFGraphError:
                 raise
             except Exception:
-                pass
+                if self._meta_worked:
+                    # Every op of this graph runs on meta (it did at another size): the size is refused.
+                    # No real run (a real forward of a refused size costs as much as a probe).
+                    raise
         with torch.no_grad():
             _, shapes = self.run(torch.rand(tuple(input_shape), dtype=dtype), None, True)
         return shapes

@@ -228,6 +228,12 @@ def compare(node: str, sym: "NodeRF", num: ProbeResult) -> list[Disagreement]:
                         ("start", sym.start[axis], a.start)):
             if s != v:
                 out.append(Disagreement(node, axis, q, s, v))
+        if axis < len(sym.lo) and sym.lo[axis] is not None and sym.hi[axis] is not None:
+            for u, lo, hi in zip(a.units, a.lo, a.hi):  # each measured window, exactly
+                want = (sym.lo[axis](u), sym.hi[axis](u))
+                if lo is not None and (lo, hi) != want:
+                    out.append(Disagreement(node, axis, f"window of unit {u}", want, (lo, hi)))
+                    break
     return out
 
 
