@@ -446,13 +446,17 @@ class SymTensor:
         out of a concatenated dim (a class token sliced off again).
         """
         shape = list(self.shape)
+        for d, (_, _, size, *_) in per_dim.items():
+            shape[d] = size
         tags = list(self.tags)
         pinned = self.pinned
         for d, (low, high, size, *taps) in per_dim.items():
-            shape[d] = size
             tag = tags[d]
             if tag is None or (low == high == _IDENTITY and size == self.shape[d] and not taps):
                 continue  # (an identity window, e.g. a pad by 0, reads any layout)
+            if size == 0:  # an empty slice (no prefix tokens) holds no position
+                tags[d] = None
+                continue
             if isinstance(tag, Axis) and tag.field.is_global and self.shape[d] == 1:
                 # Upsampling a globally pooled value (ASPP's image pooling branch) broadcasts a
                 # constant: a context path for later merges, like a size-1 operand broadcast.
@@ -1068,6 +1072,8 @@ def _make_cat(segments: list[tuple[int, Optional[Tag]]]) -> Optional[Tag]:
             flat.append((size, tag))
     if all(tag is None for _, tag in flat):
         return None
+    if len(flat) == 1:
+        return flat[0][1]
     return Cat(tuple(flat))
 
 

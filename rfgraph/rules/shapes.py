@@ -300,7 +300,8 @@ def apply_index(call: OpCall, x: SymTensor, index: Any) -> SymTensor:
             start, stop, step = i.indices(n)
             size = len(range(start, stop, step))
             if (start, step, size) != (0, 1, n):
-                if size <= 0:
+                literal_empty = i.stop is not None and 0 <= i.stop <= (i.start or 0)  # x[:, :0] (no prefix token)
+                if size <= 0 and not literal_empty:
                     raise call.too_small(d, n, f"slice {i}")
                 window = PAMap.affine(step, start)
                 out = out.windows({d: (window, window, size)}, call.describe())
