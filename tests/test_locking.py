@@ -73,8 +73,9 @@ def test_eight_threads_give_the_sequential_results_byte_for_byte(models, sequent
 
 
 def test_threads_running_models_while_another_traces():
-    """A plain forward in one thread while another thread traces: the forward must not be recorded into
-    the trace or see a patched Module.__call__ (it waits for the lock only when it goes through rfgraph)."""
+    """The probe (real forwards on copies of the modules) in one thread while others trace: the probe holds
+    the lock, so fx's patched Module.__call__ never sees its modules.  (A forward run by user code outside
+    rfgraph is not protected: torch.fx patches the whole process, see README "Threads".)"""
     net = SmallNet()
     expected = rfgraph.analyze(net, (1, 3, 32, 32)).to_json()
     errors, texts = [], []

@@ -142,3 +142,21 @@ def test_reshape_rule_round_trip():
     flat = reshape_rule(OpCall(None, "view", None, (x, 1, 2, 24), {}))
     back = reshape_rule(OpCall(None, "view", None, (flat, (1, 2, 4, 6)), {}))
     assert back.tags == x.tags
+
+
+def test_unsqueeze_by_indexing_with_none():
+    """``y[None]``, ``y[None, ...]``, ``y[..., None]``, ``y[:, None, :, None]`` add size-1 dims and keep the
+    fields on the moved spatial dims (issue 15: an obscure TypeError was reported for ``a[None]``)."""
+    import rfgraph
+
+    cases = {
+        "lead": (lambda y: y[None], (1, 1, 3, 14, 14), (3, 4)),
+        "lead_ellipsis": (lambda y: y[None, ...], (1, 1, 3, 14, 14), (3, 4)),
+        "trail": (lambda y: y[..., None], (1, 3, 14, 14, 1), (2, 3)),
+        "between": (lambda y: y[:, None, :, None], (1, 1, 3, 1, 14, 14), (4, 5)),
+        "round_trip": (lambda y: y[None][0], (1, 3, 14, 14), (2, 3)),
+    }
+    for name, (fn, shape, dims) in cases.items():
+        net = nn.Sequential(nn.Conv2d(3, 3, 3), Lambda(fn))
+        rec = rfgraph.analyze(net, (1, 3, 16, 16))["output"]
+        assert (rec.shape, rec.dims, rec.rf) == (shape, dims, (3, 3)), name
