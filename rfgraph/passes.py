@@ -31,8 +31,8 @@ from .inputs import check_input_shape, example_input, explain_too_small, ordered
 from .locking import serialized
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target
-from .rules.channels import check_channels
-from .tracing import Traced, trace
+from .rules.channels import ChannelError, check_channels
+from .tracing import Traced, export_trace, trace
 from .values import MergeInfo, SymTensor, collect, shape_by_execution
 
 __all__ = ["analyze", "SymbolicPass", "contains_sym", "shape_by_execution"]
@@ -452,6 +452,7 @@ def analyze(
         return _analyze_inputs(model, input_shape, dtype=dtype, rules=rules or DEFAULT_RULES,
                                leaf_modules=leaf_modules, autowrap_functions=autowrap_functions, fallback=fallback)
     shape = check_input_shape(input_shape, dtype)
+    own_trace = traced is None
     if traced is None:
         traced = trace(model, leaf_modules=tuple(leaf_modules) + _ruled_leaves(rules),
                        autowrap_functions=tuple(autowrap_functions) + _ruled_functions(rules),
@@ -460,7 +461,22 @@ def analyze(
         check_shapes = _check_shapes_default()
     interp = SymbolicPass(traced, rules or DEFAULT_RULES, fallback=fallback, check_shapes=check_shapes)
     try:
-        records = interp.propagate(shape, dtype)
+        try:
+            records = interp.propagate(shape, dtype)
+        except ChannelError as exc:
+            # A layer got other channels than its weights take.  Either the input is wrong, or torch.fx
+            # traced a branch the model never takes with tensors (``torch.jit.isinstance(proxy, Tensor)``
+            # is False in MONAI's UpCat, which then skips its skip concat): torch.export runs the real
+            # branches on fake tensors.  If it also fails, the input is wrong: the channel error says how.
+            if not own_trace or traced.method != "fx":
+                raise
+            try:
+                traced = export_trace(model, (example_input(model, shape, dtype),),
+                                      tuple(leaf_modules) + _ruled_leaves(rules))
+            except Exception:
+                raise exc from None
+            interp = SymbolicPass(traced, rules or DEFAULT_RULES, fallback=fallback, check_shapes=check_shapes)
+            records = interp.propagate(shape, dtype)
     except InputTooSmallError as exc:
 
         def run(candidate):

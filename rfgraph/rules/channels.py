@@ -27,7 +27,11 @@ from ..errors import InputShapeError
 from ..values import SymTensor
 from .call import OpCall
 
-__all__ = ["check_channels"]
+__all__ = ["check_channels", "ChannelError"]
+
+
+class ChannelError(InputShapeError):
+    """An op gets other channels (features, trailing sizes, dtype of ids) than its module or weight takes."""
 
 _CONV = {getattr(F, f"conv{nd}d"): nd for nd in (1, 2, 3)}
 _CONV_T = {getattr(F, f"conv_transpose{nd}d"): nd for nd in (1, 2, 3)}
@@ -61,7 +65,7 @@ def _fail(call: OpCall, x: SymTensor, dim: int, expected: int, what: str = "inpu
         hint = "; is the input channels-last?"
     elif dim == x.ndim - 1 and x.ndim >= 3 and x.shape[1] == expected:
         hint = "; is the input channels-first where channels-last is expected?"
-    raise InputShapeError(
+    raise ChannelError(
         f"expected {expected} {what} at {call.name}, got {got}{hint} "
         f"({call.describe()} gets shape {'x'.join(map(str, x.shape))})"
     )
@@ -115,7 +119,7 @@ def _check_trailing(call: OpCall, x: SymTensor, normalized: tuple) -> None:
         hint = ""
         if len(normalized) == 1 and x.ndim >= 3 and x.shape[1] == normalized[0]:
             hint = "; is the input channels-first where channels-last is expected?"
-        raise InputShapeError(
+        raise ChannelError(
             f"expected trailing size {'x'.join(map(str, normalized))} at {call.name}, got "
             f"{'x'.join(map(str, got))}{hint} ({call.describe()} gets shape {'x'.join(map(str, x.shape))})"
         )
@@ -123,7 +127,7 @@ def _check_trailing(call: OpCall, x: SymTensor, normalized: tuple) -> None:
 
 def _check_ids(call: OpCall, x: SymTensor) -> None:
     if x.dtype.is_floating_point or x.dtype.is_complex:
-        raise InputShapeError(
+        raise ChannelError(
             f"{call.describe()} at {call.name} looks up integer token ids, got a {str(x.dtype).replace('torch.', '')} "
             "tensor; analyse with dtype=torch.long"
         )
