@@ -99,3 +99,27 @@ def test_embedding_needs_integer_ids():
     assert _analyze(_Tokens(), (1, 7), dtype=torch.long)["output"].shape == (1, 7, 4)
     with pytest.raises(InputShapeError, match="looks up integer token ids, got a float32 tensor; analyse with dtype=torch.long"):
         _analyze(_Tokens(), (1, 7, 7))
+
+
+class _UpCat(nn.Module):
+    """MONAI's UpCat pattern: ``torch.jit.isinstance(proxy, Tensor)`` is False under torch.fx, so fx traces the
+    branch without the skip concat, whose conv then gets half its channels; torch.export takes the real one."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(2, 2, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(2, 2, 2, stride=2)
+        self.conv = nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, x):
+        skip = x
+        y = self.up(self.down(x))
+        if skip is not None and torch.jit.isinstance(skip, torch.Tensor):
+            y = torch.cat([skip, y], dim=1)
+        return self.conv(y)
+
+
+def test_a_wrong_fx_branch_is_retried_with_export():
+    a = _analyze(_UpCat(), (1, 2, 16, 16))
+    assert a.meta["trace"] == "export"
+    assert a["conv"].shape == (1, 1, 16, 16) and a["conv"].rf == (5, 5)  # 3 (down), then 2 units of it
