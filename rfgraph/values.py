@@ -450,6 +450,7 @@ class SymTensor:
             shape[d] = size
         tags = list(self.tags)
         pinned = self.pinned
+        local: dict[int, tuple] = {}  # dims holding the position in a window, read window by window
         for d, (low, high, size, *taps) in per_dim.items():
             tag = tags[d]
             if tag is None or (low == high == _IDENTITY and size == self.shape[d] and not taps):
@@ -472,6 +473,9 @@ class SymTensor:
                     pinned = {**pinned, tag.axis: _held_field(pinned[tag.axis], tag.n, 0, tag.stride)}
             elif isinstance(tag, Cat) and (cut := _cut_segments(tag, low, high, size, taps)) is not _NO_CUT:
                 tags[d] = cut
+            elif (isinstance(tag, Sub) and not taps and d not in local
+                  and (plan := _in_window(self, tag, low, high, size)) is not None):
+                local[d] = plan
             elif all(f.is_global for _, f in tag.items()):
                 tags[d] = tag
             else:
@@ -479,6 +483,20 @@ class SymTensor:
                     f"{what} reads along a dimension that holds flattened or shuffled spatial positions",
                     shape=shape,
                 )
+        if local:
+            if len({plan[0] for plan in local.values()}) != len(local):
+                return self.as_unknown(f"{what} reads two dims holding digits of one axis", shape=shape)
+            rewrite = {plan[0]: plan[1:] for plan in local.values()}
+
+            def leaf_fn(_size: int, leaf):
+                if not isinstance(leaf, Sub) or (leaf.axis, leaf.n, leaf.shift) not in rewrite:
+                    return leaf
+                m, new_m, field = rewrite[leaf.axis, leaf.n, leaf.shift]
+                if leaf.stride == 1:
+                    return Sub(leaf.axis, field, leaf.n // m * new_m, 1, new_m, leaf.shift)
+                return Sub(leaf.axis, field, leaf.n // m * new_m, leaf.stride // m * new_m, leaf.size, leaf.shift)
+
+            tags = [_replace_sized(s, t, leaf_fn) for s, t in zip(shape, tags)]
         out = self.like(shape=shape, tags=tags, pinned=pinned)
         if self.parts is not None and self.parts[0] not in per_dim:
             # A crop or window along other dims keeps each concat piece's channels apart.
@@ -795,6 +813,35 @@ def _block_maps(digits: set, shift: int) -> tuple[PAMap, PAMap]:
     if shift:
         low = low.compose(PAMap.affine(1, -shift)).shift(shift)
     return low, low.shift(extent)
+
+
+def _in_window(t: SymTensor, tag: Sub, low: PAMap, high: PAMap, size: int) -> Optional[tuple]:
+    """A window op along a dim holding the position inside a window (the lowest digit of an axis,
+    the windows' index in other dims): it reads each window alone, zero padding at the window's
+    borders (a conv or pool applied to window-partitioned maps: EfficientViT's cascaded attention,
+    Hiera's query pooling).  Output ``u`` of window ``w`` reads ``[max(0, L(u)), min(m - 1, H(u))]``
+    of that window: over the axis, ``L(p) = m*floor(p/size) + max(0, L(p mod size))``.  Returns
+    ``(copy, m, size, new field)``, or ``None`` when the dim is not that (or a unit reads nothing)."""
+    m = tag.size
+    key = (tag.axis, tag.n, tag.shift)
+    if tag.stride != 1 or m == tag.n or (tag.shift and size != m):
+        return None
+    held = _axis_layouts(t).get(key, set())
+    if any(st < m and (st, sz) != (1, m) for st, sz in held) or tag.n % m:
+        return None
+    lo_t, hi_t = [], []
+    for u in range(size):
+        a, b = max(0, low(u)), min(m - 1, high(u))
+        if a > b:
+            return None
+        lo_t.append(a)
+        hi_t.append(b)
+    lo = PAMap(size, m, lo_t)
+    hi = PAMap(size, m, hi_t)
+    if tag.shift:
+        lo = lo.compose(PAMap.affine(1, -tag.shift)).shift(tag.shift)
+        hi = hi.compose(PAMap.affine(1, -tag.shift)).shift(tag.shift)
+    return key, m, size, tag.field.through(lo, hi)
 
 
 def _sole_digits(t: SymTensor, d: int, tag: Sub) -> Optional[Field]:

@@ -269,3 +269,45 @@ def test_export_path_window_attention():
     r = last(a)
     assert r.source == "symbolic" and r.rf == (6, 6)
     assert [(r.lo[0](u), r.hi[0](u)) for u in range(4)] == [(-3, 2), (-3, 2), (1, 6), (1, 6)]
+
+
+class WindowConv(nn.Module):
+    """conv k=3 p=1, windows of 4 as (B * nW, C, 4, 4), a conv (or a pool of 2) inside each window,
+    windows put back: EfficientViT's cascaded attention convs, Hiera's query pooling."""
+
+    def __init__(self, pool: bool, c: int = 2):
+        super().__init__()
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.inner = nn.AvgPool2d(2) if pool else nn.Conv2d(c, c, 3, padding=1, groups=c)  # (avg: max routes the gradient to one pixel)
+        self.pool = pool
+
+    def forward(self, x):
+        x = self.conv(x)
+        B, C, H, W = x.shape
+        w = x.view(B, C, H // 4, 4, W // 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, C, 4, 4)
+        w = self.inner(w)
+        k = w.shape[-1]
+        return w.view(B, H // 4, W // 4, C, k, k).permute(0, 3, 1, 4, 2, 5).reshape(B, C, H // 4 * k, W // 4 * k)
+
+
+def test_conv_inside_windows():
+    """A conv k=3 p=1 inside windows of 4 pads at the window's borders: p reads
+    [max(4w, p - 1), min(4w + 3, p + 1)] of the first conv: input [.. - 1, .. + 1]."""
+    model = WindowConv(pool=False)
+    r = last(check(model, (1, 1, 16, 16)))
+    assert r.source == "symbolic"
+    expected = [(max(4 * (u // 4), u - 1) - 1, min(4 * (u // 4) + 3, u + 1) + 1) for u in range(16)]
+    assert _maps(r, 0, 16) == expected
+    for axis in (0, 1):
+        assert assert_windows_match(model, (1, 1, 16, 16), r, axis) == 16
+
+
+def test_pool_inside_windows():
+    """A pool of 2 inside windows of 4: windows of 2 after, unit o reads pixels 2o, 2o + 1 of the
+    first conv: [2o - 1, 2o + 2], stride 2."""
+    model = WindowConv(pool=True)
+    r = last(check(model, (1, 1, 16, 16)))
+    assert r.source == "symbolic" and r.shape == (1, 2, 8, 8)
+    assert _maps(r, 0, 8) == [(2 * o - 1, 2 * o + 2) for o in range(8)]
+    for axis in (0, 1):
+        assert assert_windows_match(model, (1, 1, 16, 16), r, axis) == 8
