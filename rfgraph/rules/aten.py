@@ -111,6 +111,7 @@ SAME_AS_FUNCTION: dict[str, Any] = {
     "linear": F.linear, "layer_norm": F.layer_norm, "group_norm": F.group_norm, "instance_norm": F.instance_norm,
     "cat": torch.cat, "concat": torch.cat, "stack": torch.stack, "einsum": torch.einsum,
     "matmul": torch.matmul, "mm": torch.matmul, "bmm": torch.matmul,
+    "addmm": torch.addmm, "baddbmm": torch.baddbmm, "addbmm": torch.addbmm,
     "scaled_dot_product_attention": F.scaled_dot_product_attention,
     "embedding": F.embedding, "flip": torch.flip, "roll": torch.roll,
 }

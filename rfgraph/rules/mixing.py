@@ -31,6 +31,7 @@ __all__ = [
     "linear_rule",
     "einsum_rule",
     "matmul_rule",
+    "add_product_rule",
     "attention_module_rule",
     "mha_function_rule",
     "sdpa_rule",
@@ -204,6 +205,21 @@ def matmul_rule(call: OpCall) -> SymTensor:
     sa = batch[len(batch) - (a.ndim - 2):] + "ij"
     sb = batch[len(batch) - (b.ndim - 2):] + "jk"
     return _contract(call, f"{sa},{sb}->{batch}ik", [a, b])
+
+
+def add_product_rule(call: OpCall) -> SymTensor:
+    """``addmm`` / ``baddbmm`` (``input + a @ b``) and ``addbmm`` (``input + sum over the batch of a @ b``):
+    the product as `matmul_rule` (its batch summed too for ``addbmm``), merged with ``input``."""
+    inp, a, b = (as_operand(call.arg(i, n)) for i, n in enumerate(("input", "batch1", "batch2")))
+    name = getattr(call.target, "__name__", str(call.target)).split(".")[0]
+    if name == "addbmm":
+        product = _contract(call, "bij,bjk->ik", [a, b])
+    else:
+        product = matmul_rule(call.with_args((a, b)))
+    shape = tuple(torch.broadcast_shapes(inp.shape, product.shape))
+    out, info = merge_tensors([inp, product], shape, call.describe())
+    call.note_merge(info)
+    return out
 
 
 def attend(call: OpCall, q: SymTensor, k: SymTensor, v: SymTensor, mask: Optional[SymTensor] = None):

@@ -25,6 +25,7 @@ from torchvision.ops.stochastic_depth import stochastic_depth
 from .aten import aten_functions
 from .call import Rule, RuleSet
 from .mixing import (
+    add_product_rule,
     attention_module_rule,
     einsum_rule,
     group_norm_dims,
@@ -360,6 +361,10 @@ FUNCTION_RULES: dict[Any, Rule] = {
     torch.matmul: matmul_rule,
     operator.matmul: matmul_rule,
     torch.bmm: matmul_rule,
+    torch.mm: matmul_rule,
+    torch.addmm: add_product_rule,
+    torch.baddbmm: add_product_rule,
+    torch.addbmm: add_product_rule,
     torch.einsum: einsum_rule,
     F.scaled_dot_product_attention: sdpa_rule,
     F.multi_head_attention_forward: mha_function_rule,
@@ -411,6 +416,10 @@ METHOD_RULES: dict[str, Rule] = {
     **_mix_methods,
     "matmul": matmul_rule,
     "bmm": matmul_rule,
+    "mm": matmul_rule,
+    "addmm": add_product_rule,
+    "baddbmm": add_product_rule,
+    "addbmm": add_product_rule,
     "__matmul__": matmul_rule,
 }
 

@@ -179,3 +179,18 @@ def test_mha_function_rule_directly():
     # weights[l, s] read query l and every key (the softmax over s): every entry is global
     assert all(f.is_global for _, f in weights.tags[2].items())
     assert all(f.is_global for fs in weights.axis_fields().values() for f in fs)
+
+
+def test_baddbmm_scores_and_addmm():
+    """``baddbmm(bias, q, k^T)`` (scores plus a constant bias, as some attention code writes them),
+    softmax, ``bmm`` with v: global on both axes; ``addmm(b, x_tokens, W)`` over channels keeps rf 1."""
+    def attention(x):
+        t = x.flatten(2).transpose(1, 2)                                   # (1, 16, 2)
+        scores = torch.baddbmm(torch.zeros(1, 16, 16), t, t.transpose(1, 2))
+        return torch.bmm(scores.softmax(-1), t)
+
+    r = last(check(Lambda(attention), (1, 2, 4, 4)))
+    assert r.is_global == (True, True) and not r.global_context
+    r = last(check(Lambda(lambda x: torch.addmm(torch.zeros(3), x.flatten(2)[0].t(), torch.ones(2, 3))),
+                   (1, 2, 4, 4)))
+    assert r.rf == (1, 1) and r.shape == (16, 3)
