@@ -91,6 +91,17 @@ def _mutates(target: Any, kwargs: dict) -> bool:
     return name.endswith("_") and not name.startswith("__") and not name.endswith("__")
 
 
+def _map_tensors(value: Any, fn: Callable) -> Any:
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        items = [_map_tensors(v, fn) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
+    return value
+
+
 def _to_unknown(value: Any, reason: str) -> Any:
     if isinstance(value, torch.Tensor):
         out = SymTensor(tuple(value.shape), value.dtype)
@@ -246,6 +257,8 @@ class SymbolicPass(fx.Interpreter):
         check_channels(call)  # a channels-last input would otherwise flow through the rules unnoticed
         rule = self.rules.lookup(call)
         if rule is None:
+            if all(t.is_constant for t in call.sym_args()):
+                return self.constant(call)
             return self.fallback(call)
         out = rule(call)
         if self.check_shapes:
@@ -269,6 +282,12 @@ class SymbolicPass(fx.Interpreter):
             )
 
     # -- fallback ------------------------------------------------------------------
+
+    def constant(self, call: OpCall) -> Any:
+        """An op with no rule whose tensor arguments read no input position (``meshgrid`` of shape-derived
+        grids): its outputs read none either. Shapes from a run on stand-ins; every tensor field-free."""
+        out = shape_by_execution(self._callable(call), call.args, call.kwargs, self.device)
+        return _map_tensors(out, lambda t: SymTensor(tuple(t.shape), t.dtype))
 
     def unknown_fallback(self, call: OpCall, reason: Optional[str] = None) -> Any:
         """No rule: learn the output shape by running the op on stand-ins, mark it unknown (with ``reason``)."""

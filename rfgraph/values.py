@@ -372,6 +372,13 @@ class SymTensor:
         out.unknown = self.unknown or reason
         return out
 
+    @property
+    def is_constant(self) -> bool:
+        """Reads no input position: no field anywhere, nothing unknown (a shape-derived constant such as
+        ``zeros_like(x)``, or another input of a model with several)."""
+        return (not self.unknown and not self.pinned and not self.global_context and not self.probed
+                and all(tag is None or not tag.items() for tag in self.tags))
+
     def axis_fields(self) -> dict[int, list[Field]]:
         """Every field this tensor holds, grouped by input axis.
 

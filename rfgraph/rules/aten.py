@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..values import SymTensor
 from .call import OpCall, dims_arg
+from .constants import CONSTANT_LIKE_FUNCTIONS
 from .mixing import reduction_rule
 from .pointwise import channel_mixing_rule, identity_rule
 from .rearrange import select_rule
@@ -114,6 +115,7 @@ SAME_AS_FUNCTION: dict[str, Any] = {
     "addmm": torch.addmm, "baddbmm": torch.baddbmm, "addbmm": torch.addbmm,
     "scaled_dot_product_attention": F.scaled_dot_product_attention,
     "embedding": F.embedding, "flip": torch.flip, "roll": torch.roll,
+    **{name: getattr(torch, name) for name in CONSTANT_LIKE_FUNCTIONS},
 }
 
 
@@ -128,10 +130,11 @@ SAME_AS_METHOD: dict[str, str] = {
         "remainder", "fmod", "floor_divide", "logical_and", "logical_or", "copy_",
         "view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
         "expand", "repeat", "narrow", "split", "chunk", "unbind", "to",
+        "new_zeros", "new_ones", "new_full", "new_empty", "zero_", "fill_", "normal_", "uniform_",
         "mean", "sum", "amax", "amin", "std", "var", "prod", "logsumexp", "norm", "all", "any", "argmax",
         "argmin", "softmax", "log_softmax", "cumsum", "cumprod",
     )},
-    "_unsafe_view": "view", "split_with_sizes": "split", "_to_copy": "to", "type_as": "to",
+    "_unsafe_view": "view", "split_with_sizes": "split", "_to_copy": "to", "type_as": "type_as",
     "reshape_as": "reshape_as", "view_as": "view_as", "expand_as": "expand_as",
     "_softmax": "softmax", "_log_softmax": "log_softmax", "alias": "clone", "lift_fresh_copy": "clone",
     "rsub": "sub", "true_divide": "div", "swapaxes": "transpose", "swapdims": "transpose",

@@ -172,7 +172,9 @@ class RuleSet:
 
         A module's rule is that of the nearest class in its MRO that has one.
         A method called on a constant tensor with a `SymTensor` argument uses
-        the rule of the ``torch`` function of the same name.
+        the rule of the ``torch`` function of the same name, or the rule
+        registered for the unbound method ``torch.Tensor.<name>``
+        (``torch.arange(w).type_as(x)``).
         """
         if call.module is not None:
             return self.for_module(call.module)
@@ -180,7 +182,8 @@ class RuleSet:
         if isinstance(target, str):
             if call.args and isinstance(call.args[0], SymTensor):
                 return self.methods.get(target)
-            return self.functions.get(getattr(torch, target, None))
+            rule = self.functions.get(getattr(torch, target, None))
+            return rule if rule is not None else self.functions.get(getattr(torch.Tensor, target, None))
         return self.functions.get(target)
 
     def for_module(self, module: nn.Module) -> Optional[Rule]:
@@ -224,6 +227,12 @@ def hand_over(call: OpCall, x: SymTensor, reason: str, shape=None) -> Any:
         if isinstance(out, SymTensor) and out.unknown and reason not in out.unknown:
             out.unknown = f"{call.describe()}: {reason}; {out.unknown}"
         return out
+    if interp is not None and shape is None:
+        # the op's own output structure (a tuple for a recurrent layer), shapes from a run on stand-ins
+        try:
+            return interp.unknown_fallback(call, f"{call.describe()}: {reason}")
+        except RuleError:
+            interp.unknown_ops[call.describe()] -= 1  # counted again below
     if interp is not None:
         what = call.describe()
         interp.unknown_ops[what] = interp.unknown_ops.get(what, 0) + 1

@@ -87,6 +87,12 @@ def reduction_rule(call: OpCall) -> Any:
     keepdim = bool(call.arg(2, "keepdim", False))
     dims = range(x.ndim) if dim is None or dim == () else [norm_dim(d, x.ndim) for d in as_tuple(dim, 1)]
     out = x.reduce(dims, keepdim, call.describe())
+    if x.parts is not None and x.parts[0] in dims and not out.unknown:
+        # A sum / max over the operands of a stack or concat (``torch.stack(fs).sum(0)``) is a merge:
+        # the alignment of its operands is reported here, as for an add.
+        pieces = [piece.reduce(dims, keepdim, call.describe()) for _, _, piece in x.parts[1]]
+        _, info = merge_tensors(pieces, out.shape, call.describe())
+        call.note_merge(info)
     if call.target in ("max", "min", torch.max, torch.min) and dim is not None and not isinstance(dim, (list, tuple)):
         return out, out.like(dtype=torch.int64)  # (values, indices)
     return out

@@ -76,7 +76,12 @@ def select_rule(call: OpCall) -> SymTensor:
     n = x.shape[dim]
     if not -n <= i < n:
         raise RuleError(f"{call.describe()} at node {call.name!r}: index {i} out of range for size {n}")
-    return x.index(dim, i + n if i < 0 else i)
+    i = i + n if i < 0 else i
+    if x.parts is not None and x.parts[0] == dim:  # one operand of a stack / concat back: its own field
+        for a, b, piece in x.parts[1]:
+            if a <= i < b:
+                return piece.index(dim, i - a)
+    return x.index(dim, i)
 
 
 def spatial_cat(call: OpCall, tensors: list[SymTensor], dim: int) -> SymTensor:

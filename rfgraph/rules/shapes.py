@@ -114,6 +114,8 @@ def stack_rule(call: OpCall) -> SymTensor:
     shape[dim] = len(tensors)
     out, info = merge_tensors(expanded, shape, call.describe(), concat_dim=dim)
     call.note_merge(info)
+    if not out.unknown:  # stack = concat of the operands with a new size-1 dim: indexing one back is exact
+        out.parts = (dim, _concat_parts(expanded, dim))
     return out
 
 
@@ -382,6 +384,8 @@ def tensor_split_rule(call: OpCall) -> list[SymTensor]:
 def unbind_rule(call: OpCall) -> list[SymTensor]:
     x = tensor_arg(call)
     dim = norm_dim(call.arg(1, "dim", 0), x.ndim)
+    if x.parts is not None and x.parts[0] == dim:  # unbind of a stack / concat: each operand back, exactly
+        return [apply_index(call, x, (slice(None),) * dim + (i,)) for i in range(x.shape[dim])]
     return [x.index(dim, i) for i in range(x.shape[dim])]
 
 

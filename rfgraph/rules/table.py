@@ -24,6 +24,7 @@ from torchvision.ops.stochastic_depth import stochastic_depth
 
 from .aten import aten_functions
 from .call import Rule, RuleSet
+from .constants import CONSTANT_LIKE_FUNCTIONS, CONSTANT_LIKE_METHODS, constant_like_rule, type_as_rule
 from .mixing import (
     add_product_rule,
     attention_module_rule,
@@ -50,6 +51,7 @@ from .pointwise import (
     normalize_rule,
 )
 from .rearrange import flip_rule, roll_rule, select_rule
+from .recurrent import recurrent_rule
 from .shapes import (
     cat_rule,
     chunk_rule,
@@ -154,13 +156,11 @@ IDENTITY_FUNCTIONS: frozenset[Any] = frozenset({
 })
 
 #: Identity on fields, as Tensor methods: reads exactly position u of each channel and keeps channels apart.
-#: (``zero_`` / ``fill_`` / ``normal_`` / ``uniform_`` overwrite the values: the result reads nothing, so
-#: the identity is a superset there.)
 IDENTITY_METHODS: frozenset[str] = frozenset({
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "exp_", "log", "sqrt", "rsqrt", "abs", "neg",
     "clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_", "clamp_max", "erf", "square", "reciprocal",
     "sign", "floor", "ceil", "round", "contiguous", "detach", "clone", "requires_grad_", "cpu", "cuda",
-    "hardtanh_", "nan_to_num", "softplus", "type_as", "sin", "cos", "zero_", "fill_", "normal_", "uniform_",
+    "hardtanh_", "nan_to_num", "softplus", "sin", "cos",
 })
 
 #: Reads exactly position u, but each output channel reads several input channels (dim 1): the spatial
@@ -303,6 +303,8 @@ MODULE_RULES: dict[type, Rule] = {
     nn.Linear: linear_rule,
     nn.Bilinear: linear_rule,
     nn.MultiheadAttention: attention_module_rule,
+    # recurrent (nn.RNNBase and its subclasses RNN, LSTM, GRU)
+    nn.RNNBase: recurrent_rule,
     # torchvision
     maxvit.PartitionAttentionLayer: maxvit_partition_attention_rule,
 }
@@ -368,6 +370,9 @@ FUNCTION_RULES: dict[Any, Rule] = {
     torch.einsum: einsum_rule,
     F.scaled_dot_product_attention: sdpa_rule,
     F.multi_head_attention_forward: mha_function_rule,
+    # shape-derived constants
+    **{getattr(torch, n): constant_like_rule for n in CONSTANT_LIKE_FUNCTIONS},
+    torch.Tensor.type_as: type_as_rule,  # const.type_as(x): see RuleSet.lookup
     # torchvision
     swin_transformer.shifted_window_attention: swin_window_attention_rule,
     swin_transformer._patch_merging_pad: swin_patch_merging_pad_rule,
@@ -421,6 +426,9 @@ METHOD_RULES: dict[str, Rule] = {
     "baddbmm": add_product_rule,
     "addbmm": add_product_rule,
     "__matmul__": matmul_rule,
+    # shape-derived constants
+    **dict.fromkeys(CONSTANT_LIKE_METHODS, constant_like_rule),
+    "type_as": type_as_rule,
 }
 
 #: The rules every analysis starts from (read-only): the tables above plus the aten spellings of
