@@ -1,6 +1,7 @@
 """Long fuzzing run: N random networks, symbolic pass vs numeric measurement.
 
     .venv/bin/python benchmarks/fuzz_long.py --examples 10000 [--seed 0] [--jobs 2] [--out fuzz.jsonl]
+        [--family dag|unet]
 
 Generates networks with the hypothesis strategy of tests/strategies.py and,
 unlike the pytest run (``make fuzz-long``), does not stop at the first
@@ -9,7 +10,10 @@ with the spec and the disagreements) and counted, so one run gives the exact
 number of networks checked, the time, and every failure.  ``--jobs`` splits
 the examples over processes with different seeds.  To keep 10 000 networks
 within an hour on two shared cores, each network is checked along one spatial
-axis (drawn with the network; the pytest run checks every axis).
+axis (drawn with the network; the pytest run checks every axis).  ``--family unet``
+draws 2-D U-Net-like networks instead (`strategies.unet_specs`: resampling by
+integer and fractional factors, ``align_corners`` both ways, transposed convs
+with holes, pixel (un)shuffle, crops, merges by add / mul / max / cat / stack).
 """
 
 from __future__ import annotations
@@ -25,20 +29,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 
-def _run(seed: int, examples: int, out: str) -> dict:
+def _run(seed: int, examples: int, out: str, family: str = "dag") -> dict:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
     from hypothesis import strategies as st
-    from strategies import check, net_specs
+    from strategies import check, net_specs, unet_specs
+
+    specs = unet_specs() if family == "unet" else net_specs()
 
     # compared: networks where at least one node was compared (the rest: the drawn axis was too big to
     # measure within the budget, or every node was unknown / too close to a border)
     stats = {"networks": 0, "compared": 0, "failures": 0, "nodes_checked": 0, "nodes_full_period": 0, "units": 0,
-             "nodes_unknown": 0, "axes_too_big": 0, "by_nd": {1: 0, 2: 0, 3: 0}}
+             "nodes_unknown": 0, "networks_unknown": 0, "axes_too_big": 0, "by_nd": {1: 0, 2: 0, 3: 0}}
 
     @hseed(seed)
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(net_specs(), st.integers(0, 2))
+    @given(specs, st.integers(0, 2))
     def one(spec, axis):
         # one spatial axis per network (drawn): the generated ops treat the axes alike
         try:
@@ -58,6 +64,7 @@ def _run(seed: int, examples: int, out: str) -> dict:
         stats["nodes_full_period"] += report.nodes_full_period
         stats["units"] += report.checked_units
         stats["nodes_unknown"] += report.nodes_unknown
+        stats["networks_unknown"] = stats.get("networks_unknown", 0) + (report.nodes_unknown > 0)
         stats["axes_too_big"] += report.too_big
         if report.disagreements:
             stats["failures"] += 1
@@ -77,14 +84,16 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default="fuzz_failures.jsonl")
+    parser.add_argument("--family", choices=["dag", "unet"], default="dag",
+                        help="random DAGs of 1-3 d ops (default) or 2-D U-Net-like networks")
     args = parser.parse_args()
     t0 = time.time()
     per_job = [args.examples // args.jobs + (1 if i < args.examples % args.jobs else 0) for i in range(args.jobs)]
     if args.jobs == 1:
-        results = [_run(args.seed, per_job[0], args.out)]
+        results = [_run(args.seed, per_job[0], args.out, args.family)]
     else:
         with ProcessPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(_run, args.seed + i, n, args.out) for i, n in enumerate(per_job)]
+            futures = [pool.submit(_run, args.seed + i, n, args.out, args.family) for i, n in enumerate(per_job)]
             results = [f.result() for f in futures]
     total: dict = {}
     for r in results:

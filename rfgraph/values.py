@@ -716,8 +716,19 @@ class SymTensor:
         return self.like(tags=tags, pinned=pinned)
 
     def permute(self, order: Sequence[int]) -> SymTensor:
-        """Reorder the dims (``x.permute(order)``); fields move with their dims."""
-        return self.like(shape=[self.shape[i] for i in order], tags=[self.tags[i] for i in order])
+        """Reorder the dims (``x.permute(order)``); fields move with their dims, concat pieces too."""
+        out = self.like(shape=[self.shape[i] for i in order], tags=[self.tags[i] for i in order])
+        if self.parts is not None:
+            out.parts = (list(order).index(self.parts[0]),
+                         tuple((a, b, piece.permute(order)) for a, b, piece in self.parts[1]))
+        return out
+
+    def with_dtype(self, dtype: torch.dtype) -> SymTensor:
+        """The same tensor converted to ``dtype`` (fields and concat pieces kept)."""
+        out = self.like(dtype=dtype)
+        if self.parts is not None:
+            out.parts = (self.parts[0], tuple((a, b, p.with_dtype(dtype)) for a, b, p in self.parts[1]))
+        return out
 
     def index(self, dim: int, position: int) -> SymTensor:
         """Select one position along ``dim`` and drop the dim (``x[:, :, 3]``)."""
@@ -1023,7 +1034,29 @@ def _reshape(t: SymTensor, new_shape: tuple[int, ...]) -> SymTensor:
             queue.append(split[1])
             got = m
         new_tags.append(_group(acc))
-    return t.like(shape=new_shape, tags=new_tags, pinned=pinned)
+    out = t.like(shape=new_shape, tags=new_tags, pinned=pinned)
+    kept = _kept_dim(t.shape, new_shape, t.parts[0]) if t.parts is not None else None
+    if kept is not None:
+        # the concat dim is carried unchanged (squeeze, unsqueeze, a view regrouping other dims): so are
+        # its pieces, each reshaped alike
+        d = t.parts[0]
+        pieces = []
+        for a, b, piece in t.parts[1]:
+            shape = list(new_shape)
+            shape[kept] = piece.shape[d]
+            pieces.append((a, b, _reshape(piece, tuple(shape))))
+        out.parts = (kept, tuple(pieces))
+    return out
+
+
+def _kept_dim(shape: tuple[int, ...], new_shape: tuple[int, ...], d: int) -> Optional[int]:
+    """The dim of ``new_shape`` that holds dim ``d`` of ``shape`` unchanged after a reshape (same size,
+    same number of elements before it), if any."""
+    before = prod(shape[:d])
+    for j, m in enumerate(new_shape):
+        if m == shape[d] and prod(new_shape[:j]) == before:
+            return j
+    return None
 
 
 def _irregular(t: SymTensor, new_shape: tuple[int, ...], pinned: dict) -> SymTensor:

@@ -11,6 +11,8 @@ Per spatial dim of length ``n``, with kernel ``k``, stride ``s``, left padding
 * nearest / linear:   from the source index torch computes (float32, as torch)
 * adaptive pool:      ``L(u) = floor(u*n/m)``, ``H(u) = ceil((u+1)*n/m) - 1``
 * pad by ``a`` left:  ``L(u) = H(u) = u - a``
+* causal scan:        ``L(u) = 0``, ``H(u) = u`` (cumsum, a recurrent layer), stored
+                      as a table over the ``n`` positions (see `causal_window`)
 
 Each function returns the two maps (and the output length where it follows
 from the arguments).  `WindowParams` is what a windowed rule records on its
@@ -40,6 +42,7 @@ __all__ = [
     "transposed_gaps",
     "adaptive_window",
     "interpolate_window",
+    "causal_window",
 ]
 
 #: The ``node.meta`` key under which a windowed rule records its `WindowParams`.
@@ -267,3 +270,18 @@ def _scale_ratio(scale: Optional[float]) -> Optional[tuple[int, int]]:
         return None
     fr = Fraction(scale).limit_denominator(1 << 16)
     return fr.denominator, fr.numerator
+
+
+def causal_window(n: int) -> tuple[PAMap, PAMap]:
+    """``(L, H)`` of a causal scan over ``n`` positions (``cumsum``, a unidirectional recurrent layer):
+    output ``u`` reads ``0 .. u``.
+
+    ``L`` is stored as a table with period ``n`` and advance ``n`` (exact on every position that exists),
+    so that both maps have slope 1: the field's summaries (``rf`` = the last unit's) are those over the
+    tensor, and it merges with ordinary stride-1 paths.
+
+    >>> low, high = causal_window(4)
+    >>> [low(u) for u in range(4)], [high(u) for u in range(4)]
+    ([0, 0, 0, 0], [0, 1, 2, 3])
+    """
+    return PAMap(n, n, (0,) * n), PAMap.identity()

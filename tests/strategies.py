@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
-__all__ = ["Op", "NetSpec", "FuzzNet", "net_specs", "check", "measure", "valid", "Disagreement"]
+__all__ = ["Op", "NetSpec", "FuzzNet", "net_specs", "unet_specs", "check", "measure", "valid", "Disagreement"]
 
 C = 2  # channels of every conv output
 
@@ -167,7 +167,27 @@ class FuzzNet(nn.Module):
                 plan = (starts, ends, step)
                 margin += jump * (max(starts) + max(ends) + step + 1)
                 new_jump, c_out = jump * step, c_in
-            elif op.kind in ("add", "mul", "cat"):
+            elif op.kind == "resize":
+                mode, num, den, align = op.params
+                out = [max(1, n * num // den) for n in lengths]
+                mode = "nearest" if mode == "nearest" else ("linear", "bilinear", "trilinear")[nd - 1]
+                plan = (mode, out, align if mode != "nearest" else None)
+                ratio = max(-(-n // max(1, m - 1)) for n, m in zip(lengths, out))
+                margin += jump * (ratio + 3)
+                new_jump, c_out = jump * Fraction(max(lengths), max(1, min(out) - 1)), c_in
+            elif op.kind == "shuffle":
+                (r,) = op.params
+                out = [n * r for n in lengths]
+                plan = (r,)
+                margin += jump * 2
+                new_jump, c_out = jump / r, c_in
+            elif op.kind == "unshuffle":
+                (r,) = op.params
+                out = [n // r for n in lengths]
+                plan = (r,)
+                margin += jump * (2 * r + 1)
+                new_jump, c_out = jump * r, c_in * r * r
+            elif op.kind in ("add", "mul", "cat", "max", "stack"):
                 (align,) = op.params
                 b = op.inputs[1]
                 y_shape = shapes[b]
@@ -227,6 +247,15 @@ class FuzzNet(nn.Module):
                     y = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)[nd - 1](y, out)
                 else:
                     y = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[nd - 1](y, out)
+            elif op.kind == "resize":
+                mode, out, align = plan
+                y = F.interpolate(y, size=out, mode=mode, align_corners=align)
+            elif op.kind == "shuffle":
+                (r,) = plan
+                y = F.pixel_shuffle(y.repeat(1, r * r, 1, 1), r)
+            elif op.kind == "unshuffle":
+                (r,) = plan
+                y = F.pixel_unshuffle(y[:, :, : y.shape[2] // r * r, : y.shape[3] // r * r], r)
             elif op.kind == "crop":
                 starts, ends, step = plan
                 index = [slice(None), slice(None)]
@@ -244,7 +273,14 @@ class FuzzNet(nn.Module):
                         # mix channels rather than slice them: rfgraph's RF is the union over channels, and
                         # a channel slice after a crop of a concat over-approximates (xfail in test_trust)
                         y, z = y.sum(1, keepdim=True), z.sum(1, keepdim=True)
-                    y = y + z if (op.kind == "add" or self.reference) else y * z
+                    if op.kind == "add" or self.reference:  # the reference computes dependency: a sum
+                        y = torch.stack([y, z]).sum(0) if op.kind == "stack" else y + z
+                    elif op.kind == "mul":
+                        y = y * z
+                    elif op.kind == "max":
+                        y = torch.maximum(y, z)
+                    else:  # stack
+                        y = torch.stack([y, z]).amax(0)
             y = self.taps[i](y)
             if self.reference:
                 self.outputs.append(y)
@@ -326,6 +362,62 @@ def net_specs(draw, nd: Optional[int] = None, max_ops: int = 6) -> NetSpec:
         ops.append(draw(_op(kind, nd, a, n_nodes, local)))
     spec = NetSpec(nd, in_channels, base, tuple(ops))
     if not valid(spec, (1, in_channels) + (base,) * nd):
+        from hypothesis import assume
+
+        assume(False)
+    return spec
+
+
+@st.composite
+def unet_specs(draw, max_depth: int = 3) -> NetSpec:
+    """A random 2-D U-Net-like network: an encoder of convs and downsamplings (strided conv, max / avg
+    pooling, pixel unshuffle), a decoder of upsamplings (interpolation by integer and fractional factors,
+    nearest or linear with ``align_corners`` both ways, transposed convs with holes, output padding and
+    dilation, pixel shuffle), each level merged with its skip by add / mul / max / cat / stack after
+    cropping both to a common size."""
+    depth = draw(st.integers(1, max_depth))
+    ops: list[Op] = []
+
+    def add(op: Op) -> int:
+        ops.append(op)
+        return len(ops)  # node index of the op's output
+
+    x = add(Op("conv", (0,), (draw(st.integers(1, 3)), 1, 1, draw(st.integers(0, 1)), False)))
+    skips = []
+    for _ in range(depth):
+        k = draw(st.integers(1, 3))
+        x = add(Op("conv", (x,), (k, 1, draw(st.integers(1, 2)) if k > 1 else 1, draw(st.integers(0, k - 1)),
+                                  draw(st.booleans()))))
+        skips.append(x)
+        down = draw(st.sampled_from(["conv", "maxpool", "avgpool", "unshuffle"]))
+        if down == "conv":
+            x = add(Op("conv", (x,), (draw(st.integers(2, 3)), 2, 1, draw(st.integers(0, 1)), False)))
+        elif down == "unshuffle":
+            x = add(Op("unshuffle", (x,), (2,)))
+        else:
+            x = add(Op(down, (x,), (2, 2, 0, 1, draw(st.booleans()))))
+    for skip in reversed(skips):
+        up = draw(st.sampled_from(["resize", "resize", "convT", "shuffle", "up"]))
+        if up == "resize":
+            num, den = draw(st.sampled_from([(2, 1), (3, 2), (5, 2), (7, 4), (2, 1), (4, 3)]))
+            x = add(Op("resize", (x,), (draw(st.sampled_from(["nearest", "linear"])), num, den,
+                                        draw(st.booleans()))))
+        elif up == "convT":
+            k = draw(st.integers(1, 4))
+            s = draw(st.integers(2, 3))
+            d = draw(st.integers(1, 2)) if k > 1 else 1
+            x = add(Op("convT", (x,), (k, s, d, draw(st.integers(0, d * (k - 1))), draw(st.integers(0, max(s, d) - 1)))))
+        elif up == "shuffle":
+            x = add(Op("shuffle", (x,), (2,)))
+        else:
+            x = add(Op("up", (x,), (draw(st.sampled_from(["nearest", "linear"])), 2)))
+        if draw(st.booleans()):
+            x = add(Op("crop", (x,), ((draw(st.integers(0, 2)),) * 2, (draw(st.integers(0, 2)),) * 2, 1)))
+        merge = draw(st.sampled_from(["add", "mul", "max", "cat", "stack"]))
+        x = add(Op(merge, (x, skip), (draw(st.sampled_from(["left", "center", "right"])),)))
+        x = add(Op("conv", (x,), (draw(st.integers(1, 3)), 1, 1, 1, False)))
+    spec = NetSpec(2, draw(st.integers(1, 2)), 24 * 2 ** (depth - 1), tuple(ops))
+    if not valid(spec, (1, spec.in_channels) + (spec.base,) * 2):
         from hypothesis import assume
 
         assume(False)

@@ -13,7 +13,7 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
-from strategies import FuzzNet, NetSpec, Op, check, net_specs
+from strategies import FuzzNet, NetSpec, Op, check, net_specs, unet_specs
 
 _COUNT_FILE = os.environ.get("RFGRAPH_FUZZ_COUNT")
 #: a few dozen networks for `make test`; the `long` profile's 10 000 under --hypothesis-profile=long
@@ -40,6 +40,18 @@ def test_symbolic_equals_measured(spec):
         with open(_COUNT_FILE, "a") as fh:
             fh.write(f"{spec.nd} {len(spec.ops)} {report.nodes_checked} {report.nodes_full_period} "
                      f"{report.checked_units} {report.nodes_unknown} {report.nodes_skipped}\n")
+
+
+@pytest.mark.slow
+@settings(max_examples=max(10, _EXAMPLES // 3), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(unet_specs())
+def test_unet_like_networks(spec):
+    """2-D U-Nets: fractional resampling, align_corners, transposed convs with holes, pixel (un)shuffle,
+    crops, merges by add / mul / max / cat / stack; one axis each (the ops treat both alike)."""
+    report = check(spec, axes=[0])
+    assert not report.disagreements, f"{spec}\n" + "\n".join(map(str, report.disagreements))
+    event(f"some node unknown: {report.nodes_unknown > 0}")
 
 
 # ---------------------------------------------------------------------------

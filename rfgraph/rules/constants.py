@@ -66,5 +66,5 @@ def type_as_rule(call: OpCall):
     a, b = call.arg(0, "self"), call.arg(1, "other")
     dtype = b.dtype
     if isinstance(a, SymTensor):
-        return a.like(dtype=dtype)
+        return a.with_dtype(dtype)
     return a.to(dtype)

@@ -16,11 +16,13 @@ import torch
 import torch.fx as fx
 
 from ..errors import RuleError
-from ..values import SymTensor, merge_tensors
+from ..values import Axis, SymTensor, merge_tensors
+from ..windows import causal_window
 from .call import OpCall, Rule, as_operand, as_tuple, hand_over, norm_dim, tensor_arg
 from .pointwise import mix_channels
 
 __all__ = [
+    "cumulative_rule",
     "norm_context_rule",
     "layer_norm_dims",
     "group_norm_dims",
@@ -93,7 +95,8 @@ def reduction_rule(call: OpCall) -> Any:
         pieces = [piece.reduce(dims, keepdim, call.describe()) for _, _, piece in x.parts[1]]
         _, info = merge_tensors(pieces, out.shape, call.describe())
         call.note_merge(info)
-    if call.target in ("max", "min", torch.max, torch.min) and dim is not None and not isinstance(dim, (list, tuple)):
+    if (call.target in ("max", "min", "median", torch.max, torch.min, torch.median) and dim is not None
+            and not isinstance(dim, (list, tuple))):
         return out, out.like(dtype=torch.int64)  # (values, indices)
     return out
 
@@ -105,6 +108,22 @@ def mix_dim_rule(call: OpCall) -> SymTensor:
     if dim is None:
         dim = -1
     return x.globalize([norm_dim(dim, x.ndim)], call.describe())
+
+
+def cumulative_rule(call: OpCall) -> Any:
+    """``cumsum`` / ``cumprod`` / ``cummax`` / ``cummin`` along ``dim``: position ``u`` reads ``0 .. u``
+    (a causal window along a spatial dim; along channels it mixes them)."""
+    x = tensor_arg(call)
+    d = norm_dim(call.arg(1, "dim"), x.ndim)
+    tag = x.tags[d]
+    if isinstance(tag, Axis) and not tag.field.is_global:
+        low, high = causal_window(x.shape[d])
+        out = x.window(d, low, high, x.shape[d], call.describe())
+    else:
+        out = x.globalize([d], call.describe())
+    if call.target in ("cummax", "cummin", torch.cummax, torch.cummin):
+        return out, out.with_dtype(torch.int64)  # (values, indices)
+    return out
 
 
 def softmax_module_rule(call: OpCall) -> SymTensor:

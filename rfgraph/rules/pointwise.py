@@ -29,6 +29,7 @@ __all__ = [
     "channel_mixing_rule",
     "dtype_rule",
     "merge_rule",
+    "copy_rule",
     "glu_rule",
     "normalize_rule",
     "local_response_norm_rule",
@@ -119,7 +120,7 @@ def dtype_rule(call: OpCall) -> SymTensor:
     for v in list(call.args[1:]) + list(call.kwargs.values()):
         if isinstance(v, torch.dtype):
             dtype = v
-    return x.like(dtype=dtype) if dtype is not None else x
+    return x.with_dtype(dtype) if dtype is not None else x
 
 
 def merge_rule(call: OpCall) -> SymTensor:
@@ -132,6 +133,16 @@ def merge_rule(call: OpCall) -> SymTensor:
     out.dtype = dtype
     if not out.unknown:
         out.parts = _merged_parts(call, operands, shape)
+    return out
+
+
+def copy_rule(call: OpCall) -> SymTensor:
+    """``x.copy_(src)``: ``x`` overwritten with ``src`` broadcast to its shape: reads ``src`` only."""
+    x, src = call.args[0], as_operand(call.arg(1, "src"))
+    if src.shape == x.shape:
+        return src.with_dtype(x.dtype)
+    out, _ = merge_tensors([src], x.shape, call.describe())
+    out.dtype = x.dtype
     return out
 
 

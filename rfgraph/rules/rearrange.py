@@ -40,7 +40,7 @@ def flip_rule(call: OpCall) -> SymTensor:
     if flipped:
         return hand_over(call, x, f"flip reverses the positions of spatial dim {flipped[0]} (a decreasing map); "
                                    "no exact rule")
-    return x
+    return _moves_pieces(x, dims)
 
 
 def roll_rule(call: OpCall) -> SymTensor:
@@ -52,7 +52,7 @@ def roll_rule(call: OpCall) -> SymTensor:
         # roll of the flattened tensor: every position can move to any dim
         if any(_local_axis(x, d) for d in range(x.ndim)) and int(_as_list(shifts)[0]) % max(1, math.prod(x.shape)):
             return hand_over(call, x, "roll of the flattened tensor moves spatial positions; no exact rule")
-        return x
+        return _moves_pieces(x, range(x.ndim))
     out = x
     for d, s in zip(dims_arg(dims, x.ndim), _as_list(shifts)):
         if _local_axis(out, d) and int(s) % out.shape[d]:
@@ -61,7 +61,15 @@ def roll_rule(call: OpCall) -> SymTensor:
                 return hand_over(call, x, f"roll by {int(s)} wraps the positions of spatial dim {d} around "
                                            "and the dim holds only part of an axis; no exact rule")
             out = rolled
-    return out
+    return _moves_pieces(out, dims_arg(dims, x.ndim))
+
+
+def _moves_pieces(x: SymTensor, dims) -> SymTensor:
+    """``x`` after a flip / roll along ``dims``: channels of concat pieces along one of them move, so
+    a slice no longer picks one operand's channels (the fields are kept, the pieces are not)."""
+    if x.parts is not None and x.parts[0] in set(dims):
+        return x.like()
+    return x
 
 
 def _as_list(v: Any) -> list:

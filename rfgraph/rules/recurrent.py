@@ -9,7 +9,7 @@ into channels, become global) and carries a state along time:
   prefix, ``L(u) = 0``, ``H(u) = u`` on the ``T`` steps.  ``L`` is stored as a
   table over the whole length (period ``T``, advance ``T``) so that both maps
   have slope 1 and merge with ordinary paths; it is exact on every step that
-  exists (as the float32 interpolation tables of `rfgraph.windows` are).
+  exists (`rfgraph.windows.causal_window`).
   Stacked layers compose to the same prefix.
 * bidirectional (any layer): every step reads the whole time dim: global.
 * the final states ``h_n`` (and ``c_n``) have read every step: global along
@@ -21,17 +21,12 @@ the fallback); a constant one (zeros, a parameter) changes nothing.
 
 from __future__ import annotations
 
-from ..algebra import PAMap
 from ..values import Axis, SymTensor, collect
+from ..windows import causal_window
 from .call import OpCall, hand_over, tensor_arg
 from .mixing import project
 
-__all__ = ["recurrent_rule", "causal_prefix"]
-
-
-def causal_prefix(n: int) -> tuple[PAMap, PAMap]:
-    """``(L, H)`` of a causal scan over ``n`` steps: step ``u`` reads ``0 .. u`` (exact on ``[0, n)``)."""
-    return PAMap(n, n, (0,) * n), PAMap.identity()
+__all__ = ["recurrent_rule"]
 
 
 def recurrent_rule(call: OpCall):
@@ -59,7 +54,7 @@ def recurrent_rule(call: OpCall):
     if m.bidirectional:
         out = mixed.globalize([t], what)
     elif local:
-        low, high = causal_prefix(n)
+        low, high = causal_window(n)
         out = mixed.window(t, low, high, n, what)
     else:
         out = mixed

@@ -28,6 +28,7 @@ from .constants import CONSTANT_LIKE_FUNCTIONS, CONSTANT_LIKE_METHODS, constant_
 from .mixing import (
     add_product_rule,
     attention_module_rule,
+    cumulative_rule,
     einsum_rule,
     group_norm_dims,
     instance_norm_dims,
@@ -43,6 +44,7 @@ from .mixing import (
 )
 from .pointwise import (
     channel_mixing_rule,
+    copy_rule,
     dtype_rule,
     glu_rule,
     identity_rule,
@@ -160,7 +162,7 @@ IDENTITY_METHODS: frozenset[str] = frozenset({
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "exp_", "log", "sqrt", "rsqrt", "abs", "neg",
     "clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_", "clamp_max", "erf", "square", "reciprocal",
     "sign", "floor", "ceil", "round", "contiguous", "detach", "clone", "requires_grad_", "cpu", "cuda",
-    "hardtanh_", "nan_to_num", "softplus", "sin", "cos",
+    "hardtanh_", "nan_to_num", "sin", "cos",
 })
 
 #: Reads exactly position u, but each output channel reads several input channels (dim 1): the spatial
@@ -191,7 +193,7 @@ MERGE_FUNCTIONS: frozenset[Any] = frozenset({
 MERGE_METHODS: frozenset[str] = frozenset({
     "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "pow", "pow_", "maximum", "minimum", "where",
     "masked_fill", "masked_fill_", "lerp", "addcmul", "addcdiv", "__add__", "__radd__", "__mul__", "__rmul__",
-    "__sub__", "__rsub__", "__truediv__", "__rtruediv__", "eq", "ne", "lt", "gt", "le", "ge", "copy_",
+    "__sub__", "__rsub__", "__truediv__", "__rtruediv__", "eq", "ne", "lt", "gt", "le", "ge",
     "remainder", "fmod", "floor_divide", "logical_and", "logical_or",
 })
 
@@ -202,8 +204,10 @@ REDUCTIONS: tuple[str, ...] = (
 )
 #: Keep the shape, but every position along ``dim`` depends on the whole of ``dim``.
 MIX_DIM: tuple[str, ...] = (
-    "softmax", "log_softmax", "cumsum", "cumprod", "softmin", "sort", "argsort", "cummax", "cummin",
+    "softmax", "log_softmax", "softmin", "sort", "argsort",
 )
+#: Causal scans along ``dim``: position ``u`` reads ``0 .. u`` of it.
+CUMULATIVE: tuple[str, ...] = ("cumsum", "cumprod", "cummax", "cummin")
 
 #: Dtype and device conversions: identity on fields, with the new dtype.
 DTYPE_METHODS: tuple[str, ...] = ("to", "type", "float", "double", "half", "bfloat16", "long", "int", "bool")
@@ -259,11 +263,12 @@ def windowed_functions(nd: int) -> dict[Any, Rule]:
 def _torch_and_tensor(names, rule: Rule, namespaces=(torch,)) -> tuple[dict[Any, Rule], dict[str, Rule]]:
     """``torch.<name>`` (and ``F.<name>``) functions and ``Tensor.<name>`` methods sharing ``rule``."""
     functions = {getattr(ns, n): rule for n in names for ns in namespaces if hasattr(ns, n)}
-    return functions, {n: rule for n in names}
+    return functions, {n: rule for n in names if hasattr(torch.Tensor, n)}
 
 
 _reduction_functions, _reduction_methods = _torch_and_tensor(REDUCTIONS, reduction_rule)
 _mix_functions, _mix_methods = _torch_and_tensor(MIX_DIM, mix_dim_rule, (torch, F))
+_cumulative_functions, _cumulative_methods = _torch_and_tensor(CUMULATIVE, cumulative_rule)
 _layer_norm = norm_context_rule(layer_norm_dims)
 _group_norm = norm_context_rule(group_norm_dims)
 _instance_norm = norm_context_rule(instance_norm_dims)
@@ -359,6 +364,7 @@ FUNCTION_RULES: dict[Any, Rule] = {
     # mixing
     **_reduction_functions,
     **_mix_functions,
+    **_cumulative_functions,
     F.linear: linear_rule,
     torch.matmul: matmul_rule,
     operator.matmul: matmul_rule,
@@ -387,6 +393,7 @@ METHOD_RULES: dict[str, Rule] = {
     **dict.fromkeys(IDENTITY_METHODS, identity_rule),
     **dict.fromkeys(MERGE_METHODS, merge_rule),
     **dict.fromkeys(DTYPE_METHODS, dtype_rule),
+    "copy_": copy_rule,
     # shapes
     "view": reshape_rule,
     "reshape": reshape_rule,
@@ -419,6 +426,7 @@ METHOD_RULES: dict[str, Rule] = {
     # mixing
     **_reduction_methods,
     **_mix_methods,
+    **_cumulative_methods,
     "matmul": matmul_rule,
     "bmm": matmul_rule,
     "mm": matmul_rule,

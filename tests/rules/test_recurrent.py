@@ -14,7 +14,7 @@ import torch
 from rfcheck import check, numeric_window
 from torch import nn
 
-from rfgraph.rules.recurrent import causal_prefix
+from rfgraph.windows import causal_window
 
 N = 12
 
@@ -115,7 +115,7 @@ def test_input_dependent_initial_state_is_not_guessed():
     assert r.source == "unknown" and "initial state" in r.reason
 
 
-def test_causal_prefix_maps():
-    low, high = causal_prefix(5)
+def test_causal_window_maps():
+    low, high = causal_window(5)
     assert [low(u) for u in range(5)] == [0] * 5 and [high(u) for u in range(5)] == list(range(5))
     assert low.slope == high.slope == 1  # both slope 1 on the domain: merges with ordinary paths
