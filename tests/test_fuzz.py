@@ -13,7 +13,7 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
-from strategies import FuzzNet, NetSpec, Op, check, net_specs, unet_specs
+from strategies import UNET_BUDGET, FuzzNet, NetSpec, Op, check, net_specs, unet_specs
 
 _COUNT_FILE = os.environ.get("RFGRAPH_FUZZ_COUNT")
 #: a few dozen networks for `make test`; the `long` profile's 10 000 under --hypothesis-profile=long
@@ -49,9 +49,18 @@ def test_symbolic_equals_measured(spec):
 def test_unet_like_networks(spec):
     """2-D U-Nets: fractional resampling, align_corners, transposed convs with holes, pixel (un)shuffle,
     crops, merges by add / mul / max / cat / stack; one axis each (the ops treat both alike)."""
-    report = check(spec, axes=[0])
+    report = check(spec, axes=[0], budget=UNET_BUDGET)
     assert not report.disagreements, f"{spec}\n" + "\n".join(map(str, report.disagreements))
     event(f"some node unknown: {report.nodes_unknown > 0}")
+
+
+@pytest.mark.xfail(strict=True, reason="pixel_unshuffle puts the sub-position of each input pixel into the "
+                   "channels; the field of a position is the union over its channels, so pixel_shuffle right "
+                   "after it reports 2x2 blocks for what is the identity (found by the U-Net fuzzing)")
+def test_pixel_unshuffle_then_shuffle_is_the_identity():
+    report = check(NetSpec(2, 1, 24, (Op("unshuffle", (0,), (2,)), Op("shuffle", (1,), (2,)))), axes=[0],
+                   budget=UNET_BUDGET)
+    assert not report.disagreements, "\n".join(map(str, report.disagreements))
 
 
 # ---------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_yolo_anchor_grid_is_a_constant(path):
     assert a.meta["unknown_ops"] == {}
     for r in a:
         if r.source == "unknown":
-            assert "slopes 2 and 4" in r.reason, (r.name, r.reason)
+            assert "slopes 2 and 4" in r.reason or "different strides" in r.reason, (r.name, r.reason)
     convs = {r.module: r for r in a if r.module in ("b1", "cv2.1")}
     assert (convs["b1"].rf, convs["b1"].stride) == ((3, 3), (2, 2))
     assert (convs["cv2.1"].rf, convs["cv2.1"].stride) == ((15, 15), (4, 4))
