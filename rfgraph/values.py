@@ -534,8 +534,11 @@ class SymTensor:
         """
         if self.unknown:
             return self
-        dims = sorted({d for d in dims if self.tags[d] is not None})
+        requested = set(dims)
+        dims = sorted({d for d in requested if self.tags[d] is not None})
         if not dims:
+            if self.parts is not None and self.parts[0] in requested:
+                return self.like()  # channels of a concat mixed (softmax over channels): the pieces are gone
             return self
         layouts = _axis_layouts(self)
         mixed: dict[tuple, set] = {}  # copy of an axis (axis, n, shift) -> its digits in `dims`
@@ -604,7 +607,7 @@ class SymTensor:
             tags[d] = Cat(tuple((s, t if t is not None and not isinstance(t, Mixed) else summary)
                                 for s, t in tags[d].segments))
         out = self.like(tags=tags)
-        if self.parts is not None and self.parts[0] not in dims:
+        if self.parts is not None and self.parts[0] not in requested:
             pieces = tuple((a, b, piece.mix(dims, what)) for a, b, piece in self.parts[1])
             if not any(piece.unknown for _, _, piece in pieces):
                 out.parts = (self.parts[0], pieces)

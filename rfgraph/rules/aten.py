@@ -26,7 +26,7 @@ from .rearrange import select_rule
 from .shapes import apply_index
 from .windowed import interpolate
 
-__all__ = ["aten_functions", "SAME_AS_FUNCTION", "SAME_AS_METHOD", "POINTWISE", "CHANNEL_MIXING"]
+__all__ = ["aten_functions", "with_indices", "SAME_AS_FUNCTION", "SAME_AS_METHOD", "POINTWISE", "CHANNEL_MIXING"]
 
 aten = torch.ops.aten
 
@@ -60,7 +60,7 @@ def _slice(call: OpCall) -> SymTensor:
     return apply_index(call, x, tuple(index))
 
 
-def _with_indices(rule: Callable) -> Callable:
+def with_indices(rule: Callable) -> Callable:
     """Ops returning ``(values, indices)``: indices carry the same positions."""
 
     def wrapped(call: OpCall) -> tuple:
@@ -185,14 +185,14 @@ def aten_functions(functions: Mapping, methods: Mapping) -> dict:
     put("slice", _slice)
     put("select", select_rule)
     for nd in (1, 2, 3):
-        put(f"max_pool{nd}d_with_indices", _with_indices(functions[getattr(F, f"max_pool{nd}d")]))
-        put(f"adaptive_max_pool{nd}d", _with_indices(functions[getattr(F, f"adaptive_max_pool{nd}d")]))
+        put(f"max_pool{nd}d_with_indices", with_indices(functions[getattr(F, f"max_pool{nd}d")]))
+        put(f"adaptive_max_pool{nd}d", with_indices(functions[getattr(F, f"adaptive_max_pool{nd}d")]))
     for name in ("max", "min"):
         # max.dim returns (values, indices); max.other is elementwise; max.default reduces all dims
         for ov in _packet_overloads(name):
             arg_names = [a.name for a in ov._schema.arguments]
             if len(ov._schema.returns) == 2:
-                table[ov] = _with_indices(reduction)
+                table[ov] = with_indices(reduction)
             elif "other" in arg_names:
                 table[ov] = methods.get("maximum" if name == "max" else "minimum")
             else:

@@ -22,7 +22,7 @@ from torchvision.models.video import swin_transformer as video_swin
 from torchvision.ops.drop_block import drop_block2d, drop_block3d
 from torchvision.ops.stochastic_depth import stochastic_depth
 
-from .aten import aten_functions
+from .aten import aten_functions, with_indices
 from .call import Rule, RuleSet
 from .constants import CONSTANT_LIKE_FUNCTIONS, CONSTANT_LIKE_METHODS, constant_like_rule, type_as_rule
 from .mixing import (
@@ -249,11 +249,12 @@ def windowed_functions(nd: int) -> dict[Any, Rule]:
         getattr(F, f"conv_transpose{suffix}"): conv_transpose_function_rule(nd),
         getattr(F, f"max_pool{suffix}"): max_pool_function_rule(nd),
         getattr(torch, f"max_pool{suffix}"): max_pool_function_rule(nd),
-        getattr(F, f"max_pool{suffix}_with_indices"): max_pool_function_rule(nd),
+        # (values, indices), as their aten spellings
+        getattr(F, f"max_pool{suffix}_with_indices"): with_indices(max_pool_function_rule(nd)),
         getattr(F, f"avg_pool{suffix}"): avg_pool_function_rule(nd),
         getattr(F, f"adaptive_avg_pool{suffix}"): adaptive_function_rule(nd),
         getattr(F, f"adaptive_max_pool{suffix}"): adaptive_function_rule(nd),
-        getattr(F, f"adaptive_max_pool{suffix}_with_indices"): adaptive_function_rule(nd),
+        getattr(F, f"adaptive_max_pool{suffix}_with_indices"): with_indices(adaptive_function_rule(nd)),
     }
     if hasattr(F, f"lp_pool{suffix}"):
         table[getattr(F, f"lp_pool{suffix}")] = lp_pool_function_rule(nd)

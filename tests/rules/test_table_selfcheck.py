@@ -477,6 +477,8 @@ SKIP: dict[Any, str] = {
     "half": "float16 arithmetic on CPU is not exact enough for the finite-change measurement; same rule as "
             ".float() / .double(), checked here",
     "bfloat16": "bfloat16 rounds the perturbations away; same rule as .float() / .double(), checked here",
+    F.multi_head_attention_forward: "needs the in- and out-projection weights of an attention layer; "
+                                    "tested in tests/test_attention.py (nn.MultiheadAttention, open_clip's pool)",
     mvit._unsqueeze: "MViT's internal (tensor, thw) helper: called on (B, heads, tokens, C) inside MViT's "
                      "attention; tested on torchvision's mvit_v2_s in tests/rules/test_torchvision.py",
     mvit._squeeze: "MViT's internal helper, see mvit._unsqueeze",
@@ -517,12 +519,14 @@ KNOWN: dict[Any, str] = {
     F.pixel_shuffle: "see nn.PixelShuffle", torch.pixel_shuffle: "see nn.PixelShuffle",
     F.pixel_unshuffle: "see nn.PixelUnshuffle", torch.pixel_unshuffle: "see nn.PixelUnshuffle",
     swin_transformer._patch_merging_pad: "Swin's patch merging pad + 2x2 regrouping drops the concat pieces",
+    torch.stack: "stack of a concat, then a sum over the stacked dim: the pieces of the operands' own concat "
+                 "are not carried through the reduction",
 }
 #: The same for the torch.export spellings.
 EXPORT_KNOWN: dict[Any, str] = {
     **KNOWN,
     torch.stack: "aten's stack of a concat, then a sum over the stacked dim: the pieces of the operands' own "
-                 "concat are not carried through the reduction (the fx spelling keeps them)",
+                 "concat are not carried through the reduction",
 }
 
 # ---------------------------------------------------------------------------
