@@ -63,6 +63,20 @@ def test_pixel_unshuffle_then_shuffle_is_the_identity():
     assert not report.disagreements, "\n".join(map(str, report.disagreements))
 
 
+@pytest.mark.xfail(strict=False, reason="found by the U-Net fuzzing (fuzz_long --family unet, seed 300) with the "
+                   "larger U-Net measurement budget, not yet understood: after a channel concat of a nearest-upsampled "
+                   "stride-2 path and its stride-1 skip, the symbolic window of node 7 starts 2 below the measured "
+                   "one (the same spec agrees at the default budget, where those units are not compared)")
+def test_unet_concat_of_upsampled_path_and_skip():
+    spec = NetSpec(2, 1, 24, (
+        Op("conv", (0,), (3, 1, 1, 0, False)), Op("conv", (1,), (2, 1, 2, 0, True)),
+        Op("conv", (2,), (2, 2, 1, 0, False)), Op("conv", (3,), (1, 1, 1, 1, False)),
+        Op("up", (4,), ("nearest", 2)), Op("crop", (5,), ((0, 0), (0, 0), 1)),
+        Op("cat", (6, 2), ("left",)), Op("conv", (7,), (2, 1, 1, 1, False))))
+    report = check(spec, axes=[0], budget=UNET_BUDGET)
+    assert not report.disagreements, "\n".join(map(str, report.disagreements[:5]))
+
+
 # ---------------------------------------------------------------------------
 # hand-picked and shrunk examples
 # ---------------------------------------------------------------------------
