@@ -33,7 +33,7 @@ def _run(seed: int, examples: int, out: str, family: str = "dag") -> dict:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
     from hypothesis import strategies as st
-    from strategies import BUDGET, UNET_BUDGET, check, net_specs, unet_specs
+    from strategies import UNET_BUDGET, UNET_THIN, check, net_specs, unet_specs
 
     specs = unet_specs() if family == "unet" else net_specs()
 
@@ -48,7 +48,10 @@ def _run(seed: int, examples: int, out: str, family: str = "dag") -> dict:
     def one(spec, axis):
         # one spatial axis per network (drawn): the generated ops treat the axes alike
         try:
-            report = check(spec, axes=[axis % spec.nd], budget=UNET_BUDGET if family == "unet" else BUDGET)
+            if family == "unet":
+                report = check(spec, axes=[axis % spec.nd], budget=UNET_BUDGET, min_thin=UNET_THIN)
+            else:
+                report = check(spec, axes=[axis % spec.nd])
         except Exception as exc:  # an rfgraph crash is a failure too; keep going, keep the spec
             stats["networks"] += 1
             stats["failures"] += 1

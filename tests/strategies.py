@@ -459,6 +459,7 @@ class Report:
 BUDGET = 600_000
 #: The same for U-Nets (deep, many nodes, large margins): 8M float32 elements, 32 MB.
 UNET_BUDGET = 8_000_000
+UNET_THIN = 12
 
 
 def valid(spec: NetSpec, shape: tuple[int, ...]) -> bool:
@@ -505,15 +506,18 @@ def measure(spec: NetSpec, shape: tuple[int, ...], axis: int, seed: int = 0):
     return net, out
 
 
-def check(spec: NetSpec, seed: int = 0, axes: Optional[list[int]] = None, budget: int = BUDGET) -> Report:
+def check(spec: NetSpec, seed: int = 0, axes: Optional[list[int]] = None, budget: int = BUDGET,
+          min_thin: int = 0) -> Report:
     """Symbolic vs measured, for every node, along ``axes`` (default: every spatial axis); ``budget``
-    bounds the elements one measurement allocates (U-Nets need more: `UNET_BUDGET`)."""
+    bounds the elements one measurement allocates (U-Nets need more: `UNET_BUDGET`); ``min_thin`` the
+    size of the axes not measured (the smallest valid size can leave a branch that reads only padding
+    there, so that the measurement misses it: U-Nets use `UNET_THIN`)."""
     import rfgraph
 
     report = Report()
     nd = spec.nd
     max_size = {1: 2000, 2: 600, 3: 300}[nd]
-    thin = _thin_size(spec)
+    thin = max(_thin_size(spec), min_thin)
     base_shape = (1, spec.in_channels) + (thin,) * nd
     for axis in range(nd) if axes is None else axes:
         # nodes whose margin grows with the input (a merge of branches of different strides) are skipped
