@@ -91,6 +91,18 @@ def _mutates(target: Any, kwargs: dict) -> bool:
     return name.endswith("_") and not name.startswith("__") and not name.endswith("__")
 
 
+#: ``x.item()`` spellings.  On a model built on the meta device a constant has no value: a floating one's
+#: item is NaN (harmless as a fill value, ``torch.full(shape, stride)`` in a YOLO head; an error in any
+#: size arithmetic, never a silent wrong shape).  Integer items still raise.
+_ITEM = frozenset({torch.ops.aten.item.default, torch.ops.aten._local_scalar_dense.default})
+_META_ITEM = float("nan")
+
+
+def _meta_float(args: tuple) -> bool:
+    return (len(args) == 1 and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta"
+            and args[0].dtype.is_floating_point)
+
+
 def _map_tensors(value: Any, fn: Callable) -> Any:
     if isinstance(value, torch.Tensor):
         return fn(value)
@@ -180,6 +192,8 @@ class SymbolicPass(fx.Interpreter):
             args, kwargs = tuple(map(_mutable, args)), {k: _mutable(v) for k, v in kwargs.items()}
             if _mutates(target, kwargs):
                 args = self._private_copy(args)
+            if target in _ITEM and _meta_float(args):
+                return _META_ITEM
             return target(*args, **kwargs)
         return self._apply(target, None, args, kwargs)
 
@@ -188,6 +202,8 @@ class SymbolicPass(fx.Interpreter):
             if _mutates(target, kwargs):
                 args = self._private_copy(args)
             self_obj, *rest = args
+            if target == "item" and _meta_float(args):
+                return _META_ITEM
             return getattr(self_obj, target)(*rest, **kwargs)
         return self._apply(target, None, args, kwargs)
 

@@ -65,6 +65,8 @@ def with_indices(rule: Callable) -> Callable:
 
     def wrapped(call: OpCall) -> tuple:
         out = rule(call)
+        if isinstance(out, tuple):  # the rule gives the indices itself
+            return out
         return out, out.like(dtype=torch.int64)
 
     return wrapped

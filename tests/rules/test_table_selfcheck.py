@@ -519,6 +519,8 @@ KNOWN: dict[Any, str] = {
     F.pixel_shuffle: "see nn.PixelShuffle", torch.pixel_shuffle: "see nn.PixelShuffle",
     F.pixel_unshuffle: "see nn.PixelUnshuffle", torch.pixel_unshuffle: "see nn.PixelUnshuffle",
     swin_transformer._patch_merging_pad: "Swin's patch merging pad + 2x2 regrouping drops the concat pieces",
+    torch.cumprod: "a cumulative product over the channels of a concat: the first channels read only the "
+                   "first operand's, the rule keeps the union (SymTensor.mix drops the pieces)",
     torch.stack: "stack of a concat, then a sum over the stacked dim: the pieces of the operands' own concat "
                  "are not carried through the reduction",
 }
