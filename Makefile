@@ -44,13 +44,15 @@ bench: $(STAMP)
 
 ## The zoo: docs/zoo.md is exactly what `make zoo` writes (its header repeats the command; tests/test_zoo_docs.py
 ## checks the two agree).  Per-family logs in build/zoo_logs: an interrupted `make zoo` continues where it stopped.
-ZOO_ARGS := --timm --third-party --validate-families monai,torchaudio,ultralytics,open_clip --jobs 2 --timeout 900 --resume --no-progress
+ZOO_ARGS := --timm --third-party --validate-families monai,torchaudio,ultralytics,open_clip --jobs 2 --timeout 900 --resume --no-progress --readme-marker zoo-summary
 zoo: $(STAMP)
 	$(PY) benchmarks/zoo.py $(ZOO_ARGS)
 
 ## Every architecture of timm.list_models() (hours on 2 cores): docs/zoo_timm_all.md.
-ZOO_TIMM_ALL_ARGS := --families timm-all --jobs 2 --timeout 300 --resume --no-progress -o docs/zoo_timm_all.md
+## The sweep continues build/zoo_logs/timm-all.jsonl; the table is then written from that log (a partial log says so).
+ZOO_TIMM_ALL_ARGS := --families timm-all --from-logs --readme-marker zoo-summary-timm-all -o docs/zoo_timm_all.md
 zoo-timm-all: $(STAMP)
+	$(PY) -m rfgraph zoo --family timm-all --jobs 2 --timeout 300 --resume --no-progress -o build/zoo_logs/timm-all.jsonl
 	$(PY) benchmarks/zoo.py $(ZOO_TIMM_ALL_ARGS)
 
 ## 10 000 random networks, symbolic vs numeric (stops at the first disagreement and shrinks it).

@@ -179,12 +179,14 @@ def family_summary(family: str, result: zoo.ZooResult) -> tuple[str, list[str]]:
             verdicts[r["probe"]] = verdicts.get(r["probe"], 0) + 1
     s = result.summary()
     src = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "n/a"
-    one = (f"{family}: {len(per)} models, {len(crashed)} failed, {s['wall_s']:.0f} s; nodes {src}; "
+    wall = f", {s['wall_s']:.0f} s wall" if result.wall_s else ""
+    one = (f"{family}: {len(per)} models, {len(crashed)} failed{wall}; nodes {src}; "
            f"{len(unknown_ops)} op(s) left unknown in {sum(map(len, unknown_ops.values()))} model(s)")
     if verdicts:
         one += "; probe " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items()))
     lines = [f"- models: {len(per)}; failed (error rows): {len(crashed)}; stage rows: {len(result.rows)}; "
-             f"wall time {s['wall_s']} s with {s['workers'] or 'dask'} worker(s)",
+             + (f"wall time {s['wall_s']} s with {s['workers'] or 'dask'} worker(s)" if result.wall_s else
+                "tabulated from the sweep's log"),
              f"- nodes by source, summed over the models: {src}"]
     if verdicts:
         lines.append("- stage rows by probe verdict: " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
@@ -224,6 +226,21 @@ def model_table(result: zoo.ZooResult) -> list[str]:
     return lines
 
 
+def _from_log(family: str, log: Path) -> tuple[zoo.ZooResult, str]:
+    """The rows of the complete models of a family's log, in family order, and a note when some are missing."""
+    _, logged, done = zoo._read_log(log)
+    rows = []
+    names = [m.name for m in zoo.family_models(family)]
+    complete = [n for n in names if n in logged and done.get(n) == len(logged[n])]
+    for n in complete:
+        rows.extend(logged[n])
+    note = "" if len(complete) == len(names) else (
+        f"; partial sweep: {len(complete)} of {len(names)} models (the sweep was stopped; "
+        "`make zoo-timm-all` continues it)" if family == "timm-all" else
+        f"; partial sweep: {len(complete)} of {len(names)} models")
+    return zoo.ZooResult(rows), note
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", default="docs/zoo.md")
@@ -241,7 +258,11 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for the families after the first")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
     parser.add_argument("--resume", action="store_true", help="keep rows already in the per-family logs")
+    parser.add_argument("--from-logs", action="store_true",
+                        help="run nothing: tabulate the models already in build/zoo_logs (a partial sweep says so)")
     parser.add_argument("--summary-out", help="also write the one-line family summaries to this file")
+    parser.add_argument("--readme-marker", metavar="NAME",
+                        help="write the one-line family summaries into README.md between <!-- NAME --> and <!-- /NAME -->")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     families = ([f for f in args.families.split(",") if f] + (["timm"] if args.timm else [])
@@ -256,6 +277,16 @@ def main() -> int:
     results: dict[str, zoo.ZooResult] = {}
     for family in families:
         t0 = time.perf_counter()
+        if args.from_logs:
+            result, note = _from_log(family, logs / f"{family}{'_validate' if args.validate else ''}.jsonl")
+            results[family] = result
+            one, summary_lines = family_summary(family, result)
+            summaries.append(one + note)
+            sections.append("\n".join([f"## {family}", "", FAMILY_NOTES.get(family, ""), "", "### Summary", "",
+                                       *summary_lines, f"- {note.strip('; ')}" if note else "", "",
+                                       "### Models", "", *model_table(result), "",
+                                       "### Stage nodes", "", result.to_markdown(summary=False), ""]))
+            continue
         result = zoo.run(
             family,
             validate=args.validate,
@@ -352,6 +383,15 @@ def main() -> int:
     out.write_text("\n".join(header) + "\n" + "\n".join(sections))
     if args.summary_out:
         Path(args.summary_out).write_text("\n".join(summaries) + "\n")
+    if args.readme_marker:
+        readme = Path("README.md")
+        text = readme.read_text()
+        begin, end = f"<!-- {args.readme_marker} -->", f"<!-- /{args.readme_marker} -->"
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            _, tail = rest.split(end, 1)
+            lines = "".join(f"- {line}\n" for line in summaries)
+            readme.write_text(f"{head}{begin}\n{lines}{end}{tail}")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

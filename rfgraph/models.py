@@ -339,10 +339,12 @@ def load_model(spec: str, device: Optional[str] = "meta", **kwargs: Any) -> nn.M
         try:
             with torch.device(device) if device else _null():
                 model = build()
-        except NotImplementedError:
-            if device != "meta":
+        except (NotImplementedError, RuntimeError) as exc:
+            if device != "meta" or (isinstance(exc, RuntimeError) and not isinstance(exc, NotImplementedError)
+                                    and "meta" not in str(exc)):
                 raise
-            # Builders that compute with tensors (RegNet's width schedule) cannot run
+            # Builders that compute with tensors (RegNet's width schedule, ``.item()`` of a drop-path
+            # schedule in SegFormer's MiT encoder) cannot run
             # under the meta device context: build on the CPU, moving each parameter
             # to meta as it is registered so that weights are never all allocated.
             with _parameters_on_meta():

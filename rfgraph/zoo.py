@@ -45,7 +45,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
-from .models import default_input_shape, load_model
+from .models import MONAI_NETS, TORCHAUDIO_MODELS, default_input_shape, load_model, offline_env, third_party
 from .passes import analyze
 from .probing import validate_analysis
 
@@ -224,9 +224,10 @@ def _timm_available() -> bool:
 SMP_ENCODERS = ("resnet34", "efficientnet-b0", "mit_b0", "tu-regnety_002")
 
 #: Architecture x encoder pairs that smp refuses to build (checked against smp 0.6.0): DPT takes only ViT-style
-#: timm encoders, and the MiT encoder has no dilated mode (DeepLabV3 / DeepLabV3+ / PSPNet-style output strides).
+#: timm encoders, and UnetPlusPlus and Linknet refuse the MiT encoder.
 SMP_UNSUPPORTED = {
     ("DPT", "resnet34"), ("DPT", "efficientnet-b0"), ("DPT", "mit_b0"), ("DPT", "tu-regnety_002"),
+    ("UnetPlusPlus", "mit_b0"), ("Linknet", "mit_b0"),  # "is not supported for ..." (smp raises ValueError)
 }
 #: The ViT encoder DPT is built with instead (a timm-universal ViT).
 SMP_DPT_ENCODER = "tu-vit_small_patch16_224"
@@ -243,8 +244,7 @@ HF_MODELS = (
 
 
 def _smp_models() -> list[ZooModel]:
-    from .models import third_party
-
+    offline_env()
     try:
         import segmentation_models_pytorch as smp
     except ImportError:
@@ -263,8 +263,6 @@ def _smp_models() -> list[ZooModel]:
 
 
 def _third_party_family(family: str) -> list[ZooModel]:
-    from .models import MONAI_NETS, TORCHAUDIO_MODELS
-
     def have(module: str) -> bool:
         import importlib.util
 
@@ -791,6 +789,33 @@ def _child(conn, task: ZooModel, validate: bool, nodes) -> None:
         conn.close()
 
 
+#: Libraries imported once in the parent before the workers fork, by spec prefix (a fork inherits them; each
+#: worker importing monai or transformers anew costs seconds).
+_PRELOAD = {
+    "timm": ("timm",),
+    "smp": ("segmentation_models_pytorch",),
+    "monai": ("monai.networks.nets",),
+    "hf": ("transformers",),
+    "torchaudio": ("torchaudio.models",),
+    "ultralytics": ("ultralytics.nn.tasks",),
+    "open_clip": ("open_clip",),
+}
+
+
+def _preload(tasks) -> None:
+    import importlib
+
+    kinds = {t.spec.partition(":")[0] for t in tasks}
+    if kinds & set(_PRELOAD) - {"timm"}:
+        offline_env()
+    for kind in kinds:
+        for module in _PRELOAD.get(kind, ()):
+            try:
+                importlib.import_module(module)
+            except Exception:  # the worker reports the failure on its row
+                pass
+
+
 def _mp_context():
     import multiprocessing
 
@@ -807,6 +832,8 @@ def _isolated(tasks, jobs, validate, nodes, timeout) -> Iterator[tuple[ZooModel,
     from multiprocessing.connection import wait
 
     ctx = _mp_context()
+    if ctx.get_start_method() == "fork":
+        _preload(tasks)
     pending = deque(tasks)
     running: dict[Any, tuple[Any, ZooModel, float]] = {}
     try:
