@@ -197,6 +197,7 @@ class FirstOutput(nn.Module):
 
 #: transformers: config overrides where the default config is not an image model of the usual size.
 HF_AUDIO = ("Wav2Vec2Model", "HubertModel", "WavLMModel", "Data2VecAudioModel", "UniSpeechModel", "SEWModel")
+HF_CPU = ("Wav2Vec2Model", "HubertModel")
 HF_SIZES = {"LevitModel": 224, "MobileViTModel": 256, "MobileViTV2Model": 256, "SegformerModel": 512,
             "Dinov2Model": 224}
 
@@ -213,7 +214,11 @@ def _hf_builder(rest: str):
         config = cls.config_class(**kwargs)
         if hasattr(config, "image_size") and name in ("Dinov2Model",):
             config.image_size = HF_SIZES[name]
-        model = cls(config)
+        if name in HF_CPU:  # their forward makes tensors on the CPU, which meet meta weights under torch.export
+            with torch.device("cpu"):
+                model = cls(config)
+        else:
+            model = cls(config)
         if part == "feature_extractor":
             return AudioInput(model.feature_extractor)
         return AudioInput(model) if audio else FirstOutput(model)
@@ -261,8 +266,15 @@ def _open_clip_builder(rest: str):
         raise ModelLoadError(f"unknown open_clip model {rest!r}")
 
     def build(**kwargs):
+        import logging
+
         kwargs.setdefault("device", torch.empty(0).device)  # create_model moves the model to "cpu" by default
-        return open_clip.create_model(rest, pretrained=None, **kwargs).visual
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # "No pretrained weights loaded": none are wanted
+        try:
+            return open_clip.create_model(rest, pretrained=None, **kwargs).visual
+        finally:
+            logging.disable(previous)
 
     size = open_clip.get_model_config(rest)["vision_cfg"].get("image_size", 224)
     size = size[0] if isinstance(size, (tuple, list)) else size
