@@ -135,10 +135,13 @@ PROBE_KEYS = ("probe", "probe_rf", "probe_stride", "probe_start", "probe_note")
 def _merge_probe(rows: list[dict], probed: list[dict]) -> None:
     """Copy the probe columns of a validation sweep into the rows with the same model and node."""
     by_key = {(r["model"], r["node"]): r for r in probed if r["node"]}
+    failed = {r["model"]: r["error"] for r in probed if r["error"] and not r["node"]}
     for r in rows:
         src = by_key.get((r["model"], r["node"]))
         if src is not None:
             r.update({k: src[k] for k in PROBE_KEYS})
+        elif r["node"] and r["model"] in failed:
+            r["probe_note"] = f"validation sweep failed: {failed[r['model']][:200]}"
         elif r["node"] and any(p["model"] == r["model"] for p in probed):
             r["probe_note"] = "not a stage node of the validation sweep"
 
@@ -179,15 +182,23 @@ def family_summary(family: str, result: zoo.ZooResult) -> tuple[str, list[str]]:
             verdicts[r["probe"]] = verdicts.get(r["probe"], 0) + 1
     s = result.summary()
     src = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "n/a"
-    wall = f", {s['wall_s']:.0f} s wall" if result.wall_s else ""
+    per_model_s = sum((r["build_s"] or 0) + (r["analysis_s"] or 0) for r in per.values())
+    # A resumed sweep's wall time covers only the models run this time: give the per-model sum instead.
+    timed = result.wall_s and not result.resumed
+    wall = f", {s['wall_s']:.0f} s wall" if timed else f", {per_model_s:.0f} s build + analysis summed per model"
     one = (f"{family}: {len(per)} models, {len(crashed)} failed{wall}; nodes {src}; "
            f"{len(unknown_ops)} op(s) left unknown in {sum(map(len, unknown_ops.values()))} model(s)")
     if verdicts:
         one += "; probe " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items()))
     lines = [f"- models: {len(per)}; failed (error rows): {len(crashed)}; stage rows: {len(result.rows)}; "
-             + (f"wall time {s['wall_s']} s with {s['workers'] or 'dask'} worker(s)" if result.wall_s else
-                "tabulated from the sweep's log"),
+             + (f"wall time {s['wall_s']} s with {s['workers'] or 'dask'} worker(s)" if timed else
+                f"build + analysis summed per model {per_model_s:.1f} s ({result.resumed or len(per)} model(s) taken "
+                "from the sweep's log, whose wall time is not recorded)"),
              f"- nodes by source, summed over the models: {src}"]
+    uncounted = [m for m, r in per.items() if r.get("counts") is None and not (r["error"] and not r["node"])]
+    if uncounted:
+        lines.append(f"- node counts by source were not recorded for {len(uncounted)} model(s) of the log (swept "
+                     "before the log carried them); their first unknown op is not shown either")
     if verdicts:
         lines.append("- stage rows by probe verdict: " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
     if crashed:
@@ -257,6 +268,7 @@ def main() -> int:
     )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for the families after the first")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
+    parser.add_argument("--validate-timeout", type=float, help="seconds per model of a validation sweep (default --timeout)")
     parser.add_argument("--resume", action="store_true", help="keep rows already in the per-family logs")
     parser.add_argument("--from-logs", action="store_true",
                         help="run nothing: tabulate the models already in build/zoo_logs (a partial sweep says so)")
@@ -297,7 +309,8 @@ def main() -> int:
             log=logs / f"{family}{'_validate' if args.validate else ''}.jsonl",
         )
         if family in validate_families and not args.validate:
-            probed = zoo.run(family, validate=True, jobs=args.jobs, timeout=args.timeout, resume=args.resume,
+            probed = zoo.run(family, validate=True, jobs=args.jobs, timeout=args.validate_timeout or args.timeout,
+                             resume=args.resume,
                              progress=not args.no_progress, log=logs / f"{family}_validate.jsonl")
             _merge_probe(result.rows, probed.rows)
         if args.probe_log:
@@ -369,10 +382,12 @@ def main() -> int:
     ]
     if "classification" in results:
         s = results["classification"].summary()
+        timing = (f"in {s['wall_s']} s** ({s['cpu_s']} s of CPU time in the sweep's own process; "
+                  if not results["classification"].resumed else
+                  "** (rows taken from the sweep's log; ")
         header += [
-            f"**Whole torchvision classification zoo: {s['models']} models in {s['wall_s']} s** "
-            f"({s['cpu_s']} s of CPU time in the sweep's own process; meta-device construction {s['build_s']} s + "
-            f"analysis {s['analysis_s']} s; "
+            f"**Whole torchvision classification zoo: {s['models']} models {timing}meta-device construction "
+            f"{s['build_s']} s + analysis {s['analysis_s']} s summed per model; "
             f"{s['failed']} failed).  Slowest five: "
             + ", ".join(f"{m} {t:.2f} s" for m, t in s["slowest"])
             + (f".  Largest peak RSS: {s['peak_rss_mb'][1]:.0f} MB ({s['peak_rss_mb'][0]})" if s["peak_rss_mb"] else "")
