@@ -353,6 +353,10 @@ FUNCTION_RECIPES: dict[Any, Recipe] = {
     operator.matmul: R(lambda: lambda x: x.transpose(1, 2) @ _ones(C, 3)),
     torch.bmm: R(lambda: lambda x: torch.bmm(_ones(1, 3, C), x)),
     torch.einsum: R(lambda: lambda x: torch.einsum("nct,dc->ndt", x, _ones(3, C))),
+    torch.mm: R(lambda: lambda x: torch.mm(_ones(3, C), x[0])[None]),
+    torch.addmm: R(lambda: lambda x: torch.addmm(x[0, :3], _ones(3, C), x[0])[None]),
+    torch.baddbmm: R(lambda: lambda x: torch.baddbmm(x[:, :3], _ones(1, 3, C), x)),
+    torch.addbmm: R(lambda: lambda x: torch.addbmm(x[0, :3], _ones(1, 3, C), x)[None]),
     F.scaled_dot_product_attention: R(lambda: lambda x: F.scaled_dot_product_attention(
         x.transpose(1, 2), x.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)),
     # constants
@@ -456,6 +460,10 @@ METHOD_RECIPES: dict[str, Recipe] = {
     "matmul": R(lambda: lambda x: x.transpose(1, 2).matmul(_ones(C, 3))),
     "__matmul__": R(lambda: lambda x: x.transpose(1, 2).__matmul__(_ones(C, 3))),
     "bmm": R(lambda: lambda x: x.transpose(1, 2).bmm(_ones(1, C, 3))),
+    "mm": R(lambda: lambda x: x[0].t().mm(_ones(C, 3))[None]),
+    "addmm": R(lambda: lambda x: x[0, :3].addmm(_ones(3, C), x[0])[None]),
+    "baddbmm": R(lambda: lambda x: x[:, :3].baddbmm(_ones(1, 3, C), x)),
+    "addbmm": R(lambda: lambda x: x[0, :3].addbmm(_ones(1, 3, C), x)[None]),
     "new_zeros": _method("new_zeros", (2, 3)), "new_ones": _method("new_ones", (1, 2, 5)),
     "new_full": _method("new_full", (3,), 2.0), "new_empty": R(lambda: lambda x: x.new_empty((2,)).zero_()),
     "new_tensor": _method("new_tensor", [1.0, 2.0]),
