@@ -276,7 +276,12 @@ class SymbolicPass(fx.Interpreter):
             if all(t.is_constant for t in call.sym_args()):
                 return self.constant(call)
             return self.fallback(call)
-        out = rule(call)
+        try:
+            out = rule(call)
+        except SlopeMismatch as exc:
+            # a finite (table) field reaching a layout the rule can follow only for periodic maps:
+            # unknown, with the op and the reason, never a guess
+            out = self.unknown_fallback(call, reason=f"{call.describe()}: {exc}")
         if self.check_shapes:
             self._check_shapes(rule, call, out)
         return out
@@ -395,6 +400,7 @@ class SymbolicPass(fx.Interpreter):
             is_global=tuple(f is not None and f.is_global for f in fields),
             lo=tuple(None if f is None else f.lo for f in fields),
             hi=tuple(None if f is None else f.hi for f in fields),
+            stride_regular=tuple(f is None or f.stride_regular for f in fields),
             aligned=info.aligned,
             max_center_shift=info.max_center_shift,
             global_context=value.global_context,

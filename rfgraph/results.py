@@ -2,9 +2,9 @@
 
 Reports, the CLI, the probe comparison and the zoo read only these objects.
 
-The JSON / YAML schema (``schema_version`` 1)::
+The JSON / YAML schema (``schema_version`` 2; version 1 files are read too)::
 
-    schema_version: 1
+    schema_version: 2
     generator: "rfgraph 0.1.0"
     model: "ResNet"                  # Analysis.model_name
     input_shape: [1, 3, 224, 224]
@@ -29,13 +29,16 @@ The JSON / YAML schema (``schema_version`` 1)::
             rf: 427                  # int or null (global / unknown / none)
             rf_min: 427
             rf_path_min: 11
-            stride: "32"             # Fraction strings, or null
+            stride: "32"             # Fraction strings, or null (the exact mean slope when irregular)
+            stride_regular: true     # false: the stride is not one number (finite maps); new in version 2
             start: "-213"
             padding: "213"           # -start (informative; not read back)
             center: "0"
             global: false
             lo: {period: 1, advance: 32, table: [-213]}   # exact window map, or null
             hi: {period: 1, advance: 32, table: [213]}
+            # a map that is not periodic-affine is its table over the node's length along the axis,
+            # null where the unit reads nothing (version 2):  lo: {finite: [-5, -3, null, 0, ...]}
 
 `from_dict` (and `from_json` / `from_yaml`, which read with ``json.loads`` /
 ``yaml.safe_load`` only) rebuilds an `Analysis` whose records compare equal to
@@ -53,7 +56,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
 
 from ._version import __version__
-from .algebra import PAMap
+from .algebra import FiniteMap, Map, PAMap
 from .errors import NodeNameError, NodeNotFoundError, RFGraphError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +67,7 @@ __all__ = [
     "Analysis",
     "SOURCES",
     "SCHEMA_VERSION",
+    "READABLE_VERSIONS",
     "axis_names",
     "select_records",
     "NodeSelection",
@@ -105,8 +109,9 @@ class NodeRF:
     start: tuple[Optional[Fraction], ...]
     center: tuple[Optional[Fraction], ...]
     is_global: tuple[bool, ...]
-    lo: tuple[Optional[PAMap], ...] = field(repr=False, compare=False, default=())
-    hi: tuple[Optional[PAMap], ...] = field(repr=False, compare=False, default=())
+    #: window maps per axis: `PAMap` (periodic-affine) or `FiniteMap` (a table over the node's length)
+    lo: tuple[Optional[Map], ...] = field(repr=False, compare=False, default=())
+    hi: tuple[Optional[Map], ...] = field(repr=False, compare=False, default=())
     aligned: bool = True
     max_center_shift: Fraction = Fraction(0)
     global_context: bool = False
@@ -114,6 +119,24 @@ class NodeRF:
     reason: Optional[str] = None
     inputs: tuple[str, ...] = ()
     fx_name: str = ""
+    #: per axis: False when the stride is not a single number (the window maps are finite tables,
+    #: e.g. after a merge of paths of slightly different slopes); ``stride`` is then the exact mean
+    #: slope of ``lo`` and ``rf`` / ``rf_min`` are still exact over the node's positions.
+    #: Left out, every axis is regular.
+    stride_regular: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.stride_regular) != len(self.rf):
+            object.__setattr__(self, "stride_regular", tuple(self.is_regular(i) for i in range(len(self.rf))))
+
+    def is_regular(self, axis: int) -> bool:
+        """Whether the stride along ``axis`` is a single number (see ``stride_regular``)."""
+        return axis >= len(self.stride_regular) or bool(self.stride_regular[axis])
+
+    @property
+    def irregular(self) -> bool:
+        """True when some axis' stride is not a single number."""
+        return not all(self.stride_regular)
 
     @property
     def ndim(self) -> int:
@@ -134,17 +157,28 @@ class NodeRF:
         """True when some input axis is still local (finite RF) at this node."""
         return self.source in ("symbolic", "probed") and any(r is not None for r in self.rf)
 
-    def box(self, unit: Sequence[int]) -> tuple[tuple[int, int], ...]:
-        """Unclipped input box ``((lo, hi), ...)`` seen by output unit ``unit`` (one index per axis)."""
+    def box(self, unit: Sequence[int]) -> Optional[tuple[tuple[int, int], ...]]:
+        """Unclipped input box ``((lo, hi), ...)`` seen by output unit ``unit`` (one index per axis).
+
+        ``None`` when the unit reads nothing (an empty window along some axis, e.g. an output of a
+        transposed conv that no tap reaches).  With finite window maps (``stride_regular`` False) the
+        unit must lie inside the node's length along that axis."""
         if len(unit) != self.ndim:
             raise ValueError(f"unit needs {self.ndim} indices, got {tuple(unit)}")
         out = []
+        empty = False
         for axis, u in enumerate(unit):
             lo, hi = self.lo[axis], self.hi[axis]
             if lo is None:
                 raise ValueError(f"node {self.name!r} is not local along axis {axis}")
-            out.append((lo(u), hi(u)))
-        return tuple(out)
+            size = next((m.size for m in (lo, hi) if isinstance(m, FiniteMap)), None)
+            if size is not None and not 0 <= u < size:
+                raise ValueError(f"unit {u} lies outside node {self.name!r}'s {size} positions along axis {axis}")
+            a, b = lo(u), hi(u)
+            if a is None or b is None:
+                empty = True
+            out.append((a, b))
+        return None if empty else tuple(out)
 
     def _repr_html_(self) -> str:
         """A small table for notebooks (stdlib only, like all of this module)."""
@@ -321,7 +355,10 @@ class Analysis:
 # -- the file format: dict / JSON / YAML -------------------------------------------
 
 #: Version of the JSON / YAML layout; bumped on any incompatible change.
-SCHEMA_VERSION = 1
+#: 2: finite window maps (``{"finite": [...]}``) and ``stride_regular`` per axis.
+SCHEMA_VERSION = 2
+#: Versions `from_dict` reads (a version 1 file has periodic-affine maps only: every stride regular).
+READABLE_VERSIONS = (1, 2)
 
 NodeSelection = Optional[Iterable[Union[str, NodeRF]]]
 
@@ -361,15 +398,19 @@ def _json_safe(value: Any) -> Any:
 # -- dict / JSON / YAML --------------------------------------------------------------
 
 
-def _pamap_dict(m: Optional[PAMap]) -> Optional[dict[str, Any]]:
+def _pamap_dict(m: Optional[Map]) -> Optional[dict[str, Any]]:
     if m is None:
         return None
+    if isinstance(m, FiniteMap):
+        return {"finite": list(m.table)}
     return {"period": m.period, "advance": m.advance, "table": list(m.table)}
 
 
-def _pamap_from(d: Optional[dict[str, Any]]) -> Optional[PAMap]:
+def _pamap_from(d: Optional[dict[str, Any]]) -> Optional[Map]:
     if d is None:
         return None
+    if "finite" in d:
+        return FiniteMap(None if v is None else int(v) for v in d["finite"])
     return PAMap(int(d["period"]), int(d["advance"]), [int(v) for v in d["table"]])
 
 
@@ -384,6 +425,7 @@ def _node_dict(r: NodeRF) -> dict[str, Any]:
                 "rf_min": r.rf_min[i],
                 "rf_path_min": r.rf_path_min[i],
                 "stride": _frac(r.stride[i]),
+                "stride_regular": r.is_regular(i),
                 "start": _frac(r.start[i]),
                 "padding": _frac(r.padding[i]),
                 "center": _frac(r.center[i]),
@@ -430,6 +472,7 @@ def _node_from(d: dict[str, Any]) -> NodeRF:
         is_global=tuple(bool(a.get("global", False)) for a in axes),
         lo=tuple(_pamap_from(a.get("lo")) for a in axes),
         hi=tuple(_pamap_from(a.get("hi")) for a in axes),
+        stride_regular=tuple(bool(a.get("stride_regular", True)) for a in axes),
         aligned=bool(d.get("aligned", True)),
         max_center_shift=_unfrac(d.get("max_center_shift")) or Fraction(0),
         global_context=bool(d.get("global_context", False)),
@@ -477,6 +520,11 @@ _PAMAP = {
                 "table": {"type": "array", "items": _INT, "minItems": 1},
             },
         },
+        {  # a finite map (version 2): its table over the node's length, null where a unit reads nothing
+            "type": "object",
+            "required": ["finite"],
+            "properties": {"finite": {"type": "array", "items": _INT_OR_NULL, "minItems": 1}},
+        },
     ]
 }
 _AXIS = {
@@ -488,6 +536,7 @@ _AXIS = {
         "rf": _INT_OR_NULL, "rf_min": _INT_OR_NULL, "rf_path_min": _INT_OR_NULL,
         "stride": _FRACTION, "start": _FRACTION, "padding": _FRACTION, "center": _FRACTION,
         "global": {"type": "boolean"},
+        "stride_regular": {"type": "boolean"},
         "lo": _PAMAP, "hi": _PAMAP,
     },
 }
@@ -509,14 +558,14 @@ _NODE = {
         "axes": {"type": ["array", "null"], "items": _AXIS},
     },
 }
-#: JSON Schema of a report (``schema_version`` 1), checked by `from_dict` with the ``jsonschema`` package.
+#: JSON Schema of a report (``schema_version`` 1 or 2), checked by `from_dict` with the ``jsonschema`` package.
 REPORT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "rfgraph report",
     "type": "object",
     "required": ["schema_version", "input_shape"],
     "properties": {
-        "schema_version": {"const": SCHEMA_VERSION},
+        "schema_version": {"enum": list(READABLE_VERSIONS)},
         "generator": {"type": "string"},
         "model": _STR_OR_NULL,
         "input_shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2},
@@ -551,9 +600,10 @@ def validate_report(data: Any) -> None:
     if not isinstance(data, dict) or "schema_version" not in data:
         raise RFGraphError("not an rfgraph report: the top level has no 'schema_version' field")
     version = data["schema_version"]
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise RFGraphError(
-            f"unsupported rfgraph report schema_version {version!r}; this rfgraph reads version {SCHEMA_VERSION}"
+            f"unsupported rfgraph report schema_version {version!r}; this rfgraph reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     if _too_deep(data):
         raise RFGraphError(f"malformed rfgraph report: nested deeper than {MAX_DEPTH} levels")

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from .algebra import GLOBAL, Field, PAMap, SlopeMismatch
+from .algebra import GLOBAL, DomainMismatch, Field, Map, PAMap, SlopeMismatch
 from .errors import RuleError
 from .locking import serialized
 
@@ -439,11 +439,11 @@ class SymTensor:
 
     # -- structural ops ----------------------------------------------------------
 
-    def window(self, dim: int, low: PAMap, high: PAMap, size: int, what: str) -> SymTensor:
+    def window(self, dim: int, low: Map, high: Map, size: int, what: str) -> SymTensor:
         """Apply a window op along ``dim`` (already normalised, >= 0), giving length ``size``."""
         return self.windows({dim: (low, high, size)}, what)
 
-    def windows(self, per_dim: dict[int, tuple[PAMap, PAMap, int]], what: str) -> SymTensor:
+    def windows(self, per_dim: dict[int, tuple[Map, Map, int]], what: str) -> SymTensor:
         """Apply window ops along several dims at once: ``{dim: (L, H, size)}``.
 
         A 4th entry ``(L, H, size, step)`` is a dilated window that reads only every
@@ -471,11 +471,11 @@ class SymTensor:
                 tags[d] = None
                 pinned = {**pinned, tag.axis: GLOBAL}
             elif isinstance(tag, Axis):
-                tags[d] = Axis(tag.axis, tag.field.through(low, high, taps[0] if taps else 1))
+                tags[d] = Axis(tag.axis, tag.field.through(low, high, taps[0] if taps else 1, size))
             elif isinstance(tag, Sub) and (held := _sole_digits(self, d, tag)) is not None:
                 # The axis's only digits left (a reduction dropped the lower ones): an ordinary axis
                 # of n / stride positions.
-                tags[d] = Axis(tag.axis, held.through(low, high, taps[0] if taps else 1))
+                tags[d] = Axis(tag.axis, held.through(low, high, taps[0] if taps else 1, size))
                 if tag.axis in pinned:
                     pinned = {**pinned, tag.axis: _held_field(pinned[tag.axis], tag.n, 0, tag.stride)}
             elif isinstance(tag, Cat) and (cut := _cut_segments(tag, low, high, size, taps)) is not _NO_CUT:
@@ -895,6 +895,8 @@ def _group_field(f: Field, low: PAMap, high: PAMap, digits: set) -> Field:
     positions sharing its other digits): min of ``lo`` and max of ``hi`` over the group.  When ``f`` is
     non-decreasing that is ``f`` read through the hull ``[low, high]``; otherwise (a field already mixed
     by a grid) every member is visited, over a period of both ``f`` and the group."""
+    if f.is_finite:
+        raise DomainMismatch("a grid over a field stored as a finite table has no rule")
     maps = (f.lo, f.hi, f.path_lo, f.path_hi)
     if all(m.is_monotone() for m in maps):
         return f.through(low, high)
@@ -1086,7 +1088,7 @@ def _broadcast_tag(tag: Optional[Tag], size: int, out_size: int) -> tuple[Option
     if tag is None or size == out_size:
         return tag, False
     if isinstance(tag, Axis):
-        return Axis(tag.axis, tag.field.through(_CONST0, _CONST0)), True
+        return Axis(tag.axis, tag.field.through(_CONST0, _CONST0, size=out_size)), True
     return tag, True
 
 
@@ -1106,7 +1108,6 @@ def merge_tensors(operands: Sequence[SymTensor], shape: Sequence[int], what: str
         out.unknown = unknown
         return out, info
     tags: list[Optional[Tag]] = []
-    local_by_axis: dict[int, list[Field]] = {}
     for d in range(ndim):
         if d == concat_dim:
             segments = [(t.shape[d - (ndim - t.ndim)], t.tags[d - (ndim - t.ndim)]) for t in operands]
@@ -1132,7 +1133,7 @@ def merge_tensors(operands: Sequence[SymTensor], shape: Sequence[int], what: str
                 continue
             candidates.append(tag)
         try:
-            tags.append(_merge_dim_tags(candidates, d == concat_dim, info, local_by_axis))
+            tags.append(_merge_dim_tags(candidates, d == concat_dim, info, shape[d]))
         except (_Incompatible, SlopeMismatch) as exc:
             out = SymTensor(shape, dtype)
             out.unknown = f"{what}: cannot merge operands along dim {d} ({exc})"
@@ -1167,7 +1168,7 @@ def _make_cat(segments: list[tuple[int, Optional[Tag]]]) -> Optional[Tag]:
     return Cat(tuple(flat))
 
 
-def _merge_dim_tags(candidates: list[Tag], is_concat: bool, info: MergeInfo, seen: dict) -> Optional[Tag]:
+def _merge_dim_tags(candidates: list[Tag], is_concat: bool, info: MergeInfo, size: int) -> Optional[Tag]:
     if not candidates:
         return None
     if len(candidates) == 1:
@@ -1187,7 +1188,7 @@ def _merge_dim_tags(candidates: list[Tag], is_concat: bool, info: MergeInfo, see
             if shift or f.stride != local[0].stride:
                 info.aligned = False
             info.max_center_shift = max(info.max_center_shift, shift)
-            merged = merged.merge(f)
+            merged = merged.merge(f, size)  # different slopes: exact tables over the dim's length
         return Axis(candidates[0].axis, merged)
     if all(c == candidates[0] for c in candidates):
         return candidates[0]

@@ -7,7 +7,8 @@ Per spatial dim of length ``n``, with kernel ``k``, stride ``s``, left padding
 
 * conv / pool:        ``L(u) = s*u - p``, ``H(u) = L(u) + d*(k-1)``
 * transposed conv:    input ``i`` feeds outputs ``i*s - p + j*d``; ``L``/``H`` are
-                      the extreme ``i`` over the taps ``j`` (period ``s``)
+                      the extreme ``i`` over the taps ``j`` (period ``s``; a finite
+                      table with empty windows where no tap lands)
 * nearest / linear:   from the source index torch computes (float32, as torch)
 * adaptive pool:      ``L(u) = floor(u*n/m)``, ``H(u) = ceil((u+1)*n/m) - 1``
 * pad by ``a`` left:  ``L(u) = H(u) = u - a``
@@ -29,7 +30,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .algebra import PAMap
+from .algebra import FiniteMap, Map, PAMap
 
 __all__ = [
     "WindowParams",
@@ -140,36 +141,37 @@ def pool_window(
 
 def transposed_window(
     n: int, k: int, s: int, p: int, d: int = 1, output_padding: int = 0
-) -> tuple[PAMap, PAMap, int]:
+) -> tuple[Map, Map, int]:
     """Window maps and output length of a transposed convolution.
 
     Output ``u`` receives input ``i`` through tap ``j`` when ``u = i*s - p + j*d``.
-    The map has period ``s`` (``u -> u + s`` is ``i -> i + 1``).  An output
-    reached by no tap reads nothing; it gets ``L`` of the next output that
-    reads something and ``H`` of the previous one, so that any later window
-    covering it composes to the exact hull (with ``d = 1`` this is ``L = H + 1``,
-    an empty window; with a dilation the taps' windows overlap and a gap gets
-    the overlap of its neighbours').
+    The map has period ``s`` (``u -> u + s`` is ``i -> i + 1``).  When the taps
+    cover fewer than ``s`` residues (kernel smaller than the stride, or a
+    dilation sharing a factor with it) some outputs are reached by no tap and
+    read nothing: the maps are then `FiniteMap` tables over ``[0, n_out)`` with
+    ``None`` at those outputs (an empty window).
 
     >>> low, high, n_out = transposed_window(4, 3, 2, 1)
     >>> [(low(u), high(u)) for u in range(3)], n_out
     ([(0, 0), (0, 1), (1, 1)], 7)
+    >>> low, high, n_out = transposed_window(3, 2, 3, 0)    # k=2 < s=3: every third output reads nothing
+    >>> low, n_out
+    (FiniteMap((0, 0, None, 1, 1, None, 2, 2)), 8)
     """
     n_out = (n - 1) * s - 2 * p + d * (k - 1) + output_padding + 1
 
     def hits(u: int) -> list[int]:
         return [(u + p - j * d) // s for j in range(k) if (u + p - j * d) % s == 0]
 
+    if transposed_gaps(k, s, d):
+        found = [hits(u) for u in range(max(n_out, 1))]
+        return (FiniteMap(min(h) if h else None for h in found), FiniteMap(max(h) if h else None for h in found),
+                n_out)
     lows, highs = [], []
     for u in range(s):
         here = hits(u)
-        if here:
-            lows.append(min(here))
-            highs.append(max(here))
-            continue
-        # every window of s consecutive outputs holds one reached by tap 0
-        lows.append(min(next(h for h in (hits(t) for t in range(u + 1, u + s + 1)) if h)))
-        highs.append(max(next(h for h in (hits(t) for t in range(u - 1, u - s - 1, -1)) if h)))
+        lows.append(min(here))
+        highs.append(max(here))
     return PAMap(s, 1, lows), PAMap(s, 1, highs), n_out
 
 

@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
+from rfgraph.algebra import PAMap
+
 __all__ = ["Op", "NetSpec", "FuzzNet", "net_specs", "unet_specs", "check", "measure", "valid", "Disagreement"]
 
 C = 2  # channels of every conv output
@@ -594,14 +596,15 @@ def _compare(analysis, measured, axis, margins, bounded, n) -> _Axis:
         for u in units:
             res.units += 1
             sym_lo, sym_hi = lo_map(u), hi_map(u)
-            if los[u] is None:
-                # A gap (a transposed conv's output reached by no tap) is given its neighbours' bounds
-                # so that later windows compose exactly; only what later nodes see is compared.
-                continue
-            if (sym_lo, sym_hi) != (los[u], his[u]):
+            # a gap (a transposed conv's output reached by no tap) reads nothing: an empty window (None)
+            measured_window = None if los[u] is None else (los[u], his[u])
+            if (sym_lo, sym_hi) != (measured_window or (None, None)):
                 res.disagreements.append(Disagreement(i + 1, axis, f"unit {u} window", (sym_lo, sym_hi),
-                                                      (los[u], his[u])))
-        period = math.lcm(lo_map.period, hi_map.period)
+                                                      measured_window))
+        periods = [m.period if isinstance(m, PAMap) else (m.periodic_fit() or (None,))[0] for m in (lo_map, hi_map)]
+        if None in periods:
+            continue  # finite maps with no period: every unit's window was compared above
+        period = math.lcm(*periods)
         if len(units) < period + 1:
             res.complete = False
             continue

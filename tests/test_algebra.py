@@ -12,7 +12,7 @@ from fractions import Fraction
 from math import lcm
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rfgraph.algebra import GLOBAL, Field, PAMap, SlopeMismatch
@@ -459,3 +459,183 @@ def test_through_non_monotone_field_takes_the_window_extremes(f, window):
         vs = range(low(u), high(u) + 1)
         assert g.lo(u) == min(f(v) for v in vs)
         assert g.hi(u) == max(f(v) for v in vs)
+
+
+# ---------------------------------------------------------------------------
+# FiniteMap: exact tables over [0, n), holes (units that read nothing)
+# ---------------------------------------------------------------------------
+
+from rfgraph.algebra import DomainMismatch, FiniteMap  # noqa: E402
+
+
+@st.composite
+def finite_maps(draw, size: int, monotone: bool = False, holes: bool = True) -> FiniteMap:
+    """A table over ``[0, size)``; ``None`` (a unit reading nothing) allowed when ``holes``."""
+    if monotone:
+        steps = draw(st.lists(st.integers(0, 3), min_size=size, max_size=size))
+        values, v = [], draw(st.integers(-10, 10))
+        for step in steps:
+            values.append(v)
+            v += step
+    else:
+        values = draw(st.lists(st.integers(-15, 15), min_size=size, max_size=size))
+    if holes:
+        mask = draw(st.lists(st.booleans(), min_size=size, max_size=size))
+        values = [None if m else v for v, m in zip(values, mask)]
+    return FiniteMap(values)
+
+
+@st.composite
+def domain_maps(draw, size: int, monotone: bool = False):
+    """A map read over ``[0, size)``: a `PAMap` or a `FiniteMap` of that size."""
+    if draw(st.booleans()):
+        return draw(pamaps(monotone=monotone))
+    return draw(finite_maps(size, monotone=monotone, holes=not monotone))
+
+
+def _ev(f, x):
+    return None if x is None else f(x)
+
+
+def test_finite_map_hand_derived():
+    """f = (3, 5, None, 6): f(2) reads nothing, outside [0, 4) too; slope (6 - 3) / 3 = 1."""
+    f = FiniteMap([3, 5, None, 6])
+    assert (f(0), f(1), f(2), f(3), f(-1), f(4)) == (3, 5, None, 6, None, None)
+    assert f.size == 4 and f.has_holes and f.defined() == [0, 1, 3]
+    assert f.slope == 1 and f.is_monotone() and f.periodic_fit() is None
+    assert FiniteMap([4, 2]).is_monotone() is False
+    assert f.shift(2) == FiniteMap([5, 7, None, 8])
+    assert f == FiniteMap((3, 5, None, 6)) and hash(f) == hash(FiniteMap([3, 5, None, 6])) and f != PAMap.identity()
+    with pytest.raises(AttributeError):
+        f.table = (1,)
+    with pytest.raises(ValueError):
+        FiniteMap([])
+    assert eval(repr(f)) == f and pickle.loads(pickle.dumps(f)) == f and copy.deepcopy(f) == f
+    assert str(f) == "finite[3, 5, ., 6] over 4"
+
+
+def test_finite_periodic_fit_and_mean_slope():
+    """(0, 0, 1, 1, 2, 2, 3) repeats with period 2, advance 1: slope 1/2 exactly; (0, 1, 3, 4, 6) has no
+    period <= 2 (differences 1, 2, 1, 2 fit period 2: 0->3, 1->4, 3->6: yes, T = 2, M = 3); (0, 1, 3, 7) has
+    none: its mean slope is (7 - 0) / 3.  Holes repeating with the period are part of the pattern."""
+    assert FiniteMap([0, 0, 1, 1, 2, 2, 3]).periodic_fit() == (2, 1)
+    assert FiniteMap([0, 0, 1, 1, 2, 2, 3]).slope == Fraction(1, 2)
+    assert FiniteMap([0, 1, 3, 4, 6]).periodic_fit() == (2, 3)
+    assert FiniteMap([0, 1, 3, 7]).periodic_fit() is None and FiniteMap([0, 1, 3, 7]).slope == Fraction(7, 3)
+    assert FiniteMap([0, None, 1, None, 2]).periodic_fit() == (2, 1)
+    assert FiniteMap([None, None]).slope == 0 and FiniteMap([5]).slope == 0
+
+
+def test_merge_of_unequal_slopes_hand_derived():
+    """Bilinear align_corners=True 22 -> 85 after a stride-4 conv vs a direct path.
+
+    a(u) = 2u + 1 and b(u) = floor(7u / 3): b is below a up to u = 5 (b(5) = 11 = a(5)), above from u = 6
+    (b(6) = 14 > 13).  min over [0, 8) = (0, 2, 4, 7, 9, 11, 13, 15); max = (1, 3, 5, 7, 9, 11, 14, 16).
+    Without a length the merge is refused, as before."""
+    a, b = PAMap.affine(2, 1), PAMap.floor_div(3, 0, 7)
+    assert a.minimum(b, size=8) == FiniteMap([0, 2, 4, 7, 9, 11, 13, 15])
+    assert a.maximum(b, size=8) == FiniteMap([1, 3, 5, 7, 9, 11, 14, 16])
+    assert a.minimum(b, size=5) == b and a.maximum(b, size=5) == a  # one operand throughout: stays periodic
+    with pytest.raises(SlopeMismatch):
+        a.minimum(b)
+    with pytest.raises(DomainMismatch):
+        FiniteMap([1, 2]).minimum(FiniteMap([1, 2, 3]))
+
+
+def test_field_merge_and_summaries_over_a_finite_domain():
+    """Field(2u + 1 .. 2u + 3) merged with Field(floor(7u/3) .. floor(7u/3) + 1) over 8 units:
+    lo = (0, 2, 4, 7, 9, 11, 13, 15); hi = max(2u + 3, floor(7u/3) + 1) = 2u + 3 on [0, 8) (equal at u = 7),
+    so hi stays periodic-affine.  Widths 4, 4, 4, 3, 3, 3, 3, 3: rf 4, rf_min 3.  lo has no period T <= 4
+    (differences 2, 2, 3, 2, 2, 2, 2), so the stride is irregular, its mean slope (15 - 0) / 7.  Centres
+    (lo + hi) / 2 = 1.5, 3.5, 5.5, then 2u + 2 = f's: the largest shift from f is 1/2."""
+    f = Field(PAMap.affine(2, 1), PAMap.affine(2, 3))
+    g = Field(PAMap.floor_div(3, 0, 7), PAMap.floor_div(3, 3, 7))
+    m = f.merge(g, size=8)
+    assert m.lo == FiniteMap([0, 2, 4, 7, 9, 11, 13, 15]) and m.hi == PAMap.affine(2, 3)
+    assert (m.rf, m.rf_min, m.stride, m.start, m.size) == (4, 3, Fraction(15, 7), 0, 8)
+    assert m.is_finite and not m.stride_regular and f.stride_regular
+    assert m.center(3) == 8 and m.center(0) == Fraction(3, 2) and m.max_center_shift(f) == Fraction(1, 2)
+
+
+def test_field_through_holes_hand_derived():
+    """A transposed conv k=1, s=2 (L = H = (0, None, 1, None, 2)) then a conv k=2: unit v reads w(v), w(v+1),
+    exactly one of which reads something: lo = hi = (0, 1, 1, 2) over 4 units.  A conv k=1 keeps the holes."""
+    low = FiniteMap([0, None, 1, None, 2])
+    t = Field.identity().through(low, low)
+    assert t.lo == low and t.rf_min == 0 and t.rf == 1 and t.center(1) is None and t.start == 0
+    c = t.through(PAMap.identity(), PAMap.affine(1, 1), size=4)
+    assert c.lo == FiniteMap([0, 1, 1, 2]) == c.hi
+    assert t.through(PAMap.identity(), PAMap.identity(), size=5) == t
+    # a unit whose window lies only on holes or outside the domain reads nothing
+    assert t.through(PAMap.affine(1, 5), PAMap.affine(1, 5), size=2).lo == FiniteMap([None, None])
+    # an index / broadcast (constant window) gives a constant periodic map where it reads something
+    assert t.through(PAMap.constant(2), PAMap.constant(2)).lo == PAMap.constant(1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.integers(1, 9), st.integers(1, 9), st.integers(1, 9))
+def test_composition_is_associative_and_agrees_with_evaluation(data, n1, n2, n3):
+    """(f o g) o h == f o (g o h) on h's domain [0, n3), and both equal f(g(h(u))) point by point
+    (``None`` where some stage reads nothing or leaves a finite map's domain).  ``h`` reads inside
+    ``f o g``'s domain [0, n2) (outside it, a finite table has no positions while a periodic map extends)."""
+    f = data.draw(domain_maps(n1))
+    g = data.draw(domain_maps(n2))
+    if data.draw(st.booleans()):
+        h = FiniteMap(data.draw(st.lists(st.none() | st.integers(0, n2 - 1), min_size=n3, max_size=n3)))
+    else:
+        h = data.draw(pamaps())
+        assume(all(0 <= h(u) < n2 for u in range(n3)))
+    left = f.compose(g, size=n2).compose(h, size=n3)
+    right = f.compose(g.compose(h, size=n3), size=n3)
+    for u in range(n3):
+        want = _ev(f, _ev(g, h(u)))
+        assert left(u) == right(u) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.integers(1, 12))
+def test_merge_is_commutative_associative_and_pointwise(data, n):
+    """min / max over [0, n) of periodic and finite maps: commutative, associative, equal to the pointwise
+    extreme with holes as the neutral element."""
+    a, b, c = (data.draw(domain_maps(n)) for _ in range(3))
+    for op, name in ((min, "minimum"), (max, "maximum")):
+        ab = getattr(a, name)(b, size=n)
+        ba = getattr(b, name)(a, size=n)
+        abc = getattr(ab, name)(c, size=n)
+        a_bc = getattr(a, name)(getattr(b, name)(c, size=n), size=n)
+        for u in range(n):
+            vals = [v for v in (a(u), b(u)) if v is not None]
+            assert ab(u) == ba(u) == (op(vals) if vals else None)
+            vals3 = [v for v in (a(u), b(u), c(u)) if v is not None]
+            assert abc(u) == a_bc(u) == (op(vals3) if vals3 else None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.integers(1, 10), st.integers(1, 10), st.integers(1, 3))
+def test_field_through_agrees_with_brute_force(data, n_in, n_out, step):
+    """Reading a finite (or periodic) field through conv-like windows [s u - p, s u - p + step (k - 1)]
+    (every ``step``-th position): the extreme over the read positions inside the domain, skipping holes."""
+    lo = data.draw(finite_maps(n_in, monotone=data.draw(st.booleans())))
+    f = Field(lo, lo.shift(data.draw(st.integers(0, 3))))
+    s, p, k = data.draw(st.integers(1, 3)), data.draw(st.integers(0, 3)), data.draw(st.integers(1, 4))
+    low, high = PAMap.affine(s, -p), PAMap.affine(s, -p + step * (k - 1))
+    out = f.through(low, high, step, size=n_out)
+    for u in range(n_out):
+        reads = [v for v in range(low(u), high(u) + 1, step) if f.lo(v) is not None]
+        assert out.lo(u) == (min(f.lo(v) for v in reads) if reads else None)
+        assert out.hi(u) == (max(f.hi(v) for v in reads) if reads else None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data(), st.integers(1, 12))
+def test_monotone_stays_monotone_and_periodic_fit_holds(data, n):
+    """Compositions and merges of non-decreasing maps without holes are non-decreasing (with holes they
+    need not be: max((1, None), (0, 0)) = (1, 0)); a periodic fit (T, M) of a table is exact:
+    f(u + T) = f(u) + M on the domain."""
+    a, b = data.draw(domain_maps(n, monotone=True)), data.draw(domain_maps(n, monotone=True))
+    for m in (a.minimum(b, size=n), a.maximum(b, size=n), a.compose(b, size=n)):
+        values = [v for v in (m(u) for u in range(n)) if v is not None]
+        assert values == sorted(values)
+        if isinstance(m, FiniteMap) and m.periodic_fit() is not None:
+            T, M = m.periodic_fit()
+            assert all(m(u + T) is None if m(u) is None else m(u + T) == m(u) + M for u in range(n - T))

@@ -120,10 +120,9 @@ def test_transposed_conv_gap_under_a_later_window():
     reads {m - 1, m}, output 2m + 1 reads nothing.  The conv reads w(v), w(v+1):
     v = 2m sees {m - 1, m}; v = 2m + 1 sees w(2m + 2) = {m, m + 1}.  So
     lo = (-1, 0) + (v // 2), hi = (0, 1) + (v // 2): rf 2, stride 1/2, start -1.
-    The gaps (outputs reading nothing) have no exact window map once they meet a
-    merge or a dilated read (found by the long fuzzing run), so such a transposed
-    conv goes to the fallback: probed (then with the values above) or unknown,
-    never a symbolic guess.
+    The gaps (outputs reading nothing) are empty windows of finite tables, the neutral element of
+    the union: the later window skips them, and the result is exact (it once went to the fallback).
+    The conv's tables are periodic-affine over the domain, so its stride is regular.
     """
     from fractions import Fraction
 
@@ -132,12 +131,11 @@ def test_transposed_conv_gap_under_a_later_window():
     import rfgraph
 
     net = nn.Sequential(nn.ConvTranspose1d(1, 1, 2, stride=2, dilation=2), nn.Conv1d(1, 1, 2))
-    a = rfgraph.analyze(net, (1, 1, 20))
-    assert a["0"].source in ("probed", "unknown")
-    if a["1"].source == "probed":
-        assert (a["1"].rf, a["1"].stride, a["1"].start) == ((2,), (Fraction(1, 2),), (-1,))
-    b = rfgraph.analyze(net, (1, 1, 20), fallback="unknown")
-    assert b["1"].source == "unknown" and "leaves outputs that read no input" in b["0"].reason
+    a = rfgraph.analyze(net, (1, 1, 20), fallback="unknown")
+    assert a["0"].source == a["1"].source == "symbolic"
+    assert a["0"].rf_min == (0,) and a["0"].lo[0](1) is None
+    assert (a["1"].rf, a["1"].stride, a["1"].start, a["1"].stride_regular) == ((2,), (Fraction(1, 2),), (-1,), (True,))
+    assert [a["1"].lo[0](v) for v in range(4)] == [-1, 0, 0, 1] and [a["1"].hi[0](v) for v in range(4)] == [0, 1, 1, 2]
     # without gaps (kernel 3, stride 2: taps hit both residues) the rule stays symbolic
     assert rfgraph.analyze(nn.ConvTranspose1d(1, 1, 3, stride=2), (1, 1, 20))["output"].source == "symbolic"
     _assert_agrees(NetSpec(1, 1, 40, (Op("convT", (0,), (2, 2, 2, 0, 0)), Op("conv", (1,), (2, 1, 1, 0, False)))))

@@ -114,15 +114,15 @@ def test_units_seeing_resnet50_layer4(resnet50):
     assert units_seeing(resnet50, "layer4", ((100, 100), (0, 0)))[0] == (range(0, 7),)
 
 
-def test_units_seeing_refuses_outputs_that_read_nothing():
+def test_units_seeing_skips_outputs_that_read_nothing():
     """ConvTranspose1d k1 s2 on 5 samples: 9 outputs; even u reads input u/2, odd u reads nothing.
 
-    Window maps cannot carry "reads nothing" exactly, so such a layer gets no local field (the
-    probe fallback finds no window map either) and the query says so instead of guessing.
+    The maps are finite tables with empty windows at odd u: pixels 1..2 are seen by u = 2 and u = 4
+    only (u = 3 lies between them but reads nothing), so two runs.
     """
     a = rfgraph.analyze(nn.ConvTranspose1d(1, 1, 1, stride=2), (1, 1, 5))
-    with pytest.raises(rfgraph.RFGraphError, match="read no input"):
-        units_seeing(a, "output", ((1, 2),))
+    assert units_seeing(a, "output", ((1, 2),)) == ((range(2, 3), range(4, 5)),)
+    assert units_seeing(a, "output", (0,)) == ((range(0, 1),),)
 
 
 # ---------------------------------------------------------------------------

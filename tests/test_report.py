@@ -108,7 +108,7 @@ def test_round_trip_box_still_works(resnet, mixed):
 
 def test_json_schema_and_exact_fractions(mixed):
     data = json.loads(mixed.to_json())
-    assert data["schema_version"] == report.SCHEMA_VERSION == 1
+    assert data["schema_version"] == report.SCHEMA_VERSION == 2
     assert data["input_shape"] == [1, 1, 12, 10]
     assert data["axes"] == ["h", "w"]
     conv2 = next(n for n in data["nodes"] if n["name"] == "conv2")

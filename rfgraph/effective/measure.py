@@ -81,6 +81,8 @@ def _unit_boxes(rec: NodeRF, unit: Sequence[Optional[int]]) -> tuple[Optional[tu
         hi = rec.hi[a] if rec.hi else None
         if u is None or lo is None or hi is None or rec.is_global[a] or rec.source not in ("symbolic", "probed"):
             boxes.append(None)
+        elif lo(u) is None or hi(u) is None:  # a finite map's unit that reads nothing
+            boxes.append(None)
         else:
             boxes.append((lo(u), hi(u)))
     return tuple(boxes)

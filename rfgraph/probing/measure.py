@@ -62,7 +62,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from ..algebra import PAMap
+from ..algebra import FiniteMap, PAMap
 from ..errors import NodeNotFoundError, ProbeError, RFGraphError
 from ..locking import serialized
 from ..passes import analyze
@@ -105,6 +105,10 @@ class AxisProbe:
     lo_map: Optional[PAMap] = None
     hi_map: Optional[PAMap] = None
     note: str = ""
+    #: True when the node's window maps are finite tables (they hold for the analysed length only): the
+    #: probe then measures at that length, every unit (or a spread of them), and ``rf`` is the largest
+    #: window among units whose window does not touch a border; ``stride`` is not measured
+    finite: bool = False
 
     @property
     def padding(self) -> Optional[Fraction]:
@@ -447,6 +451,36 @@ def _axis_from_measure(axis, shape, units, los, his, period, n_in, note, can_be_
     )
 
 
+def _finite_units(n_out: int, limit: int = 64) -> list[int]:
+    """Every unit when there are at most ``limit``, else the first and last 8 and a spread between."""
+    if n_out <= limit:
+        return list(range(n_out))
+    inner = limit - 16
+    picks = set(range(8)) | set(range(n_out - 8, n_out))
+    picks |= {8 + (k * (n_out - 17)) // (inner - 1) for k in range(inner)}
+    return sorted(picks)
+
+
+def _probe_axis_finite(pr: Prober, axis: int, base: list[int]) -> AxisProbe:
+    """A node with finite window maps: measured at the analysed length (its maps hold there only)."""
+    nd = len(base) - 2
+    n = base[2 + axis]
+    found = pr.minimal_thin(base, axis, n, [max(base[2 + j], 1) for j in range(nd)])
+    if found is None:
+        raise ProbeError(f"the model rejects its analysed input length {n} along axis {axis} on a thin input")
+    thin, alt = found
+    shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
+    units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, _finite_units)
+    if out_dim is None:
+        raise NotIsolableError(f"no dimension of node {pr.target.name!r} follows the input's length along axis {axis}")
+    inner = [hi - lo + 1 for lo, hi in zip(los, his) if lo is not None and lo > 0 and hi < n - 1]
+    start = next((Fraction(lo) for u, lo in zip(units, los) if u == 0 and lo is not None), None)
+    a = AxisProbe(axis=axis, rf=max(inner) if inner else None, stride=None, start=start, exact=bool(inner),
+                  is_global=False, input_shape=shape, units=tuple(units), lo=tuple(los), hi=tuple(his),
+                  note="finite maps: measured at the analysed length", finite=True)
+    return _with_note(a, f"{cut} context operand(s) detached") if cut else a
+
+
 def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"], max_size: int,
                 period: int = 1, budget: Optional[Budget] = None) -> AxisProbe:
     """Measure one axis.
@@ -461,6 +495,9 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     budget = budget or Budget().start()
     nd = len(base) - 2
     n0 = base[2 + axis]
+    if est is not None and est.source in ("symbolic", "probed") and axis < len(est.lo) \
+            and any(isinstance(m, FiniteMap) for m in (est.lo[axis], est.hi[axis])):
+        return _probe_axis_finite(pr, axis, base)
     upper = [base[2 + j] for j in range(nd)]
     name = pr.target.name
     lo_est = hi_est = None

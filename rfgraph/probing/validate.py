@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import ProbeError, RFGraphError
 from ..locking import serialized
 from ..passes import analyze
-from .measure import MAX_SIZE, Budget, NotIsolableError, Prober, ProbeResult, format_value, probe, tensor_node
+from .measure import MAX_SIZE, AxisProbe, Budget, NotIsolableError, Prober, ProbeResult, format_value, probe, tensor_node
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..results import Analysis, NodeRF
@@ -203,11 +203,34 @@ def default_nodes(analysis: "Analysis", count: int = 4) -> list[str]:
     return list(dict.fromkeys(picks))
 
 
+def _compare_finite(node: str, sym: "NodeRF", a: AxisProbe) -> list[Disagreement]:
+    """A node with finite window maps, probed at the analysed length ``n``: every measured unit's window
+    against the symbolic one clipped to ``[0, n)`` (``None``: reads nothing); ``rf`` against the largest
+    symbolic window among units whose window lies strictly inside (as measured); ``start`` clipped."""
+    out = []
+    axis = a.axis
+    n = a.input_shape[2 + axis]
+    lo, hi = sym.lo[axis], sym.hi[axis]
+    inner = []
+    for u, mlo, mhi in zip(a.units, a.lo, a.hi):
+        s_lo, s_hi = lo(u), hi(u)
+        want = None if s_lo is None or max(s_lo, 0) > min(s_hi, n - 1) else (max(s_lo, 0), min(s_hi, n - 1))
+        got = None if mlo is None else (mlo, mhi)
+        if want != got:
+            out.append(Disagreement(node, axis, f"unit {u} window", want, got))
+        elif s_lo is not None and s_lo > 0 and s_hi < n - 1:
+            inner.append(s_hi - s_lo + 1)
+    if inner and max(inner) != a.rf:
+        out.append(Disagreement(node, axis, "rf (units inside the input)", max(inner), a.rf))
+    return out
+
+
 def compare(node: str, sym: "NodeRF", num: ProbeResult) -> list[Disagreement]:
     """Every quantity on which ``sym`` and ``num`` differ (rf, stride, start; global-ness).
 
     An axis measured clipped (the field did not fit in an input the model accepts) is compared window by
     window instead: each measured unit's window against the symbolic one clipped to the probing input.
+    A node whose maps are finite tables is compared unit by unit at the analysed length (`AxisProbe.finite`).
     """
     out = []
     for a in num.axes:
@@ -218,6 +241,9 @@ def compare(node: str, sym: "NodeRF", num: ProbeResult) -> list[Disagreement]:
             continue
         if sym.rf[axis] is None:
             out.append(Disagreement(node, axis, "rf", None, a.rf))
+            continue
+        if a.finite:
+            out.extend(_compare_finite(node, sym, a))
             continue
         if not a.exact and axis < len(sym.lo) and sym.lo[axis] is not None and sym.hi[axis] is not None:
             bad = _clipped_window_disagreement(node, axis, sym, a)

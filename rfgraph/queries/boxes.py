@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from math import lcm
 from typing import Optional, Sequence, Union
 
-from ..algebra import PAMap
+from ..algebra import FiniteMap, Map, PAMap
 from ..errors import RFGraphError
 from ..results import Analysis
 from .common import Box, axis_length, first_at_least, node_record, per_axis, require_local
@@ -24,17 +24,20 @@ class UnitBox:
 
     ``box`` is unclipped (coordinates outside ``[0, n)`` lie in padding);
     ``clipped`` is its intersection with the input (``None`` on an axis where
-    the unit sees only padding).
+    the unit sees only padding).  A unit that reads nothing (an output of a
+    transposed conv that no tap reaches) has ``box`` ``None``.
     """
 
     node: str
     unit: tuple[int, ...]
-    box: Box
+    box: Optional[Box]
     clipped: tuple[Optional[tuple[int, int]], ...]
     input_size: tuple[int, ...]
 
     @property
     def size(self) -> tuple[int, ...]:
+        if self.box is None:
+            return (0,) * len(self.input_size)
         return tuple(hi - lo + 1 for lo, hi in self.box)
 
     @property
@@ -63,6 +66,8 @@ def unit_box(analysis: Analysis, node: str, unit: Union[int, Sequence[int]]) -> 
             )
     box = record.box(unit)
     sizes = tuple(analysis.input_shape[2:])
+    if box is None:
+        return UnitBox(record.name, unit, None, (None,) * len(sizes), sizes)
     clipped = tuple(
         (max(lo, 0), min(hi, n - 1)) if max(lo, 0) <= min(hi, n - 1) else None for (lo, hi), n in zip(box, sizes)
     )
@@ -92,22 +97,31 @@ def units_seeing(
             raise ValueError(f"empty interval ({a}, {b}) on axis {axis}")
         lo, hi = record.lo[axis], record.hi[axis]
         n = axis_length(record, axis)
+        if isinstance(lo, FiniteMap) or isinstance(hi, FiniteMap):
+            out.append(_runs(lo, hi, 0, n - 1, lambda u, lo=lo, hi=hi, a=a, b=b: lo(u) is not None
+                             and a <= hi(u) and lo(u) <= b))
+            continue
         first = first_at_least(hi, a, 0, n)
         last = first_at_least(lo, b + 1, 0, n) - 1
         out.append(_runs(lo, hi, first, last))
     return tuple(out)
 
 
-def _runs(lo: PAMap, hi: PAMap, first: int, last: int) -> tuple[range, ...]:
+def _runs(lo: Map, hi: Map, first: int, last: int, sees=None) -> tuple[range, ...]:
     if first > last:
         return ()
-    period = lcm(lo.period, hi.period)
-    if all(lo(u) <= hi(u) for u in range(period)):
-        return (range(first, last + 1),)
+    if sees is None:
+        assert isinstance(lo, PAMap) and isinstance(hi, PAMap)
+        period = lcm(lo.period, hi.period)
+        if all(lo(u) <= hi(u) for u in range(period)):
+            return (range(first, last + 1),)
+
+        def sees(u):
+            return lo(u) <= hi(u)
     runs: list[range] = []
     start = None
     for u in range(first, last + 2):
-        ok = u <= last and lo(u) <= hi(u)
+        ok = u <= last and sees(u)
         if ok and start is None:
             start = u
         elif not ok and start is not None:

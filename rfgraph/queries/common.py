@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Union
 
-from ..algebra import PAMap
+from ..algebra import FiniteMap, Map
 from ..errors import InputShapeError, InputTooSmallError, RFGraphError
 from ..passes import analyze
 from ..results import Analysis, NodeRF
@@ -142,8 +142,11 @@ def per_axis(value: Union[int, Sequence[Any]], ndim: int, what: str) -> tuple:
     return value
 
 
-def first_at_least(f: PAMap, target: int, lo: int, hi: int) -> int:
-    """Smallest ``u`` in ``[lo, hi)`` with ``f(u) >= target`` (``hi`` if none); ``f`` non-decreasing."""
+def first_at_least(f: Map, target: int, lo: int, hi: int) -> int:
+    """Smallest ``u`` in ``[lo, hi)`` with ``f(u) >= target`` (``hi`` if none); ``f`` non-decreasing
+    (units that read nothing, ``None`` in a `FiniteMap`, are skipped: a linear scan then)."""
+    if isinstance(f, FiniteMap):
+        return next((u for u in range(lo, hi) if f(u) is not None and f(u) >= target), hi)
     while lo < hi:
         mid = (lo + hi) // 2
         if f(mid) >= target:

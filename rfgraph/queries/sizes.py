@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from math import lcm
 from typing import Optional, Union
 
+from ..algebra import FiniteMap
 from ..errors import RFGraphError
 from ..results import Analysis
 from .common import (
@@ -101,7 +102,7 @@ def input_period(analysis: Analysis) -> int:
     m = 1
     for r in analysis.records:
         for axis in range(r.ndim):
-            if is_local(r, axis) and r.stride[axis] is not None:
+            if is_local(r, axis) and r.stride[axis] is not None and r.is_regular(axis):
                 m = lcm(m, r.stride[axis].numerator)
     return m
 
@@ -118,13 +119,16 @@ def _size_failures(a: Analysis, kind: str) -> dict[str, int]:
             n_out = axis_length(r, axis)
             if kind == "centered":
                 lo, hi = r.lo[axis], r.hi[axis]
-                if lo(0) + hi(0) + lo(n_out - 1) + hi(n_out - 1) != 2 * (sizes[axis] - 1):
+                ends = (lo(0), hi(0), lo(n_out - 1), hi(n_out - 1))
+                if None in ends or sum(ends) != 2 * (sizes[axis] - 1):
                     bad.setdefault(r.name, axis)
                 continue
             for name in r.inputs:
                 src = records.get(name)
                 if src is None or not is_positional(src, axis):
                     continue
+                if not (r.is_regular(axis) and src.is_regular(axis)) or not src.stride[axis]:
+                    continue  # a finite map's mean slope divides no length
                 s = r.stride[axis] / src.stride[axis]
                 if s != 1 and axis_length(src, axis) != s * n_out:
                     bad.setdefault(r.name, axis)
@@ -186,6 +190,12 @@ def _covers(a: Analysis, node: str, every: bool) -> bool:
         if not is_positional(r, axis):
             return False
         n, lo, hi, count = a.input_shape[2 + axis], r.lo[axis], r.hi[axis], axis_length(r, axis)
+        if isinstance(lo, FiniteMap) or isinstance(hi, FiniteMap):
+            covering = [lo(u) is not None and lo(u) <= 0 and hi(u) >= n - 1 for u in range(count)
+                        if not every or lo(u) is not None]
+            if not covering or not (all(covering) if every else any(covering)):
+                return False
+            continue
         if every:
             if not (lo(count - 1) <= 0 and hi(0) >= n - 1):
                 return False

@@ -74,7 +74,8 @@ def _candidate_layers(analysis: Analysis, node: str) -> list[tuple[str, nn.Modul
         if not (is_conv or is_pool) or isinstance(getattr(m, "padding", 0), str):
             continue
         src = next((records[a.name] for a in n.all_input_nodes if a.name in records), None)
-        if src is None or not is_local(src, 0) or src.stride[0] is None or src.stride[0].denominator != 1:
+        if src is None or not is_local(src, 0) or src.stride[0] is None or src.stride[0].denominator != 1 \
+                or not src.is_regular(0):
             continue
         out.append((n.target, m, int(src.stride[0]), axis_length(src, 0)))
     return out

@@ -7,9 +7,10 @@ from fractions import Fraction
 from math import lcm
 from typing import Union
 
+from ..algebra import FiniteMap
 from ..errors import InputShapeError
 from ..results import Analysis
-from .common import node_record, require_local
+from .common import axis_length, node_record, require_local
 
 __all__ = ["TimeSummary", "time_summary"]
 
@@ -72,7 +73,10 @@ def time_summary(analysis: Analysis, node: str, sample_rate: Union[int, Fraction
     r = node_record(analysis, node)
     require_local(r)
     lo, hi, s = r.lo[0], r.hi[0], r.stride[0]
-    period = lcm(lo.period, hi.period, s.denominator)
-    past = max(s * u - lo(u) for u in range(period))
-    ahead = max(hi(u) - s * u for u in range(period))
+    if isinstance(lo, FiniteMap) or isinstance(hi, FiniteMap):  # the mean slope anchors the units
+        units = [u for u in range(axis_length(r, 0)) if lo(u) is not None]
+    else:
+        units = range(lcm(lo.period, hi.period, s.denominator))
+    past = max(s * u - lo(u) for u in units)
+    ahead = max(hi(u) - s * u for u in units)
     return TimeSummary(r.name, sample_rate, r.rf[0], s, Fraction(past), Fraction(ahead))

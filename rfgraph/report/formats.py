@@ -101,9 +101,11 @@ def module_outputs(analysis: Analysis) -> list[NodeRF]:
     return out
 
 
-def _cell(record: NodeRF, axis: int, value: Any) -> str:
-    """One axis' value for a human-readable cell."""
+def _cell(record: NodeRF, axis: int, value: Any, attr: str = "") -> str:
+    """One axis' value for a human-readable cell (an irregular stride, the mean slope, as ``~85/21``)."""
     if value is not None:
+        if attr == "stride" and not record.is_regular(axis):
+            return f"~{value}"
         return str(value)
     if record.is_unknown:
         return "?"
@@ -117,9 +119,11 @@ def format_axes(record: NodeRF, attr: str) -> str:
 
     ``global`` where the node depends on the whole input along an axis, ``?``
     where the value is unknown, ``-`` where the node carries no such axis.
+    A stride that is not a single number (finite window maps) is its exact
+    mean slope marked ``~``.
     """
     values = getattr(record, attr)
-    cells = [_cell(record, i, v) for i, v in enumerate(values)]
+    cells = [_cell(record, i, v, attr) for i, v in enumerate(values)]
     if not cells:
         return "-"
     if all(c == cells[0] for c in cells):
@@ -128,7 +132,7 @@ def format_axes(record: NodeRF, attr: str) -> str:
 
 
 def flags(record: NodeRF) -> list[str]:
-    """Short flags worth a reader's attention: unknown, probed, global context, misalignment."""
+    """Short flags worth a reader's attention: unknown, probed, global context, misalignment, irregular stride."""
     out: list[str] = []
     if record.is_unknown:
         out.append(f"unknown: {record.reason}" if record.reason else "unknown")
@@ -140,6 +144,8 @@ def flags(record: NodeRF) -> list[str]:
         out.append("global-context")
     if not record.aligned:
         out.append(f"misaligned (center shift {record.max_center_shift})")
+    if record.irregular:
+        out.append("irregular stride (exact per-unit table)")
     return out
 
 
@@ -149,7 +155,7 @@ def _shape_text(shape: Optional[Sequence[int]]) -> str:
 
 # -- CSV -------------------------------------------------------------------------------
 
-_CSV_AXIS_FIELDS = ("rf", "rf_min", "rf_path_min", "stride", "start", "center", "global", "dim")
+_CSV_AXIS_FIELDS = ("rf", "rf_min", "rf_path_min", "stride", "stride_regular", "start", "center", "global", "dim")
 
 
 def csv_columns(ndim: int) -> list[str]:
@@ -179,6 +185,7 @@ def to_csv(analysis: Analysis, nodes: NodeSelection = None) -> str:
                 txt(r.rf_min[i]),
                 txt(r.rf_path_min[i]),
                 txt(r.stride[i]),
+                str(r.is_regular(i)).lower(),
                 txt(r.start[i]),
                 txt(r.center[i]),
                 str(bool(r.is_global[i])).lower(),

@@ -100,6 +100,10 @@ def plot_depth(
         if any(a != b for a, b in zip(rf, path_min)):
             ax_rf.plot(xs, _nan(path_min), color=c, lw=1.0, ls=":", drawstyle="steps-mid", label=f"smallest single-path RF{suffix}")
         ax_st.plot(xs, _nan(stride), color=c, lw=1.8, drawstyle="steps-mid", label=f"stride{suffix}")
+        odd = [(x, v) for x, v, r in zip(xs, stride, records) if v is not None and not r.is_regular(i)]
+        if odd:  # finite window maps: the stride is not one number, the point is its exact mean slope
+            ax_st.scatter([x for x, _ in odd], [v for _, v in odd], color=c, marker="x", s=14, zorder=3,
+                          label=f"irregular stride (mean slope){suffix}")
 
     for ax, name in ((ax_rf, "receptive field (input pixels)"), (ax_st, "effective stride")):
         ax.set_yscale("log", base=2)
@@ -217,7 +221,11 @@ def plot_overlay(
         why = record.reason if record.is_unknown else "it depends on the whole input (global)"
         raise RFGraphError(f"node {record.name!r} has no local receptive field box to draw: {why}")
     unit = _check_unit(record, unit if unit is not None else default_unit(record))
-    (top, bottom), (left, right) = record.box(unit)
+    box = record.box(unit)
+    if box is None:
+        raise RFGraphError(f"unit {tuple(unit)} of node {record.name!r} reads nothing (an output no "
+                           "transposed-conv tap reaches): there is no box to draw")
+    (top, bottom), (left, right) = box
     height, width = analysis.input_shape[-2:]
 
     fig = _figure(figsize=figsize, layout="constrained")
@@ -286,6 +294,8 @@ def plot_overlay(
     ax.set_ylabel("input row")
     fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     rf, stride = _first(record.rf), _first(record.stride)
+    if record.irregular:
+        stride = f"~{stride} (irregular)"
     head = f"{title}: " if title else ""
     ax.set_title(
         f"{head}{record.name} unit {unit}{note}\n"
@@ -303,8 +313,9 @@ def _draw_unit_centres(ax, record: NodeRF, unit: Sequence[int]) -> None:
         return
     lo_h, hi_h = record.lo[0], record.hi[0]
     lo_w, hi_w = record.lo[1], record.hi[1]
-    rows = [(lo_h(u) + hi_h(u)) / 2 for u in range(sizes[0])]
-    cols = [(lo_w(u) + hi_w(u)) / 2 for u in range(sizes[1])]
+    # units that read nothing (finite maps: None) have no centre
+    rows = [(lo_h(u) + hi_h(u)) / 2 for u in range(sizes[0]) if lo_h(u) is not None]
+    cols = [(lo_w(u) + hi_w(u)) / 2 for u in range(sizes[1]) if lo_w(u) is not None]
     ys = [y for y in rows for _ in cols]
     xs = [x for _ in rows for x in cols]
     ax.scatter(xs, ys, s=6, color="tab:blue", alpha=0.7, zorder=4, label=f"centres of the {sizes[0]}x{sizes[1]} units")

@@ -25,10 +25,9 @@ from ..windows import (
     conv_window,
     interpolate_window,
     pool_window,
-    transposed_gaps,
     transposed_window,
 )
-from .call import OpCall, Rule, hand_over, run_for_shape, tensor_arg
+from .call import OpCall, Rule, run_for_shape, tensor_arg
 
 __all__ = [
     "conv_module_rule",
@@ -168,22 +167,9 @@ def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, 
     def make(i, n):
         return transposed_window(n, kernel[i], stride[i], padding[i], dilation[i], output_padding[i])
 
+    # Outputs reached by no tap (kernel taps cover fewer than `stride` residues) read nothing:
+    # their maps are finite tables with empty windows there (`rfgraph.windows.transposed_window`).
     windows = _spatial_windows(call, x, nd, make)
-    # Outputs reached by no tap (kernel taps cover fewer than `stride` residues) have an empty
-    # field; window maps cannot carry an empty set through later merges and dilated reads
-    # exactly (found by fuzzing), so such a layer goes to the fallback (probe or unknown).
-    gaps = [i for i in range(nd) if transposed_gaps(kernel[i], stride[i], dilation[i])]
-    tagged = [i for i in gaps if x.tags[x.ndim - nd + i] is not None]
-    if tagged:
-        i = tagged[0]
-        shape = list(x.shape)
-        shape[x.ndim - nd - 1] = out_channels
-        for d, (_, _, n_out) in windows.items():
-            shape[d] = n_out
-        return hand_over(
-            call, x, f"transposed conv (kernel {kernel[i]}, stride {stride[i]}, dilation {dilation[i]}) leaves "
-            "outputs that read no input; no exact window map", shape=tuple(shape),
-        )
     return _apply(call, x, windows, out_channels)
 
 

@@ -40,7 +40,7 @@ def test_json_file_plot_and_overlay(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     data = json.loads(out.read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     layer4 = data["nodes"][1]
     assert [(a["rf"], a["stride"], a["start"]) for a in layer4["axes"]] == [(427, "32", "-213")] * 2
     assert depth.stat().st_size > 20_000 and box.stat().st_size > 10_000

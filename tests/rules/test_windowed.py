@@ -247,33 +247,34 @@ def test_conv_transpose_dilated_leaves_gaps():
     """k=2, d=2, s=2, p=0: u = 2i + 2j, j in {0, 1}.
 
     u = 2m reads i = m and i = m - 1: [m - 1, m]; u odd is reached by no tap and reads nothing.
-    rf 2, stride 1/2, start -1.  n_out = (4-1)*2 + 2 + 1 = 9.  Window maps cannot mark "reads nothing";
-    the rule may hand such a layer to the fallback (probe / unknown) instead: never a wrong window.
+    rf 2, rf_min 0, start -1.  n_out = (4-1)*2 + 2 + 1 = 9.  The maps are finite tables with empty
+    windows at the odd outputs; they repeat with period 2 (holes included) and advance 1 over the
+    domain, so the stride is regular: 1/2.
     """
     m = nn.Sequential(nn.ConvTranspose1d(1, 1, 2, stride=2, dilation=2))
     r = last(check(m, (1, 1, 4)))
     assert r.shape == (1, 1, 9)
-    if r.source == "symbolic":
-        assert (r.rf[0], r.stride[0], r.start[0]) == (2, HALF, -1)
-        assert [(r.lo[0](2 * i), r.hi[0](2 * i)) for i in range(3)] == [(-1, 0), (0, 1), (1, 2)]
-        assert_windows_match(m, (1, 1, 4), r, 0, skip=_gap(2, 2, 0, 2))
-    else:
-        assert r.source in ("probed", "unknown")
-        assert r.source == "unknown" or r.rf == (2,)
+    assert r.source == "symbolic" and r.stride_regular == (True,) and r.lo[0].periodic_fit() == (2, 1)
+    assert (r.rf[0], r.rf_min[0], r.stride[0], r.start[0]) == (2, 0, HALF, -1)
+    assert [(r.lo[0](u), r.hi[0](u)) for u in range(5)] == [(-1, 0), (None, None), (0, 1), (None, None), (1, 2)]
+    assert r.box((1,)) is None and r.box((2,)) == ((0, 1),)
+    assert_windows_match(m, (1, 1, 4), r, 0)
 
 
 
 @pytest.mark.parametrize("before", ["input", "avgpool"])
 def test_gap_outputs_read_nothing(before):
     """ConvTranspose1d(k=2, d=2, s=2) on the input, or ConvTranspose1d(k=1, s=2) after AvgPool1d(2, 1):
-    the odd outputs are reached by no tap and read nothing.  A symbolic result must then say rf_min 0
-    (no window for them); handing the layer to the probe or marking it unknown is fine too."""
+    the odd outputs are reached by no tap and read nothing: rf_min 0, an empty window (``None``) at
+    every odd output, and every unit agrees with back-propagation."""
     if before == "input":
         net = nn.Sequential(nn.ConvTranspose1d(1, 1, 2, stride=2, dilation=2))
     else:
         net = nn.Sequential(nn.AvgPool1d(2, 1), nn.ConvTranspose1d(1, 1, 1, stride=2))
     r = last(check(net, (1, 1, 8)))
-    assert r.source != "symbolic" or (r.rf_min == (0,) and r.hi[0](1) < r.lo[0](1))
+    assert r.source == "symbolic" and r.rf_min == (0,)
+    assert all(r.lo[0](u) is None and r.hi[0](u) is None for u in range(1, r.shape[2], 2))
+    assert_windows_match(net, (1, 1, 8), r, 0)
 
 
 
@@ -755,20 +756,19 @@ _NUMERIC = settings(max_examples=15, deadline=None, suppress_health_check=[Healt
 )
 def test_conv_transpose_windows_match_backprop(k, s, p, d, op, n):
     """Every output unit of a random ConvTranspose1d that some tap reaches reads exactly the inputs its
-    symbolic window says (clipped to the input; interior units only when dilation leaves holes)."""
+    symbolic window says (clipped to the input; interior units only when dilation leaves holes); units
+    no tap reaches read nothing (an empty window), with no hand-over to a fallback."""
     assume(op < max(s, d))  # torch: output_padding must be smaller than stride or dilation
     n_out = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
     assume(n_out >= 1)
     m = nn.Sequential(nn.ConvTranspose1d(1, 1, k, stride=s, padding=p, dilation=d, output_padding=op))
     r = last(check(m, (1, 1, n)))
     assert r.shape == (1, 1, n_out)
-    # outputs reached by no tap are skipped (test_gap_outputs_read_nothing); so is a layer handed over
     gap = _gap(k, s, p, d)
-    if r.source != "symbolic":
-        assert r.source in ("probed", "unknown") and any(gap(u) for u in range(s))
-        return
-    if any(r.lo[0](u) >= 0 and r.hi[0](u) < n and not gap(u) for u in range(n_out)):
-        assert_windows_match(m, (1, 1, n), r, 0, interior_only=d > 1, skip=gap)
+    assert r.source == "symbolic"
+    assert all((r.lo[0](u) is None) == gap(u) for u in range(n_out))
+    if any(r.lo[0](u) is not None and r.lo[0](u) >= 0 and r.hi[0](u) < n for u in range(n_out)):
+        assert_windows_match(m, (1, 1, n), r, 0, interior_only=d > 1)
 
 
 
