@@ -28,6 +28,7 @@ _LAZY = {
     "erf": ".effective",
     "ERFResult": ".effective",
     "PAMap": ".algebra",
+    "FiniteMap": ".algebra",
     "Field": ".algebra",
     "RuleSet": ".rules",
     "OpCall": ".rules",
@@ -57,6 +58,7 @@ __all__ = [
     "ERFResult",
     "zoo",
     "PAMap",
+    "FiniteMap",
     "Field",
     "RuleSet",
     "OpCall",
@@ -76,7 +78,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from . import zoo
-    from .algebra import Field, PAMap
+    from .algebra import Field, FiniteMap, PAMap
     from .effective import ERFResult, erf
     from .errors import (
         InputShapeError,

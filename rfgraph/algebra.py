@@ -292,8 +292,8 @@ class FiniteMap:
     FiniteMap((6, 10, None, 12))
     >>> f.maximum(PAMap.affine(1, 0))              # a hole is the empty window: the other operand's value
     FiniteMap((3, 5, 2, 6))
-    >>> f.minimum(PAMap.affine(2, 0))              # equal to the periodic-affine operand on the domain: that one
-    PAMap(period=1, advance=2, table=(0,))
+    >>> f.minimum(PAMap.affine(2, 0))              # a merge with a finite operand stays finite
+    FiniteMap((0, 2, 4, 6))
     """
 
     __slots__ = ("table", "_hash", "_mono", "_fit")
@@ -423,8 +423,10 @@ class FiniteMap:
         table = tuple(_opt(op, a, b) for a, b in zip(self.table, theirs))
         if table == self.table:
             return self
-        if table == theirs:
+        if table == theirs and isinstance(other, FiniteMap):
             return other
+        # a merge with a finite operand stays finite (its tensor exists at this length only), even where
+        # the result equals a periodic operand on the domain
         return FiniteMap._from_trusted(table)
 
     # -- protocol -----------------------------------------------------------
@@ -538,7 +540,8 @@ class Field:
 
     The maps are `PAMap` (periodic-affine, defined on all integers) or
     `FiniteMap` (a table over the dim's length ``[0, size)``, with ``None``
-    at units that read nothing); ``size`` is that length when some map is finite.
+    at units that read nothing); when one map is finite all four are tables
+    over the same domain, and ``size`` is its length.
     """
 
     __slots__ = ("lo", "hi", "path_lo", "path_hi")
@@ -547,6 +550,13 @@ class Field:
     hi: Optional[Map]
 
     def __init__(self, lo: Optional[Map], hi: Optional[Map], path_lo=None, path_hi=None):
+        if isinstance(lo, FiniteMap) or isinstance(hi, FiniteMap):
+            # One domain for the whole field: a position outside [0, n) has no window at all (a periodic
+            # map's extension would give it half a window), so every map becomes a table over [0, n).
+            n = (lo if isinstance(lo, FiniteMap) else hi).size
+            lo, hi = FiniteMap.tabulate(lo, n), FiniteMap.tabulate(hi, n)
+            path_lo = None if path_lo is None else FiniteMap.tabulate(path_lo, n)
+            path_hi = None if path_hi is None else FiniteMap.tabulate(path_hi, n)
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
         object.__setattr__(self, "path_lo", lo if path_lo is None else path_lo)

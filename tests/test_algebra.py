@@ -544,14 +544,16 @@ def test_merge_of_unequal_slopes_hand_derived():
 
 def test_field_merge_and_summaries_over_a_finite_domain():
     """Field(2u + 1 .. 2u + 3) merged with Field(floor(7u/3) .. floor(7u/3) + 1) over 8 units:
-    lo = (0, 2, 4, 7, 9, 11, 13, 15); hi = max(2u + 3, floor(7u/3) + 1) = 2u + 3 on [0, 8) (equal at u = 7),
-    so hi stays periodic-affine.  Widths 4, 4, 4, 3, 3, 3, 3, 3: rf 4, rf_min 3.  lo has no period T <= 4
+    lo = (0, 2, 4, 7, 9, 11, 13, 15); hi = max(2u + 3, floor(7u/3) + 1) = 2u + 3 on [0, 8) (equal at u = 7):
+    as a map that is the periodic operand, but in a field with a finite lo it is tabulated too.  Widths 4, 4, 4, 3, 3, 3, 3, 3: rf 4, rf_min 3.  lo has no period T <= 4
     (differences 2, 2, 3, 2, 2, 2, 2), so the stride is irregular, its mean slope (15 - 0) / 7.  Centres
     (lo + hi) / 2 = 1.5, 3.5, 5.5, then 2u + 2 = f's: the largest shift from f is 1/2."""
     f = Field(PAMap.affine(2, 1), PAMap.affine(2, 3))
     g = Field(PAMap.floor_div(3, 0, 7), PAMap.floor_div(3, 3, 7))
     m = f.merge(g, size=8)
-    assert m.lo == FiniteMap([0, 2, 4, 7, 9, 11, 13, 15]) and m.hi == PAMap.affine(2, 3)
+    assert m.lo == FiniteMap([0, 2, 4, 7, 9, 11, 13, 15])
+    assert m.hi == FiniteMap.tabulate(PAMap.affine(2, 3), 8)  # one domain for the whole field
+    assert f.hi.maximum(g.hi, size=8) == f.hi  # as maps: the periodic operand, kept
     assert (m.rf, m.rf_min, m.stride, m.start, m.size) == (4, 3, Fraction(15, 7), 0, 8)
     assert m.is_finite and not m.stride_regular and f.stride_regular
     assert m.center(3) == 8 and m.center(0) == Fraction(3, 2) and m.max_center_shift(f) == Fraction(1, 2)

@@ -461,16 +461,22 @@ def _finite_units(n_out: int, limit: int = 64) -> list[int]:
     return sorted(picks)
 
 
-def _probe_axis_finite(pr: Prober, axis: int, base: list[int]) -> AxisProbe:
-    """A node with finite window maps: measured at the analysed length (its maps hold there only)."""
+def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int]) -> AxisProbe:
+    """A node with finite window maps: measured at the analysed length (its maps hold there only), on an
+    input thin along the other axes when the model accepts one, else at the analysed shape itself (a graph
+    traced by torch.export); the output dim to seed is then the node's dim carrying the axis (``dim``)."""
     nd = len(base) - 2
     n = base[2 + axis]
     found = pr.minimal_thin(base, axis, n, [max(base[2 + j], 1) for j in range(nd)])
-    if found is None:
-        raise ProbeError(f"the model rejects its analysed input length {n} along axis {axis} on a thin input")
-    thin, alt = found
-    shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
-    units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, _finite_units)
+    if found is not None:
+        thin, alt = found
+        shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
+        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, _finite_units)
+    elif dim is not None and pr.try_shapes(base) is not None:
+        shape = tuple(base)
+        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, {}, _finite_units, dim_hint=dim)
+    else:
+        raise ProbeError(f"the model rejects its analysed input length {n} along axis {axis}")
     if out_dim is None:
         raise NotIsolableError(f"no dimension of node {pr.target.name!r} follows the input's length along axis {axis}")
     inner = [hi - lo + 1 for lo, hi in zip(los, his) if lo is not None and lo > 0 and hi < n - 1]
@@ -497,7 +503,7 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     n0 = base[2 + axis]
     if est is not None and est.source in ("symbolic", "probed") and axis < len(est.lo) \
             and any(isinstance(m, FiniteMap) for m in (est.lo[axis], est.hi[axis])):
-        return _probe_axis_finite(pr, axis, base)
+        return _probe_axis_finite(pr, axis, base, est.dims[axis] if axis < len(est.dims) else None)
     upper = [base[2 + j] for j in range(nd)]
     name = pr.target.name
     lo_est = hi_est = None

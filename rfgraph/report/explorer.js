@@ -32,7 +32,9 @@
   function unitBox(node, unit) {
     return node.lo.map(function (lo, a) {
       const hi = node.hi[a];
-      return lo && hi ? { lo: evalMap(lo, unit[a]), hi: evalMap(hi, unit[a]) } : null;
+      if (!lo || !hi) return null;
+      const l = evalMap(lo, unit[a]), h = evalMap(hi, unit[a]);
+      return l === null || h === null ? { lo: null, hi: null, empty: true } : { lo: l, hi: h }; // null: reads nothing
     });
   }
 
@@ -40,6 +42,7 @@
   function clipBox(box, sizes) {
     return box.map(function (b, a) {
       if (!b) return { lo: 0, hi: sizes[a] - 1 };
+      if (b.empty) return null;
       const lo = Math.max(b.lo, 0);
       const hi = Math.min(b.hi, sizes[a] - 1);
       return lo <= hi ? { lo: lo, hi: hi } : null;
@@ -48,7 +51,10 @@
 
   /** "[lo, hi] x [lo, hi]"; "global" on a non-local axis, "none" for an empty clip. */
   function formatBox(box, empty) {
-    return box.map(function (b) { return b ? "[" + b.lo + ", " + b.hi + "]" : empty || "global"; }).join(" x ");
+    return box.map(function (b) {
+      if (b && b.empty) return "nothing";
+      return b ? "[" + b.lo + ", " + b.hi + "]" : empty || "global";
+    }).join(" x ");
   }
 
   /** (lo + hi) / 2 as text: an integer or a half-integer. */
@@ -62,8 +68,10 @@
     if (!lo || !hi) return null;
     let min = Infinity, max = -Infinity;
     for (let u = 0; u < node.n[a]; u++) {
-      min = Math.min(min, evalMap(lo, u));
-      max = Math.max(max, evalMap(hi, u));
+      const l = evalMap(lo, u), h = evalMap(hi, u);
+      if (l === null || h === null) continue; // a unit that reads nothing
+      min = Math.min(min, l);
+      max = Math.max(max, h);
     }
     return { lo: min, hi: max };
   }

@@ -55,14 +55,15 @@ def map_json(m: Any, n: int) -> Optional[dict[str, Any]]:
 
     A `PAMap` becomes ``{"period", "advance", "table"}``; any other exact
     map (callable on unit indices) is stored over the node's ``n`` units as
-    ``{"finite": [f(0), ..., f(n - 1)]}``; ``None`` (global / unknown) stays
-    ``None``.
+    ``{"finite": [f(0), ..., f(n - 1)]}`` (``null`` where a unit reads
+    nothing, e.g. an output of a transposed conv no tap reaches); ``None``
+    (global / unknown) stays ``None``.
     """
     if m is None:
         return None
     if isinstance(m, PAMap):
         return {"period": m.period, "advance": m.advance, "table": list(m.table)}
-    return {"finite": [int(m(u)) for u in range(n)]}
+    return {"finite": [None if v is None else int(v) for v in (m(u) for u in range(n))]}
 
 
 def _units(r: NodeRF, axis: int) -> int:

@@ -147,7 +147,8 @@ SAME_AS_METHOD: dict[str, str] = {
 POINTWISE = (
     "gelu", "silu", "silu_", "hardtanh", "hardtanh_", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_",
     "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu", "mish", "softplus", "relu6", "prelu", "_prelu_kernel",
-    "dropout", "dropout_", "feature_dropout", "alpha_dropout", "feature_alpha_dropout", "batch_norm",
+    "dropout", "dropout_", "feature_dropout", "feature_dropout_", "alpha_dropout", "alpha_dropout_",
+    "feature_alpha_dropout", "feature_alpha_dropout_", "batch_norm",
     "logit", "log_sigmoid", "threshold", "threshold_",
     "erf", "sigmoid", "bitwise_not", "logical_not",
 )
