@@ -12,7 +12,17 @@ from torch import nn
 from ..errors import ProbeError, RFGraphError
 from ..locking import serialized
 from ..passes import analyze
-from .measure import MAX_SIZE, AxisProbe, Budget, NotIsolableError, Prober, ProbeResult, format_value, probe, tensor_node
+from .measure import (
+    MAX_SIZE,
+    AxisProbe,
+    Budget,
+    NotIsolableError,
+    Prober,
+    ProbeResult,
+    format_value,
+    probe,
+    tensor_node,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..results import Analysis, NodeRF
