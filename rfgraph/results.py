@@ -631,7 +631,7 @@ def from_dict(data: Any) -> Analysis:
                 raise ValueError(f"node {d['name']!r} has axes {axes}; the input has {ndim} spatial axes")
         for r in records:
             for m in (*r.lo, *r.hi):
-                if m is not None and len(m.table) != m.period:
+                if isinstance(m, PAMap) and len(m.table) != m.period:
                     raise ValueError(f"node {r.name!r}: a window map has period {m.period} but a table of "
                                      f"{len(m.table)} values")
         return Analysis(records, shape, model_name=data.get("model") or "", meta=data.get("meta") or {})
