@@ -789,8 +789,8 @@ def _child(conn, task: ZooModel, validate: bool, nodes) -> None:
         conn.close()
 
 
-#: Libraries imported once in the parent before the workers fork, by spec prefix (a fork inherits them; each
-#: worker importing monai or transformers anew costs seconds).
+#: Libraries imported once by the fork server before it forks the workers, by spec prefix (each worker
+#: importing monai or transformers anew costs seconds).
 _PRELOAD = {
     "timm": ("timm",),
     "smp": ("segmentation_models_pytorch",),
@@ -802,26 +802,22 @@ _PRELOAD = {
 }
 
 
-def _preload(tasks) -> None:
-    import importlib
-
+def _preload_modules(tasks) -> list[str]:
+    """The libraries the fork server imports once for ``tasks`` (it sets the offline environment first)."""
     kinds = {t.spec.partition(":")[0] for t in tasks}
     if kinds & set(_PRELOAD) - {"timm"}:
-        offline_env()
-    for kind in kinds:
-        for module in _PRELOAD.get(kind, ()):
-            try:
-                importlib.import_module(module)
-            except Exception:  # the worker reports the failure on its row
-                pass
+        offline_env()  # inherited by the fork server, which starts after this
+    return [module for kind in sorted(kinds) for module in _PRELOAD.get(kind, ())]
 
 
 def _mp_context():
     import multiprocessing
 
-    # fork: the parent has imported torch and the model libraries once; each model gets a fresh copy
-    # of that process, so nothing it does (global patches, leaks, a crash) reaches the next one.
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    # forkserver: a clean server process imports torch and the model libraries once and forks a fresh
+    # copy of itself per model, so nothing a model does (global patches, leaks, a crash) reaches the next
+    # one.  A plain fork of the caller would inherit its autograd threads once it has run a backward
+    # pass (a probe, an ERF): autograd then refuses to run in the child.
+    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
     return multiprocessing.get_context(method)
 
 
@@ -832,8 +828,8 @@ def _isolated(tasks, jobs, validate, nodes, timeout) -> Iterator[tuple[ZooModel,
     from multiprocessing.connection import wait
 
     ctx = _mp_context()
-    if ctx.get_start_method() == "fork":
-        _preload(tasks)
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["rfgraph.zoo", *_preload_modules(tasks)])
     pending = deque(tasks)
     running: dict[Any, tuple[Any, ZooModel, float]] = {}
     try:

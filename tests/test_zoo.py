@@ -225,7 +225,8 @@ def test_validate_reports_both_values_of_a_disagreement(factories, monkeypatch):
         return ValidationReport(rows)
 
     monkeypatch.setattr(zoo, "validate_analysis", fake_validate)
-    result = zoo.run([factories("tiny")], validate=True, progress=False)
+    # in-process: a worker process (forked by a clean fork server) would not see the monkeypatch
+    result = zoo.run([factories("tiny")], validate=True, progress=False, isolate=False)
     last = result.rows[-1]
     assert (last["probe"], last["probe_rf"], last["probe_start"]) == ("DISAGREE", [7, 7], [-1, -1])
     assert "rf symbolic 5 != numeric 7" in last["probe_note"]
@@ -506,3 +507,14 @@ def test_timm_entries_are_prefixed_and_globbed():
     assert names[:2] == ["resnet18", "timm:resnet18"]  # torchvision's and timm's are different models
     assert all(m.spec == m.name and m.family == "timm" for m in found[1:]) and len(set(names)) == len(names)
     assert "timm:resnet101" in names
+
+
+def test_isolated_validation_after_a_backward_pass_in_the_caller(factories):
+    """A caller that has run a backward pass (a probe, an ERF) has autograd threads; forked workers would
+    inherit them and autograd would refuse to run there. The fork server keeps workers clean."""
+    import torch
+
+    x = torch.ones(2, requires_grad=True)
+    (x * x).sum().backward()
+    result = zoo.run([factories("tiny")], validate=True, progress=False)
+    assert [r["probe"] for r in result] == ["agree", "agree"], [r["probe_note"] for r in result]

@@ -467,7 +467,7 @@ def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int
     traced by torch.export); the output dim to seed is then the node's dim carrying the axis (``dim``)."""
     nd = len(base) - 2
     n = base[2 + axis]
-    found = pr.minimal_thin(base, axis, n, [max(base[2 + j], 1) for j in range(nd)])
+    found = pr.minimal_thin(base, axis, n, [max(base[2 + j], 1) for j in range(nd)], 2 * n)
     if found is not None:
         thin, alt = found
         shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
