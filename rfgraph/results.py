@@ -210,6 +210,7 @@ class Analysis:
         self.model = model
         self.meta: dict[str, Any] = dict(meta or {})
         self._fx_alias = {r.fx_name: r.name for r in records if r.fx_name and r.fx_name != r.name}
+        self._module_last: Optional[dict[str, str]] = None
 
     # -- access ----------------------------------------------------------------
 
@@ -256,21 +257,28 @@ class Analysis:
             return name
         if name in self._fx_alias:
             return self._fx_alias[name]
-        # A module name: the last node produced inside that module (by the module it was traced in, since
-        # torchvision-style node names drop a module's own numeric suffix: ViT's `ln_2` runs as node `ln_1`),
-        # else the last node whose name lies inside it.
-        pattern = re.compile(rf"^{re.escape(name)}(\.|$)")
-        found = None
-        for r in self._records.values():
-            if r.module and pattern.match(r.module):
-                found = r.name
-        if found is None:
-            for node_name in self._records:
-                if pattern.match(node_name):
-                    found = node_name
+        found = self.module_last_nodes().get(name)
         if found is None:
             raise NodeNotFoundError(name, list(self._records) + self.module_names())
         return found
+
+    def module_last_nodes(self) -> dict[str, str]:
+        """Every dotted prefix -> the node a module name of that path resolves to (one pass, cached).
+
+        The last node produced inside that module, by the module it was traced in (torchvision-style node
+        names drop a module's own numeric suffix: ViT's ``ln_2`` runs as node ``ln_1``), else the last node
+        whose name lies inside it.
+        """
+        if self._module_last is None:
+            by_module: dict[str, str] = {}
+            by_name: dict[str, str] = {}
+            for r in self._records.values():
+                for path, into in ((r.module, by_module), (r.name, by_name)):
+                    parts = path.split(".") if path else []
+                    for i in range(1, len(parts) + 1):
+                        into[".".join(parts[:i])] = r.name
+            self._module_last = {**by_name, **by_module}
+        return self._module_last
 
     def module_names(self) -> list[str]:
         """Qualified module names that some node lies inside."""

@@ -285,12 +285,8 @@ def page_data(
     """Everything the page shows, JSON-safe (what `to_html` embeds)."""
     records = analysis.records
     index = {r.name: i for i, r in enumerate(records)}
-    # A module name means the last node inside it (as `Analysis.resolve`): one pass over dotted prefixes.
-    last_inside: dict[str, str] = {}
-    for r in records:
-        parts = r.name.split(".")
-        for i in range(1, len(parts) + 1):
-            last_inside[".".join(parts[:i])] = r.name
+    # A module name means the node `Analysis.resolve` gives it (one pass over dotted prefixes, shared).
+    last_inside = analysis.module_last_nodes()
     aliases = {m: last_inside[m] for m in analysis.module_names() if m in last_inside and m not in index}
     for r in records:
         if r.fx_name and r.fx_name not in index:

@@ -204,15 +204,16 @@ def test_page_is_one_offline_file_under_2mb(resnet50):
     assert data["counts"] == resnet50.counts()
 
 
-def test_aliases_follow_resolve_and_skip_modules_without_nodes():
-    """ViT's ``ln_2`` modules own no node of their own name; `Analysis.resolve` refuses them, so must the page."""
+def test_aliases_follow_resolve():
+    """ViT's ``ln_2`` modules run as nodes named ``ln_1``; the page resolves them as `Analysis.resolve` does."""
     import torchvision
 
     with torch.device("meta"):
         a = rfgraph.analyze(torchvision.models.vit_b_16(weights=None), (1, 3, 224, 224))
     aliases = page_data(a)["aliases"]
     assert aliases and all(a.resolve(k) == v for k, v in aliases.items())
-    assert "encoder.layers.encoder_layer_0.ln_2" not in aliases
+    ln_2 = "encoder.layers.encoder_layer_0.ln_2"
+    assert aliases[ln_2] == a.resolve(ln_2) and a[ln_2].module == ln_2
 
 
 def test_node_names_cannot_close_the_script():
