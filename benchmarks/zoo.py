@@ -119,12 +119,12 @@ def disagreement_lines(rows: list[dict]) -> list[str]:
         "| model | node | symbolic rf / stride / start | probe rf / stride / start | note |",
         "|---|---|---|---|---|",
     ]
-    ax = zoo._axes
+    ax = zoo.rows.axes_cell
     for r in bad:
         lines.append(
             f"| {r['model']} | `{r['node']}` | {ax(r['rf'], r['global'])} / {ax(r['stride'], r['global'])} / "
-            f"{ax(r['start'], r['global'])} | {zoo._probe_cells(r)} "
-            f"| {r['probe'] if r['probe'] != 'DISAGREE' else ''} {_cause(r) or zoo._md_escape(r['probe_note'])[:300]} |"
+            f"{ax(r['start'], r['global'])} | {zoo.rows.probe_cells(r)} "
+            f"| {r['probe'] if r['probe'] != 'DISAGREE' else ''} {_cause(r) or zoo.rows.md_escape(r['probe_note'])[:300]} |"
         )
     return lines
 
@@ -203,13 +203,13 @@ def family_summary(family: str, result: zoo.ZooResult) -> tuple[str, list[str]]:
         lines.append("- stage rows by probe verdict: " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
     if crashed:
         lines += ["", "| failed model | error |", "|---|---|"]
-        lines += [f"| {m} | {zoo._md_escape(e)[:400]} |" for m, e in crashed.items()]
+        lines += [f"| {m} | {zoo.rows.md_escape(e)[:400]} |" for m, e in crashed.items()]
     if unknown_ops:
         lines += ["", "First unknown op per model (everything after it is unknown too), grouped by op:", "",
                   "| op | models | reason (first model) |", "|---|---|---|"]
         for op, models in sorted(unknown_ops.items(), key=lambda kv: -len(kv[1])):
             shown = ", ".join(models[:12]) + (f", ... ({len(models)} in all)" if len(models) > 12 else "")
-            lines.append(f"| `{op}` | {zoo._md_escape(shown)} | {zoo._md_escape(reasons[op])[:300]} |")
+            lines.append(f"| `{op}` | {zoo.rows.md_escape(shown)} | {zoo.rows.md_escape(reasons[op])[:300]} |")
     return one, lines
 
 
@@ -226,9 +226,9 @@ def model_table(result: zoo.ZooResult) -> list[str]:
         c = r.get("counts") or {}
         t = (r["build_s"] or 0) + (r["analysis_s"] or 0)
         if r["error"] and not r["node"]:
-            first = "error: " + zoo._md_escape(r["error"])[:200]
+            first = "error: " + zoo.rows.md_escape(r["error"])[:200]
         else:
-            first = zoo._md_escape(r.get("first_unknown") or "")[:200]
+            first = zoo.rows.md_escape(r.get("first_unknown") or "")[:200]
         probe = ", ".join(f"{k} {v}" for k, v in sorted(verdicts.get(m, {}).items()))
         lines.append(
             f"| {m} | {'×'.join(map(str, (r['input'] or [])[2:]))} | {c.get('symbolic', '')} | {c.get('probed', '')} "
@@ -239,7 +239,7 @@ def model_table(result: zoo.ZooResult) -> list[str]:
 
 def _from_log(family: str, log: Path) -> tuple[zoo.ZooResult, str]:
     """The rows of the complete models of a family's log, in family order, and a note when some are missing."""
-    _, logged, done = zoo._read_log(log)
+    _, logged, done = zoo.log.read_log(log)
     rows = []
     names = [m.name for m in zoo.family_models(family)]
     complete = [n for n in names if n in logged and done.get(n) == len(logged[n])]

@@ -168,7 +168,7 @@ def test_resume_keeps_logged_rows_and_runs_the_rest(factories, tmp_path, monkeyp
         ran.append(task.name)
         return real(task, *args, **kwargs)
 
-    monkeypatch.setattr(zoo, "run_task", counting)
+    monkeypatch.setattr(zoo.sweep, "run_task", counting)
     models = [factories("tiny"), factories("tiny2"), factories("broken")]
     result = zoo.run(models, out=out, resume=True, progress=False, isolate=False)
     assert ran == ["tiny2", "broken"]
@@ -189,7 +189,7 @@ def test_resume_keeps_logged_rows_and_runs_the_rest(factories, tmp_path, monkeyp
 
 def test_resume_retries_rows_of_dead_workers(factories, tmp_path):
     out = tmp_path / "zoo.jsonl"
-    row = zoo._error_row(factories("tiny"), RuntimeError("worker died"), zoo.RETRY_MARK)
+    row = zoo.task.error_row(factories("tiny"), RuntimeError("worker died"), zoo.RETRY_MARK)
     header = {zoo.LOG_HEADER: 2, "options": zoo.sweep_options(False, None)}
     out.write_text(json.dumps(header) + "\n" + json.dumps(row) + "\n" + json.dumps({"done": "tiny", "rows": 1}) + "\n")
     result = zoo.run([factories("tiny")], out=out, resume=True, progress=False)
@@ -224,7 +224,7 @@ def test_validate_reports_both_values_of_a_disagreement(factories, monkeypatch):
             rows.append(ValidationRow(name, sym, num, compare(name, sym, num)))
         return ValidationReport(rows)
 
-    monkeypatch.setattr(zoo, "validate_analysis", fake_validate)
+    monkeypatch.setattr(zoo.task, "validate_analysis", fake_validate)
     # in-process: a worker process (forked by a clean fork server) would not see the monkeypatch
     result = zoo.run([factories("tiny")], validate=True, progress=False, isolate=False)
     last = result.rows[-1]
@@ -235,7 +235,7 @@ def test_validate_reports_both_values_of_a_disagreement(factories, monkeypatch):
     assert Fraction(last["probe_stride"][0]) == 2
 
 
-def _log_lines(path):
+def log_lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -246,7 +246,7 @@ def test_resume_redoes_models_whose_rows_are_incomplete(factories, tmp_path):
     out = tmp_path / "zoo.jsonl"
     models = [factories("tiny"), factories("deep"), factories("broken")]
     full = zoo.run(models, out=out, progress=False, isolate=False)
-    lines = _log_lines(out)
+    lines = log_lines(out)
     assert lines[0] == {zoo.LOG_HEADER: 2, "options": {"validate": False, "nodes": None}}
     assert [ln for ln in lines if "done" in ln] == [{"done": "tiny", "rows": 2}, {"done": "deep", "rows": 3},
                                                    {"done": "broken", "rows": 1}]
@@ -267,7 +267,7 @@ def test_resume_redoes_models_whose_rows_are_incomplete(factories, tmp_path):
 
     import unittest.mock
 
-    with unittest.mock.patch.object(zoo, "run_task", counting):
+    with unittest.mock.patch.object(zoo.sweep, "run_task", counting):
         again = zoo.run(models, out=out, resume=True, progress=False, isolate=False)
     assert sorted(ran) == ["deep", "tiny"]
     assert again.resumed == 1
