@@ -484,7 +484,10 @@ class SymTensor:
                   and (plan := _in_window(self, tag, low, high, size)) is not None):
                 local[d] = plan
             elif all(f.is_global for _, f in tag.items()):
-                tags[d] = tag
+                # Every position already reads the whole of its axes.  A window that changes the
+                # length (a pad, a slice) no longer matches the tag's factors: the positions become
+                # irregular ones, still global (a padded position reads nothing; global bounds it).
+                tags[d] = tag if size == self.shape[d] else Mixed(tuple(dict.fromkeys(tag.items())))
             else:
                 return self.as_unknown(
                     f"{what} reads along a dimension that holds flattened or shuffled spatial positions",

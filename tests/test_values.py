@@ -161,3 +161,20 @@ def test_block_maps_against_brute_force(ws, shift):
         # unwrap around p (periodic extension): members within one window of p
         members = [m - n if m - p >= ws else (m + n if p - m >= ws else m) for m in members]
         assert got[p] == (min(members), max(members))
+
+
+def test_pad_of_global_token_dim_keeps_a_consistent_layout():
+    """BoTNet's relative logits (rel_logits_1d): tokens already global (after attention), padded by one
+    column, flattened, padded by W - 1, regrouped as (W + 1, 2W - 1) and sliced back.  The padded dims
+    no longer factor as the tokens did: the positions are irregular but global, and every reshape
+    after them works (lamhalobotnet50ts_256 crashed with 'pop from empty list' in the regrouping)."""
+    w = 4
+    g = SymTensor.input((1, 1, w, w)).reshape((1, w * w)).mix([1]).reshape((w, w))  # (H, W), global
+    x = g.like(shape=(w, w, 2 * w - 1), tags=(*g.tags, None))  # the logits (H, W, 2W - 1)
+    padded = x.window(2, PAMap.identity(), PAMap.identity(), 2 * w, "pad")  # (0, 1)
+    flat = padded.reshape((w, 2 * w * w))
+    assert flat.tags[1] == Flat(((w, g.tags[1]), (2 * w, None)))
+    flat = flat.window(1, PAMap.identity(), PAMap.identity(), 2 * w * w + w - 1, "pad")  # (0, W - 1)
+    assert isinstance(flat.tags[1], Mixed) and all(f.is_global for _, f in flat.tags[1].items())
+    out = flat.reshape((w, w + 1, 2 * w - 1))
+    assert out.tags[0] == g.tags[0] and out.tags[2] == out.tags[1] == flat.tags[1]

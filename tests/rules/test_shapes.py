@@ -112,6 +112,26 @@ def test_getitem_slices():
     assert r.rf[1] == 1
 
 
+def test_empty_prefix_slice_is_taken_on_purpose():
+    """deepseek_vit: ``x[:, :0]`` (zero prefix tokens) is an empty tensor the model takes on purpose,
+    concatenated back in front of the tokens: no error, and the tokens keep their fields (rf 3 of the
+    conv) through the concat and the slice after it."""
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            t = self.conv(x).flatten(2).transpose(1, 2)   # (B, H*W, C)
+            prefix = t[:, :0]                             # no prefix tokens
+            t = torch.cat([prefix, t], dim=1)
+            return t[:, prefix.shape[1]:].transpose(1, 2).reshape(1, 2, 6, 6)
+
+    r = last(check(M(), (1, 1, 6, 6)))
+    assert r.source == "symbolic" and r.rf == (3, 3) and r.start == (-1, -1)
+
+
 
 # ---------------------------------------------------------------------------
 # handlers called directly
