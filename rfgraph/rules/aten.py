@@ -117,6 +117,7 @@ SAME_AS_FUNCTION: dict[str, Any] = {
     "addmm": torch.addmm, "baddbmm": torch.baddbmm, "addbmm": torch.addbmm,
     "scaled_dot_product_attention": F.scaled_dot_product_attention,
     "embedding": F.embedding, "flip": torch.flip, "roll": torch.roll,
+    "linalg_vector_norm": torch.linalg.vector_norm,
     **{name: getattr(torch, name) for name in CONSTANT_LIKE_FUNCTIONS},
 }
 

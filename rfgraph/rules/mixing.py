@@ -28,6 +28,7 @@ __all__ = [
     "group_norm_dims",
     "instance_norm_dims",
     "reduction_rule",
+    "norm_rule",
     "mix_dim_rule",
     "softmax_module_rule",
     "linear_rule",
@@ -99,6 +100,17 @@ def reduction_rule(call: OpCall) -> Any:
             and not isinstance(dim, (list, tuple))):
         return out, out.like(dtype=torch.int64)  # (values, indices)
     return out
+
+
+def norm_rule(call: OpCall) -> SymTensor:
+    """``torch.norm(x, p, dim, keepdim)``, ``x.norm(p, dim, keepdim)``, ``torch.linalg.vector_norm(x, ord,
+    dim, keepdim)`` / ``linalg.norm`` and their aten spellings: the order comes before ``dim``, so this
+    is `reduction_rule` with the arguments one place further (over all dims when none is given)."""
+    x = tensor_arg(call)
+    dim = call.arg(2, "dim", None)
+    keepdim = bool(call.arg(3, "keepdim", False))
+    dims = range(x.ndim) if dim is None or dim == () else [norm_dim(d, x.ndim) for d in as_tuple(dim, 1)]
+    return x.reduce(dims, keepdim, call.describe())
 
 
 def mix_dim_rule(call: OpCall) -> SymTensor:

@@ -38,6 +38,7 @@ from .mixing import (
     mha_function_rule,
     mix_dim_rule,
     norm_context_rule,
+    norm_rule,
     reduction_rule,
     sdpa_rule,
     softmax_module_rule,
@@ -199,7 +200,7 @@ MERGE_METHODS: frozenset[str] = frozenset({
 
 #: Reduce ``dim`` (all dims when none is given): every reduced spatial dim becomes global.
 REDUCTIONS: tuple[str, ...] = (
-    "mean", "sum", "amax", "amin", "max", "min", "std", "var", "prod", "logsumexp", "norm", "nansum", "nanmean",
+    "mean", "sum", "amax", "amin", "max", "min", "std", "var", "prod", "logsumexp", "nansum", "nanmean",
     "all", "any", "count_nonzero", "median", "argmax", "argmin",
 )
 #: Keep the shape, but every position along ``dim`` depends on the whole of ``dim``.
@@ -364,6 +365,9 @@ FUNCTION_RULES: dict[Any, Rule] = {
     torch.select: select_rule,
     # mixing
     **_reduction_functions,
+    torch.norm: norm_rule,
+    torch.linalg.vector_norm: norm_rule,
+    torch.linalg.norm: norm_rule,
     **_mix_functions,
     **_cumulative_functions,
     F.linear: linear_rule,
@@ -426,6 +430,7 @@ METHOD_RULES: dict[str, Rule] = {
     "select": select_rule,
     # mixing
     **_reduction_methods,
+    "norm": norm_rule,
     **_mix_methods,
     **_cumulative_methods,
     "matmul": matmul_rule,

@@ -18,6 +18,7 @@ from torch import nn
 import rfgraph
 from rfgraph.rules import OpCall
 from rfgraph.rules.mixing import matmul_rule, mha_function_rule, mix_dim_rule, reduction_rule, sdpa_rule
+from rfgraph.tracing import export_trace
 from rfgraph.values import SymTensor
 
 # ---------------------------------------------------------------------------
@@ -194,3 +195,53 @@ def test_baddbmm_scores_and_addmm():
     r = last(check(Lambda(lambda x: torch.addmm(torch.zeros(3), x.flatten(2)[0].t(), torch.ones(2, 3))),
                    (1, 2, 4, 4)))
     assert r.rf == (1, 1) and r.shape == (16, 3)
+
+
+class _GRN(nn.Module):
+    """ConvNeXt-V2's global response normalisation (channels last, transformers' spelling): the L2 norm
+    of each channel over all positions, divided by its mean over channels, gates the local path."""
+
+    def __init__(self, c: int, spelling: str):
+        super().__init__()
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.gamma = nn.Parameter(torch.ones(1, 1, 1, c))
+        self.spelling = spelling
+
+    def forward(self, x):
+        x = self.conv(x).permute(0, 2, 3, 1)
+        if self.spelling == "torch.norm":
+            g = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
+        elif self.spelling == "positional":
+            g = x.norm(2, (1, 2), True)
+        else:
+            g = torch.linalg.vector_norm(x, 2, (1, 2), True)
+        n = g / (g.mean(dim=-1, keepdim=True) + 1e-6)
+        return (self.gamma * (x * n) + x).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("spelling", ["torch.norm", "positional", "linalg"])
+@pytest.mark.parametrize("export", [False, True], ids=["fx", "export"])
+def test_grn_norm_over_positions_is_context(spelling, export):
+    """GRN: a norm over H, W (any spelling: the order comes before dim) is a spatially constant summary
+    gating the conv's local path: local field rf 3, start -1, global_context; the probe measures the
+    same (it cuts the size-1 broadcast summary)."""
+    model = _GRN(3, spelling).eval()
+    kwargs = {}
+    if export:
+        kwargs["traced"] = export_trace(model, (torch.rand(1, 1, 7, 7),))
+    r = last(rfgraph.analyze(model, (1, 1, 7, 7), fallback="unknown", **kwargs))
+    assert r.source == "symbolic", r.reason
+    assert r.shape == (1, 3, 7, 7)
+    assert summary(r, 0) == summary(r, 1) == (3, 3, 1, -1)
+    assert r.global_context
+    if not export:
+        assert rfgraph.probe(model, r.name, (1, 1, 7, 7)).rf == (3, 3)
+
+
+def test_norm_keeps_its_order_apart_from_dim():
+    """``x.norm(1, 3)``: order 1 over dim 3 (W): H keeps conv k=3's field; the shape drops W."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Lambda(lambda x: x.norm(1, 3)))
+    r = last(check(model, (1, 1, 5, 6)))
+    assert r.shape == (1, 2, 5)
+    assert r.is_global == (False, True)
+    assert summary(r, 0) == (3, 3, 1, -1)

@@ -347,6 +347,10 @@ FUNCTION_RECIPES: dict[Any, Recipe] = {
     F.log_softmax: R(lambda: lambda x: F.log_softmax(x, 1)),
     F.softmin: R(lambda: lambda x: F.softmin(x, 2)),
     torch.logsumexp: R(lambda: lambda x: torch.logsumexp(x, 1)),
+    # norms: the order comes before dim (a dim read from the order's place would reduce another dim)
+    torch.norm: R(lambda: lambda x: torch.norm(x, 2, 2, True)),
+    torch.linalg.vector_norm: R(lambda: lambda x: torch.linalg.vector_norm(x, 2, 1)),
+    torch.linalg.norm: R(lambda: lambda x: torch.linalg.norm(x, 1, 2)),
     torch.count_nonzero: R(lambda: lambda x: torch.count_nonzero(x - 2.0, 1)),
     F.linear: R(lambda: lambda x: F.linear(x, _ones(3, LENGTH[1]))),
     torch.matmul: R(lambda: lambda x: torch.matmul(_ones(3, C), x)),
@@ -455,6 +459,7 @@ METHOD_RECIPES: dict[str, Recipe] = {
     "cummax": R(lambda: lambda x: x.cummax(2)[0], cat=False), "cummin": R(lambda: lambda x: x.cummin(2)[0], cat=False),
     "cumsum": R(lambda: lambda x: x.cumsum(2), cat=False), "cumprod": R(lambda: lambda x: x.cumprod(2), cat=False),
     "logsumexp": _method("logsumexp", 1),
+    "norm": _method("norm", 2, 1),
     **{n: _method(n, 2) for n in ("softmax", "log_softmax")},
     "count_nonzero": R(lambda: lambda x: (x - 2.0).count_nonzero(1)),
     "matmul": R(lambda: lambda x: x.transpose(1, 2).matmul(_ones(C, 3))),
@@ -762,7 +767,8 @@ EXPORT_CASES = [
     ("module", nn.ReflectionPad1d), ("function", F.interpolate), ("function", torch.stack),
     ("function", operator.getitem), ("function", torch.split), ("function", torch.max), ("function", torch.where),
     ("function", torch.Tensor.type_as), ("method", "unbind"), ("method", "flatten"), ("method", "select"),
-    ("method", "softmax"), ("function", torch.full_like),
+    ("method", "softmax"), ("function", torch.full_like), ("function", torch.linalg.vector_norm),
+    ("method", "norm"),
 ]
 
 
