@@ -111,7 +111,7 @@ SAME_AS_FUNCTION: dict[str, Any] = {
     **{f"_adaptive_avg_pool{nd}d": getattr(F, f"adaptive_avg_pool{nd}d") for nd in (2, 3)},
     "pad": F.pad, "constant_pad_nd": F.pad,
     "pixel_shuffle": F.pixel_shuffle, "pixel_unshuffle": F.pixel_unshuffle,
-    "linear": F.linear, "layer_norm": F.layer_norm, "group_norm": F.group_norm, "instance_norm": F.instance_norm,
+    "linear": F.linear, "layer_norm": F.layer_norm, "rms_norm": F.rms_norm, "group_norm": F.group_norm, "instance_norm": F.instance_norm,
     "cat": torch.cat, "concat": torch.cat, "stack": torch.stack, "einsum": torch.einsum,
     "matmul": torch.matmul, "mm": torch.matmul, "bmm": torch.matmul,
     "addmm": torch.addmm, "baddbmm": torch.baddbmm, "addbmm": torch.addbmm,
@@ -203,6 +203,7 @@ def aten_functions(functions: Mapping, methods: Mapping) -> dict:
                 table[ov] = reduction
     put("_native_batch_norm_legit_no_training", _first_of(identity, 2))
     put("native_layer_norm", _first_of(functions[F.layer_norm], 2))
+    put("_fused_rms_norm", _first_of(functions[F.rms_norm], 1))
     for nd in (1, 2, 3):
         put(f"upsample_nearest{nd}d", _upsample("nearest", False))
         put(f"_upsample_nearest_exact{nd}d", _upsample("nearest-exact", False))

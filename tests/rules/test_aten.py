@@ -42,3 +42,22 @@ def test_slice_adapter():
     call = OpCall(None, aten.slice.Tensor, None, (x, 2, 1, 9, 2), {})
     out = DEFAULT_RULES.lookup(call)(call)
     assert out.shape == (1, 1, 4) and out.tags[2].field.lo == PAMap.affine(2, 1)
+
+
+def test_rms_norm_spellings_follow_layer_norm():
+    """aten.rms_norm / aten._fused_rms_norm (torch.export of F.rms_norm, nn.RMSNorm; timm gemma4_vit):
+    the layer-norm rule.  Over the channels of (B, tokens, C) each position reads itself (a conv's
+    field k=3: L = u - 1, H = u + 1, unchanged); over a dim holding positions (W of (N, C, H, W)) the
+    statistic spans the whole axis: a context path, local field kept, ``global_context`` set."""
+    x = SymTensor.input((1, 4, 8)).window(2, PAMap.affine(1, -1), PAMap.affine(1, 1), 8, "conv")
+    tokens = x.permute([0, 2, 1])  # (B, L, C)
+    for op, args in ((aten.rms_norm.default, (tokens, [4], None, 1e-6)),
+                     (aten._fused_rms_norm.default, (tokens, [4], None, 1e-6))):
+        call = OpCall(None, op, None, args, {})
+        out = DEFAULT_RULES.lookup(call)(call)
+        out = out[0] if isinstance(out, tuple) else out
+        assert out.shape == (1, 8, 4) and out.tags[1] == tokens.tags[1] and not out.global_context
+    over_w = SymTensor.input((1, 2, 5, 6))
+    call = OpCall(None, aten.rms_norm.default, None, (over_w, [6]), {})
+    out = DEFAULT_RULES.lookup(call)(call)
+    assert out.global_context and out.tags == over_w.tags
