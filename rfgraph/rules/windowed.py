@@ -77,7 +77,10 @@ def _spatial_windows(call: OpCall, x: SymTensor, nd: int, make, taps: Optional[S
     return out
 
 
-def _apply(call: OpCall, x: SymTensor, per_dim, channels: Optional[int] = None) -> SymTensor:
+def _apply(call: OpCall, x: SymTensor, per_dim, channels: Optional[int] = None, groups: int = 1) -> SymTensor:
+    c = x.ndim - len(per_dim) - 1
+    if channels is not None and x.tags[c] is not None and x.shape[c] > 1:
+        x = _mix_channel_positions(call, x, c, groups)
     out = x.windows(per_dim, call.describe())
     if channels is not None and not out.unknown:
         shape = list(out.shape)
@@ -90,7 +93,22 @@ def _apply(call: OpCall, x: SymTensor, per_dim, channels: Optional[int] = None) 
     return out
 
 
-def _conv(call: OpCall, x: SymTensor, kernel, stride, padding, dilation, out_channels) -> SymTensor:
+def _mix_channel_positions(call: OpCall, x: SymTensor, c: int, groups: int) -> SymTensor:
+    """A conv whose channel dim ``c`` holds spatial digits (space-to-depth written as view / permute,
+    TResNet's ``SpaceToDepth``): with one group every output channel reads every input channel, so
+    the positions the channel dim holds are mixed (their block's field, `SymTensor.mix`) and the dim
+    is then an ordinary channel dim; the windows read the digits left in the spatial dims (exactly
+    ``pixel_unshuffle`` then conv).  Grouped convs read part of the channels: unknown."""
+    if groups != 1:
+        return x.as_unknown(f"{call.describe()} with {groups} groups reads channels that hold spatial positions; "
+                            "no exact rule")
+    reduced = x.reduce([c], keepdim=False, what=call.describe())
+    if reduced.unknown:
+        return x.as_unknown(reduced.unknown)
+    return reduced.like(shape=x.shape, tags=reduced.tags[:c] + (None,) + reduced.tags[c:])
+
+
+def _conv(call: OpCall, x: SymTensor, kernel, stride, padding, dilation, out_channels, groups: int = 1) -> SymTensor:
     nd = len(kernel)
     kernel, stride, dilation = tuple(int(k) for k in kernel), as_tuple(stride, nd), as_tuple(dilation, nd)
     pads = [conv_padding(padding, i, kernel[i], dilation[i]) for i in range(nd)]
@@ -99,12 +117,12 @@ def _conv(call: OpCall, x: SymTensor, kernel, stride, padding, dilation, out_cha
     def make(i, n):
         return conv_window(n, kernel[i], stride[i], pads[i][0], pads[i][1], dilation[i])
 
-    return _apply(call, x, _spatial_windows(call, x, nd, make, dilation), out_channels)
+    return _apply(call, x, _spatial_windows(call, x, nd, make, dilation), out_channels, groups)
 
 
 def conv_module_rule(call: OpCall) -> SymTensor:
     m = call.module
-    return _conv(call, tensor_arg(call), m.kernel_size, m.stride, m.padding, m.dilation, m.out_channels)
+    return _conv(call, tensor_arg(call), m.kernel_size, m.stride, m.padding, m.dilation, m.out_channels, m.groups)
 
 
 def conv_function_rule(nd: int) -> Rule:
@@ -131,6 +149,7 @@ def conv_function_rule(nd: int) -> Rule:
             call.arg(4, "padding", 0),
             call.arg(5, "dilation", 1),
             weight.shape[0],
+            int(call.arg(6, "groups", 1)),
         )
         if context and not out.unknown:
             out.global_context = True
@@ -153,10 +172,11 @@ def conv_transpose_module_rule(call: OpCall) -> SymTensor:
                         + m.dilation[i] * (m.kernel_size[i] - 1) + 1)
             for i in range(nd)
         )
-    return _conv_transpose(call, x, m.kernel_size, m.stride, m.padding, m.dilation, output_padding, m.out_channels)
+    return _conv_transpose(call, x, m.kernel_size, m.stride, m.padding, m.dilation, output_padding, m.out_channels,
+                           m.groups)
 
 
-def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, out_channels):
+def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, out_channels, groups=1):
     nd = len(kernel)
     stride, padding = as_tuple(stride, nd), as_tuple(padding, nd)
     dilation, output_padding = as_tuple(dilation, nd), as_tuple(output_padding, nd)
@@ -170,7 +190,7 @@ def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, 
     # Outputs reached by no tap (kernel taps cover fewer than `stride` residues) read nothing:
     # their maps are finite tables with empty windows there (`rfgraph.windows.transposed_window`).
     windows = _spatial_windows(call, x, nd, make)
-    return _apply(call, x, windows, out_channels)
+    return _apply(call, x, windows, out_channels, groups)
 
 
 def conv_transpose_function_rule(nd: int) -> Rule:
@@ -187,6 +207,7 @@ def conv_transpose_function_rule(nd: int) -> Rule:
             call.arg(7, "dilation", 1),
             call.arg(5, "output_padding", 0),
             weight.shape[1] * groups,
+            int(groups),
         )
 
     return rule

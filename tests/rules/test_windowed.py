@@ -913,3 +913,64 @@ def test_interpolate_rule_directly():
     out = interpolate_function_rule(OpCall(None, F.interpolate, None, (x,), {"scale_factor": 2.0}))
     assert out.shape == (1, 1, 8)
     assert out.tags[2].field.lo == PAMap.floor_div(2) and out.tags[2].field.stride == HALF
+
+
+# ---------------------------------------------------------------------------
+# convs over channels that hold spatial positions (space-to-depth by view / permute)
+# ---------------------------------------------------------------------------
+
+
+class _SpaceToDepth(nn.Module):
+    """timm TResNet's ``SpaceToDepth`` (view, permute, view) followed by a conv; ``unshuffle`` writes the
+    same rearrangement (up to the order of the channels) as ``F.pixel_unshuffle``."""
+
+    def __init__(self, k: int, bs: int = 2, groups: int = 1, unshuffle: bool = False):
+        super().__init__()
+        self.bs, self.unshuffle = bs, unshuffle
+        self.conv = nn.Conv2d(2 * bs * bs, 4, k, padding=k // 2, groups=groups)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        bs = self.bs
+        if self.unshuffle:
+            x = F.pixel_unshuffle(x, bs)
+        else:
+            x = x.view(n, c, h // bs, bs, w // bs, bs).permute(0, 3, 5, 1, 2, 4).contiguous()
+            x = x.view(n, c * bs * bs, h // bs, w // bs)
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("k, bs, expected", [(1, 2, (2, 2, 2, 0)), (3, 2, (6, 6, 2, -2)), (3, 4, (12, 12, 4, -4))])
+def test_conv_after_space_to_depth_mixes_the_channel_digits(k, bs, expected):
+    """The channel dim holds the inner digits (``bs`` x ``bs`` offsets); a conv with one group reads
+    every channel, so unit ``u`` of the block map reads input ``[bs*u, bs*u + bs - 1]``, and a conv
+    k, p = k // 2 reads block units ``u - k//2 .. u + k//2``: k=1, bs=2: [2u, 2u+1] (rf 2, stride 2,
+    start 0); k=3, bs=2: [2u - 2, 2u + 3] (rf 6, start -2); k=3, bs=4: [4u - 4, 4u + 7] (rf 12).
+    Equal to ``pixel_unshuffle`` then the conv; every unit agrees with back-propagation.  (A 1x1 conv
+    used to keep the channel dim's digits: rf 1, stride 1, too small.)"""
+    model = _SpaceToDepth(k, bs)
+    shape = (1, 2, 4 * bs, 4 * bs)
+    r = last(check(model, shape))
+    assert r.source == "symbolic"
+    assert summary(r, 0) == summary(r, 1) == expected
+    same = last(check(_SpaceToDepth(k, bs, unshuffle=True), shape))
+    assert (same.rf, same.stride, same.start) == (r.rf, r.stride, r.start)
+    for axis in (0, 1):
+        assert_windows_match(model, shape, r, axis)
+
+
+def test_grouped_conv_after_space_to_depth_is_unknown():
+    """Two groups read half of the channels each (half of the inner offsets of one axis): no rule."""
+    r = last(rfgraph.analyze(_SpaceToDepth(3, 2, groups=2), (1, 2, 8, 8), fallback="unknown"))
+    assert r.source == "unknown"
+    assert "groups" in r.reason
+
+
+def test_conv1d_over_tokens_as_channels_is_global():
+    """Tokens (H*W) in the channel dim of a Conv1d (MLP-Mixer's token mixing written as a conv): every
+    output reads every token: global along both axes (the channel dim's layout is not kept)."""
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Flatten(2), Lambda(lambda t: t.transpose(1, 2)),
+                          nn.Conv1d(16, 5, 1))
+    r = last(check(model, (1, 1, 4, 4)))
+    assert r.shape == (1, 5, 3)
+    assert r.is_global == (True, True)
