@@ -764,6 +764,21 @@ class SymTensor:
                     tags = [_demote(t, local) for t in tags]
         return self.like(shape=shape, tags=tags, pinned=pinned)
 
+    def pad_constant(self, dim: int, left: int, right: int) -> Optional[SymTensor]:
+        """A constant pad (``F.pad(x, ..., mode="constant")``) by whole positions along ``dim``: the dim
+        becomes the concat of ``left`` constant positions, its old positions, ``right`` constant ones
+        (`Cat` segments; CoaT's ``F.pad(EV_hat, (0, 0, 1, 0, 0, 0))``, a zero class-token slot in front
+        of the tokens).  Exact for any layout; ``None`` when a side is negative (that is a crop)."""
+        if left < 0 or right < 0:
+            return None
+        tag = self.tags[dim]
+        if tag is None or (left == right == 0):
+            return self.like(shape=self.shape[:dim] + (self.shape[dim] + left + right,) + self.shape[dim + 1:])
+        out = self.like(shape=self.shape[:dim] + (self.shape[dim] + left + right,) + self.shape[dim + 1:],
+                        tags=self.tags[:dim] + (_make_cat([(left, None), (self.shape[dim], tag), (right, None)]),)
+                        + self.tags[dim + 1:])
+        return out
+
     def reshape(self, new_shape: Sequence[int]) -> SymTensor:
         """``x.reshape(new_shape)`` (one ``-1`` allowed): flattening keeps each part's field so that
         un-flattening restores it; a split that undoes no flatten gives irregular (``Mixed``) dims."""
@@ -932,6 +947,8 @@ def _cut_segments(tag: Cat, low: PAMap, high: PAMap, size: int, taps) -> Any:
     if taps or low != high or low.period != 1 or low.advance != 1:
         return _NO_CUT
     start, stop, at = low(0), low(0) + size, 0
+    if start < 0 or stop > sum(s for s, _ in tag.segments):
+        return _NO_CUT  # a pad, not a slice
     kept = []
     for s, seg in tag.segments:
         a, b = at, at + s
@@ -939,7 +956,10 @@ def _cut_segments(tag: Cat, low: PAMap, high: PAMap, size: int, taps) -> Any:
         if b <= start or a >= stop:
             continue
         if a < start or b > stop:
-            return _NO_CUT
+            if seg is not None:
+                return _NO_CUT
+            kept.append((min(b, stop) - max(a, start), None))  # part of a constant segment: constant
+            continue
         kept.append((s, seg))
     if len(kept) == 1:
         return kept[0][1]
@@ -1164,6 +1184,14 @@ def _make_cat(segments: list[tuple[int, Optional[Tag]]]) -> Optional[Tag]:
             flat.extend(tag.segments)
         elif size:
             flat.append((size, tag))
+    # adjacent constant segments are one (a zero pad in front of a class token slot)
+    merged: list[tuple[int, Optional[Tag]]] = []
+    for size, tag in flat:
+        if merged and tag is None and merged[-1][1] is None:
+            merged[-1] = (merged[-1][0] + size, None)
+        else:
+            merged.append((size, tag))
+    flat = merged
     if all(tag is None for _, tag in flat):
         return None
     if len(flat) == 1:

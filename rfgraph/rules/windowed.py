@@ -357,7 +357,7 @@ def upsample_module_rule(call: OpCall) -> SymTensor:
     )
 
 
-def _pad(call: OpCall, x: SymTensor, pad: Sequence[int]) -> SymTensor:
+def _pad(call: OpCall, x: SymTensor, pad: Sequence[int], constant: bool = True) -> SymTensor:
     # F.pad lists (left, right) pairs starting from the last dim.
     pairs = [(int(pad[2 * j]), int(pad[2 * j + 1])) for j in range(len(pad) // 2)][::-1]
     call.record(WindowParams("pad", padding_left=tuple(a for a, _ in pairs), padding_right=tuple(b for _, b in pairs)))
@@ -368,17 +368,27 @@ def _pad(call: OpCall, x: SymTensor, pad: Sequence[int]) -> SymTensor:
         n_out = x.shape[d] + left + right
         if n_out <= 0:
             raise call.too_small(d, x.shape[d], f"padding ({left}, {right})")
+        if (constant and x.tags[d] is not None and not isinstance(x.tags[d], Axis)
+                and (padded := x.pad_constant(d, left, right)) is not None):
+            # tokens, windows, concatenated segments: whole constant positions added before / after
+            x = padded
+            continue
         shift = PAMap.affine(1, -left)
         per_dim[d] = (shift, shift, n_out)
     return x.windows(per_dim, call.describe())
 
 
 def pad_function_rule(call: OpCall) -> SymTensor:
-    return _pad(call, tensor_arg(call), call.arg(1, "pad"))
+    return _pad(call, tensor_arg(call), call.arg(1, "pad"), call.arg(2, "mode", "constant") == "constant")
 
 
 def pad_module_rule(call: OpCall) -> SymTensor:
-    return _pad(call, tensor_arg(call), call.module.padding)
+    m = call.module
+    return _pad(call, tensor_arg(call), m.padding, isinstance(m, _CONSTANT_PADS))
+
+
+_CONSTANT_PADS = (torch.nn.ConstantPad1d, torch.nn.ConstantPad2d, torch.nn.ConstantPad3d,
+                  torch.nn.ZeroPad1d, torch.nn.ZeroPad2d, torch.nn.ZeroPad3d)
 
 
 def _pixel_shuffle(call: OpCall, x: SymTensor, r: int, inverse: bool) -> SymTensor:

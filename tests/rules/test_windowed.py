@@ -716,6 +716,57 @@ def test_pad_modules():
 
 
 
+class _ConvRelPosEnc(nn.Module):
+    """CoaT's class token and ConvRelPosEnc in small: a 3x3 patch conv to tokens (B, N, C), a class
+    token in front, a depthwise 3x3 conv over the image tokens times the tokens, padded with a zero
+    class-token slot in front (``F.pad(EV_hat, (0, 0, 1, 0))``) and added; the image tokens back to
+    an image.  ``mode`` pads the slot with another mode (``tail`` returns that node)."""
+
+    def __init__(self, mode: str = "constant", tail: str = "image"):
+        super().__init__()
+        self.embed = nn.Conv2d(1, 2, 3, padding=1)
+        self.cls = nn.Parameter(torch.zeros(1, 1, 2))
+        self.dw = nn.Conv2d(2, 2, 3, padding=1, groups=2)
+        self.mode, self.tail = mode, tail
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(b, -1, -1), t], dim=1)
+        img = t[:, 1:].transpose(1, 2).reshape(b, 2, h, w)
+        ev = t[:, 1:] * self.dw(img).flatten(2).transpose(1, 2)
+        if self.mode == "constant":
+            ev = F.pad(ev, (0, 0, 1, 0))
+        else:
+            ev = F.pad(ev.unsqueeze(0), (0, 0, 1, 0), mode=self.mode)[0]
+        out = t + ev
+        if self.tail == "class":
+            return out[:, 0]
+        if self.tail == "pad":
+            return ev
+        return out[:, 1:].transpose(1, 2).reshape(b, 2, h, w)
+
+
+def test_constant_pad_of_tokens_is_a_concat_with_a_constant_slot():
+    """The padded tokens are the concat (1 zero slot, H*W tokens): the image tokens keep their exact
+    fields through the pad and the add with the class-token concat.  Per token: the patch conv reads
+    [u - 1, u + 1], the depthwise conv after it [u - 2, u + 2]: rf 5, start -2, stride 1 on both axes,
+    and the back-propagation agrees unit by unit.  The class slot reads nothing: the class token (a
+    parameter) plus a zero is constant.  A replicate pad copies a token into the slot: not a
+    constant segment, left unknown."""
+    m = _ConvRelPosEnc()
+    r = last(check(m, (1, 1, 6, 6)))
+    assert r.source == "symbolic"
+    assert summary(r, 0) == summary(r, 1) == (5, 5, 1, -2)
+    assert_windows_match(m, (1, 1, 6, 6), r, 0)
+    assert_windows_match(m, (1, 1, 6, 6), r, 1)
+    pad = last(check(_ConvRelPosEnc(tail="pad"), (1, 1, 6, 6)))
+    assert pad.source == "symbolic" and pad.shape == (1, 37, 2) and pad.rf == (5, 5)
+    cls = last(check(_ConvRelPosEnc(tail="class"), (1, 1, 6, 6)))
+    assert cls.source == "nonspatial" and cls.rf == (None, None)
+    assert last(check(_ConvRelPosEnc(mode="replicate"), (1, 1, 6, 6))).source == "unknown"
+
+
 def test_pixel_shuffle():
     """PixelShuffle(2): (1, 4, 3, 3) -> (1, 1, 6, 6); output u reads input floor(u/2): rf 1, stride 1/2, start 0."""
     m = nn.PixelShuffle(2)
