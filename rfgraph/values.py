@@ -452,6 +452,10 @@ class SymTensor:
         names the op in that reason), except a plain slice that cuts whole segments
         out of a concatenated dim (a class token sliced off again).
         """
+        blocks = {d: w for d, w in per_dim.items() if _block_read(self, d, w)}
+        if blocks:
+            return self._read_blocks(blocks, what).windows(
+                {d: w for d, w in per_dim.items() if d not in blocks}, what)
         shape = list(self.shape)
         for d, (_, _, size, *_) in per_dim.items():
             shape[d] = size
@@ -513,6 +517,18 @@ class SymTensor:
             pieces = tuple((a, b, piece.windows(per_dim, what)) for a, b, piece in self.parts[1])
             if not any(piece.unknown for _, _, piece in pieces):
                 out.parts = (self.parts[0], pieces)
+        return out
+
+    def _read_blocks(self, blocks: dict, what: str) -> SymTensor:
+        """Windows of ``m`` positions with stride ``m`` (``{dim: (L, H, size)}``, ``size * m`` the dim's
+        length) along dims holding flattened or partitioned positions: output ``u`` reads positions
+        ``m*u .. m*u + m - 1``, i.e. the dim viewed as ``(size, m)`` and reduced over ``m`` (a pool or a
+        conv whose kernel equals its stride; NextViT's ``AvgPool1d`` over flattened tokens)."""
+        out = self
+        for d in sorted(blocks, reverse=True):
+            size = blocks[d][2]
+            m = out.shape[d] // size
+            out = out.reshape(out.shape[:d] + (size, m) + out.shape[d + 1:]).reduce([d + 1], False, what)
         return out
 
     def mix(self, dims: Iterable[int], what: str = "") -> SymTensor:
@@ -906,6 +922,22 @@ def _held_field(f: Field, n: int, shift: int, step: int) -> Field:
     m = n // step
     at = PAMap(m, n, [(step * o + shift) % n for o in range(m)])
     return f.through(at, at)
+
+
+def _block_read(t: SymTensor, d: int, window: tuple) -> bool:
+    """Whether a window op along dim ``d`` reads blocks of ``m`` positions with stride ``m`` that tile a dim
+    holding flattened or partitioned positions, which no other case of `SymTensor.windows` reads."""
+    low, high, size, *taps = window
+    tag, n = t.tags[d], t.shape[d]
+    if (taps or tag is None or isinstance(tag, (Axis, Cat)) or size < 1 or n % size
+            or all(f.is_global for _, f in tag.items())):
+        return False
+    m = n // size
+    if m < 2 or low != PAMap.affine(m, 0) or high != PAMap.affine(m, m - 1):
+        return False
+    if isinstance(tag, Sub) and (_sole_digits(t, d, tag) is not None or _in_window(t, tag, low, high, size)):
+        return False
+    return True
 
 
 def _group_field(f: Field, low: PAMap, high: PAMap, digits: set) -> Field:

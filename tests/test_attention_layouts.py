@@ -311,3 +311,51 @@ def test_pool_inside_windows():
     assert _maps(r, 0, 8) == [(2 * o - 1, 2 * o + 2) for o in range(8)]
     for axis in (0, 1):
         assert assert_windows_match(model, (1, 1, 16, 16), r, axis) == 8
+
+
+class PooledTokens(nn.Module):
+    """conv k=3 p=1, tokens flattened, a pool (or a conv) of ``m`` tokens with stride ``m`` (NextViT's
+    ``AvgPool1d`` before K / V), viewed back as ``(B, C, H * W / (m * w_out), w_out)``."""
+
+    def __init__(self, m: int, conv: bool = False, c: int = 2):
+        super().__init__()
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.pool = nn.Conv1d(c, c, m, m) if conv else nn.AvgPool1d(m, m)
+        self.m = m
+
+    def forward(self, x):
+        x = self.conv(x)
+        B, C, H, W = x.shape
+        t = self.pool(x.flatten(2))
+        w_out = max(W // self.m, 1)
+        return t.view(B, C, -1, w_out)
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["avgpool1d", "conv1d"])
+def test_pool_of_flattened_tokens(conv):
+    """Pools of 4 tokens of rows of 8 read 4 pixels of one row: unit (h, o) reads rows [h - 1, h + 1]
+    and columns [4o - 1, 4o + 4] (conv k=3 around pixels 4o .. 4o + 3): rf (3, 6), stride (1, 4)."""
+    model = PooledTokens(4, conv)
+    r = last(check(model, (1, 1, 8, 8)))
+    assert r.source == "symbolic" and r.shape == (1, 2, 8, 2)
+    assert _maps(r, 0, 8) == [(h - 1, h + 1) for h in range(8)]
+    assert _maps(r, 1, 2) == [(4 * o - 1, 4 * o + 4) for o in range(2)]
+    for axis in (0, 1):
+        assert_windows_match(model, (1, 1, 8, 8), r, axis)
+    # (no rfgraph.probe here: it measures on thin inputs, where a pool of 4 tokens spans other pixels)
+
+
+def test_pool_of_two_rows_of_tokens():
+    """Pools of 16 tokens over rows of 8: two whole rows each: rows [2h - 1, 2h + 2], every column."""
+    model = PooledTokens(16)
+    r = last(check(model, (1, 1, 8, 8)))
+    assert r.source == "symbolic" and r.shape == (1, 2, 4, 1)
+    assert r.is_global == (False, True)
+    assert _maps(r, 0, 4) == [(2 * h - 1, 2 * h + 2) for h in range(4)]
+
+
+def test_pool_straddling_rows_is_unknown():
+    """Pools of 3 tokens over rows of 8 straddle rows: no digit of the token layout, unknown."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(2), nn.AvgPool1d(3, 3))
+    r = last(rfgraph.analyze(model, (1, 1, 8, 8), fallback="unknown"))
+    assert r.source == "unknown" and "AvgPool1d" in r.reason
