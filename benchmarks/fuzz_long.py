@@ -26,7 +26,43 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+# this checkout's rfgraph (not whichever one the interpreter has installed) and its tests/strategies.py
+sys.path[:0] = [os.path.join(HERE, ".."), os.path.join(HERE, "..", "tests")]
+
+
+def features(spec) -> list[str]:
+    """The generated features a network contains (counted per network in the run's statistics)."""
+    out = set()
+    for op in spec.ops:
+        if op.kind == "resize":
+            mode, num, den, align = op.params
+            out.add("resize_fractional" if den != 1 else "resize_integer")
+            out.add(f"resize_{mode}")
+            if mode != "nearest":
+                out.add(f"align_corners_{bool(align)}")
+        elif op.kind == "up":
+            out.add("resize_integer")
+            out.add(f"resize_{op.params[0]}")
+            if op.params[0] != "nearest":
+                out.add("align_corners_False")
+        elif op.kind == "convT":
+            k, s, d, p, op_pad = op.params
+            out.add("convT")
+            if len({d * j % s for j in range(k)}) < s:
+                out.add("convT_holes")  # some output residue gets no tap: units that read nothing
+            if op_pad:
+                out.add("convT_output_padding")
+            if d > 1:
+                out.add("convT_dilation")
+        elif op.kind == "conv" and op.params[2] > 1:
+            out.add("conv_dilation")
+        elif op.kind == "conv" and op.params[1] > 1:
+            out.add("conv_strided")
+        elif op.kind in ("shuffle", "unshuffle", "crop", "maxpool", "avgpool", "pad", "adapt"):
+            out.add(op.kind)
+        elif op.kind in ("add", "mul", "max", "cat", "stack"):
+            out.add(f"merge_{op.kind}")
+    return sorted(out)
 
 
 def _run(seed: int, examples: int, out: str, family: str = "dag") -> dict:
@@ -37,10 +73,15 @@ def _run(seed: int, examples: int, out: str, family: str = "dag") -> dict:
 
     specs = unet_specs() if family == "unet" else net_specs()
 
-    # compared: networks where at least one node was compared (the rest: the drawn axis was too big to
-    # measure within the budget, or every node was unknown / too close to a border)
-    stats = {"networks": 0, "compared": 0, "failures": 0, "nodes_checked": 0, "nodes_full_period": 0, "units": 0,
-             "nodes_unknown": 0, "networks_unknown": 0, "axes_too_big": 0, "by_nd": {1: 0, 2: 0, 3: 0}}
+    # compared: networks where at least one node was compared; last_node_compared: where the last one was
+    # (the rest: the drawn axis was too big to measure within the budget, or nodes were unknown); nodes:
+    # all nodes of all networks, nodes_checked: those compared on some unit
+    import torch
+
+    torch.set_num_threads(1)  # one core per job
+    stats = {"networks": 0, "compared": 0, "last_node_compared": 0, "failures": 0, "nodes": 0,
+             "nodes_checked": 0, "nodes_full_period": 0, "units": 0, "nodes_unknown": 0, "networks_unknown": 0,
+             "axes_too_big": 0, "by_nd": {1: 0, 2: 0, 3: 0}, "features": {}}
 
     @hseed(seed)
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -62,6 +103,10 @@ def _run(seed: int, examples: int, out: str, family: str = "dag") -> dict:
             return
         stats["networks"] += 1
         stats["compared"] += report.nodes_checked > 0
+        stats["last_node_compared"] += report.last_checked > 0
+        stats["nodes"] += len(spec.ops)
+        for f in features(spec):
+            stats["features"][f] = stats["features"].get(f, 0) + 1
         stats["by_nd"][spec.nd] += 1
         stats["nodes_checked"] += report.nodes_checked
         stats["nodes_full_period"] += report.nodes_full_period

@@ -623,6 +623,10 @@ class Field:
             return other
         lo = self.lo.minimum(other.lo, size)
         hi = self.hi.maximum(other.hi, size)
+        if size is not None and isinstance(lo, PAMap) and isinstance(hi, PAMap) and lo.slope != hi.slope:
+            # lo from one operand, hi from another of another slope: the widths grow along the domain, so
+            # no period summarises the field (its rf over one period would be that of the first units)
+            lo = FiniteMap.tabulate(lo, size)
         if _max_width(self.path_lo, self.path_hi) <= _max_width(other.path_lo, other.path_hi):
             return Field(lo, hi, self.path_lo, self.path_hi)
         return Field(lo, hi, other.path_lo, other.path_hi)

@@ -23,6 +23,7 @@ report) read the op's parameters instead of parsing them again.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -252,7 +253,11 @@ def interpolate_window(
         src = ratio * u.astype(f32)
     else:
         ratio = f32(1.0 / scale) if scale else f32(n_in) / f32(n_out)
-        src = ratio * (u.astype(f32) + f32(0.5)) - f32(0.5)
+        if fused_source_index():
+            # ``ratio * (u + 0.5) - 0.5`` rounded once (exact in float64 for any length below 2^26)
+            src = (ratio.astype(np.float64) * (u.astype(np.float64) + 0.5) - 0.5).astype(f32)
+        else:
+            src = ratio * (u.astype(f32) + f32(0.5)) - f32(0.5)
     base = np.floor(src)
     frac = src - base
     base = base.astype(np.int64)
@@ -264,6 +269,21 @@ def interpolate_window(
         lo = base
         hi = base + moving.astype(np.int64)
     return _fit(lo.tolist(), hi.tolist(), n_in, n_out, (n_in - 1, n_out - 1) if align_corners else _scale_ratio(scale))
+
+
+@functools.lru_cache(maxsize=None)
+def fused_source_index() -> bool:
+    """Whether torch's linear / cubic interpolation (``align_corners=False``) rounds its source index
+    ``scale * (u + 0.5) - 0.5`` once (a fused multiply-add: torch's vectorised CPU kernels are compiled
+    with FMA where the CPU has it) rather than twice.  It decides the units whose exact source is an
+    integer: for scale 1/3, unit 1 has ``0.33333334 * 1.5 - 0.5``, 1.49e-8 rounded once (a tiny weight on
+    input 1: the unit reads it) and 0 rounded twice.  Asked of torch once per process, on 8 values."""
+    import torch  # deferred: the window arithmetic itself needs no torch
+    import torch.nn.functional as F
+
+    x = torch.zeros(1, 1, 8)
+    x[0, 0, 1] = 1.0
+    return bool(F.interpolate(x, scale_factor=3.0, mode="linear", align_corners=False)[0, 0, 1] > 0)
 
 
 def _scale_ratio(scale: Optional[float]) -> Optional[tuple[int, int]]:

@@ -641,3 +641,18 @@ def test_monotone_stays_monotone_and_periodic_fit_holds(data, n):
         if isinstance(m, FiniteMap) and m.periodic_fit() is not None:
             T, M = m.periodic_fit()
             assert all(m(u + T) is None if m(u) is None else m(u + T) == m(u) + M for u in range(n - T))
+
+
+def test_merge_whose_lo_and_hi_come_from_operands_of_different_slopes():
+    """Found by the U-Net fuzzing: ``a`` sees ``[u - 1, u + 1]`` (slope 1), ``b`` sees ``[2u - 1, 2u + 2]``
+    (slope 2).  Over ``[0, 4)`` the union is ``lo = min(u - 1, 2u - 1) = u - 1`` (``a``'s map, periodic)
+    and ``hi = max(u + 1, 2u + 2) = 2u + 2`` (``b``'s map, periodic): widths ``u + 4`` = 4, 5, 6, 7.
+    Keeping both periodic maps made ``rf`` the width over one common period (1 unit): 4, not 7.  The
+    field is now stored over its domain: rf 7, rf_min 4, irregular stride (lo slope 1, hi slope 2)."""
+    a = Field(PAMap.affine(1, -1), PAMap.affine(1, 1))
+    b = Field(PAMap.affine(2, -1), PAMap.affine(2, 2))
+    m = a.merge(b, size=4)
+    assert [m.lo(u) for u in range(4)] == [-1, 0, 1, 2] and [m.hi(u) for u in range(4)] == [2, 4, 6, 8]
+    assert (m.rf, m.rf_min, m.start, m.stride_regular, m.is_finite) == (7, 4, -1, False, True)
+    # equal slopes keep the periodic-affine fast path
+    assert not a.merge(Field(PAMap.affine(1, -3), PAMap.affine(1, 0)), size=4).is_finite

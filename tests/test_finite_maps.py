@@ -13,7 +13,7 @@ from fractions import Fraction
 import pytest
 import torch
 import torch.nn.functional as F
-from rfcheck import assert_windows_match, check, last
+from rfcheck import Lambda, assert_windows_match, check, last
 from torch import nn
 
 import rfgraph
@@ -201,3 +201,19 @@ def test_probe_agrees_on_every_unit_of_finite_nodes():
     holes = rfgraph.validate(Holes(), (1, 1, 5), ["up", "add", "conv"], fallback="unknown")
     assert holes.ok, str(holes)
     assert holes.rows[0].numeric.axes[0].lo[2] is None  # the probe also sees that unit 2 reads nothing
+
+
+def test_merge_of_a_skip_and_a_downsampled_path_reports_the_widest_unit():
+    """Found by the U-Net fuzzing (a mul of a nearest-resized path and its skip: rf 11 reported, 13
+    measured).  Smallest form: ``x[..., :4] + interpolate(x, size=4, mode="nearest")`` on 8 positions.
+    Unit u of the slice sees u, unit u of the resize sees source ``floor(u * 8 / 4) = 2u``: the union
+    is ``[u, 2u]``, widths 1, 2, 3, 4.  lo comes from the slice (slope 1), hi from the resize (slope 2):
+    rf 4 (unit 3), rf_min 1, start 0; both maps periodic, but of different slopes, so the stride is not
+    one number (mean slope of lo: 1).  Before, both periodic maps were kept and rf was the width over
+    one common period (unit 0): 1."""
+    model = Lambda(lambda x: x[..., :4] + F.interpolate(x, size=4, mode="nearest"))
+    r = last(check(model, (1, 1, 8), fallback="unknown"))
+    assert r.source == "symbolic"
+    assert [(r.lo[0](u), r.hi[0](u)) for u in range(4)] == [(0, 0), (1, 2), (2, 4), (3, 6)]
+    assert (r.rf, r.rf_min, r.start, r.stride, r.stride_regular) == ((4,), (1,), (0,), (Fraction(1),), (False,))
+    assert assert_windows_match(model, (1, 1, 8), r, 0) == 4

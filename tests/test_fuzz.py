@@ -102,6 +102,15 @@ EXAMPLES = [
     # found by `benchmarks/fuzz_long.py`: merges of operands with different channel counts (now mixed)
     NetSpec(2, 1, 24, (Op("pad", (0,), (1, 2, 2, 1)), Op("pad", (0,), (2, 0, 2, 3)),
                        Op("cat", (1, 2), ("right",)), Op("add", (3, 0), ("right",)))),
+    # found once the measurement compared units near the borders (clean units, `strategies.touched`):
+    # linear x3 upsampling, unit 1 reads input 1 with weight 1.49e-8 (torch rounds its source index once)
+    NetSpec(2, 2, 24, (Op("avgpool", (0,), (1, 3, 0, 1, False)), Op("up", (1,), ("linear", 3)))),
+    # a mul of a nearest 4/3-resized path and its skip: lo from the skip (slope 1), hi from the resized path
+    # (slope 3/2): rf was the width over one period (11), the widest unit has 15
+    NetSpec(2, 1, 24, (Op("conv", (0,), (1, 1, 1, 1, False)), Op("conv", (1,), (2, 1, 2, 0, False)),
+                       Op("maxpool", (2,), (2, 2, 0, 1, False)), Op("conv", (3,), (1, 1, 1, 1, False)),
+                       Op("resize", (4,), ("nearest", 4, 3, False)), Op("crop", (5,), ((2, 2), (0, 0), 1)),
+                       Op("mul", (6, 2), ("left",)), Op("conv", (7,), (3, 1, 1, 1, False)))),
 ]
 
 

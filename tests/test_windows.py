@@ -103,3 +103,30 @@ def test_window_params_is_a_frozen_value():
         WindowParams("conv", (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)))
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.kind = "pool"
+
+
+@pytest.mark.parametrize("n_in,n_out,scale", [(8, 24, 3.0), (40, 120, 3.0), (16, 40, 2.5), (12, 21, None),
+                                               (30, 45, None), (9, 63, 7.0), (24, 36, 1.5)])
+@pytest.mark.parametrize("mode", ["linear", "bicubic"])
+def test_interpolate_windows_equal_torchs_weights(n_in, n_out, scale, mode):
+    """Found by the fuzzing (``F.interpolate(scale_factor=3, mode="linear")``, unit 1: symbolic [0, 0],
+    measured [0, 1]): torch computes the source ``scale * (u + 0.5) - 0.5`` with one rounding here, so
+    at u = 1 it is 1.49e-8, not 0, and input 1 gets a (tiny) weight.  Brute force: every unit's window
+    is the hull of the inputs torch gives a non-zero weight, where no border clamps it."""
+    eye = torch.eye(n_in, dtype=torch.float32)
+    x = eye.reshape(n_in, 1, n_in) if mode == "linear" else eye.reshape(n_in, 1, 1, n_in).expand(n_in, 1, 4, n_in)
+    kwargs = {"scale_factor": scale} if scale else {"size": n_out if mode == "linear" else (4, n_out)}
+    if mode == "bicubic" and scale:
+        kwargs = {"scale_factor": (1.0, scale)}
+    y = F.interpolate(x, mode=mode, align_corners=False, **kwargs)
+    weights = y.reshape(n_in, -1, n_out)[:, 0, :] if mode == "linear" else y[:, 0, 0, :]  # (input, unit)
+    low, high = interpolate_window(n_in, n_out, mode, False, scale)
+    checked = 0
+    for u in range(n_out):
+        lo, hi = low(u), high(u)
+        if lo < 0 or hi > n_in - 1:
+            continue  # clamped by the border
+        read = (weights[:, u] != 0).nonzero().flatten().tolist()
+        assert (lo, hi) == (read[0], read[-1]), (u, (lo, hi), read)
+        checked += 1
+    assert checked >= n_out // 2

@@ -109,7 +109,7 @@ def _index_concat_part(call: OpCall, x: SymTensor, expanded: list[Any]) -> Optio
 def stack_rule(call: OpCall) -> SymTensor:
     tensors = [as_operand(t) for t in call.arg(0, "tensors")]
     dim = norm_dim(call.arg(1, "dim", 0), tensors[0].ndim + 1)
-    expanded = [t.reshape(t.shape[:dim] + (1,) + t.shape[dim:]) for t in tensors]
+    expanded = [_unsqueeze(t, dim) for t in tensors]
     shape = list(expanded[0].shape)
     shape[dim] = len(tensors)
     out, info = merge_tensors(expanded, shape, call.describe(), concat_dim=dim)
@@ -196,8 +196,16 @@ def squeeze_rule(call: OpCall) -> SymTensor:
 
 def unsqueeze_rule(call: OpCall) -> SymTensor:
     x = tensor_arg(call)
-    dim = norm_dim(call.arg(1, "dim"), x.ndim + 1)
-    return x.reshape(x.shape[:dim] + (1,) + x.shape[dim:])
+    return _unsqueeze(x, norm_dim(call.arg(1, "dim"), x.ndim + 1))
+
+
+def _unsqueeze(x: SymTensor, dim: int) -> SymTensor:
+    """``x.unsqueeze(dim)``: every dim keeps its tag, a size-1 spatial dim included (a general reshape
+    cannot tell which of several size-1 dims is which, and pins the axis of a size-1 one: its positions,
+    which later ops may still resample or pad, would be lost)."""
+    if x.unknown:
+        return x.reshape(x.shape[:dim] + (1,) + x.shape[dim:])
+    return x.like(shape=x.shape[:dim] + (1,) + x.shape[dim:], tags=tuple(x.tags[:dim]) + (None,) + tuple(x.tags[dim:]))
 
 
 def expand_rule(call: OpCall) -> SymTensor:

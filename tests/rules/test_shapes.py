@@ -180,3 +180,25 @@ def test_unsqueeze_by_indexing_with_none():
         net = nn.Sequential(nn.Conv2d(3, 3, 3), Lambda(fn))
         rec = rfgraph.analyze(net, (1, 3, 16, 16))["output"]
         assert (rec.shape, rec.dims, rec.rf) == (shape, dims, (3, 3)), name
+
+
+def test_stack_and_unsqueeze_keep_a_size_1_spatial_dim():
+    """Found by the U-Net fuzzing (a thin axis pooled down to one position, then stacked with its skip):
+    the stack's unsqueeze went through the general reshape, which pinned the size-1 axis (its field
+    constant over every later position), and the merge with a path still carrying that axis was refused
+    (``unknown``).  x (1, 1, 4, 4); ``a = avg_pool((4, 1))``: one row, H window [0, 3];
+    ``stack([a, a]).amax(0)`` keeps it; nearest resize to 2 rows: both read row 0, [0, 3]; added to
+    ``avg_pool((2, 1))`` of x (rows [2v, 2v + 1]): H windows [0, 3] and [0, 3], rf 4, start 0; the stride
+    is that of the resized path, whose maps are ``4 floor(v / 2)`` and ``4 floor(v / 2) + 3`` (pool stride
+    4, nearest x2): 2.  W is untouched (rf 1, stride 1)."""
+
+    def fn(x):
+        a = F.avg_pool2d(x, (4, 1))
+        s = torch.stack([a, a]).amax(0)
+        u = F.interpolate(s, size=(2, 4), mode="nearest")
+        return u + F.avg_pool2d(x, (2, 1))
+
+    r = last(check(Lambda(fn), (1, 1, 4, 4), fallback="unknown"))
+    assert r.source == "symbolic"
+    assert [(r.lo[0](v), r.hi[0](v)) for v in range(2)] == [(0, 3), (0, 3)]
+    assert (r.rf, r.stride, r.start) == ((4, 1), (Fraction(2), Fraction(1)), (0, 0))
