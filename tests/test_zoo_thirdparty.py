@@ -52,15 +52,9 @@ def test_monai_basicunet_2d():
     """BasicUNet: two 3x3 convs per level, 2x2 max pools: down_4 = 5 + 1 + 8 + 2 + 16 + 4 + 32 + 8 + 64 = 140,
     stride 16; start -62 (the pools add no padding: (140 - 1 - 15) / 2 = 62)."""
     _need("monai")
-    try:
-        a = _analyze("monai:BasicUNet:2d", (1, 1, 64, 64))
-    except rfgraph.RFGraphError as exc:
-        # MONAI's UpCat concatenates the skip connection only `if torch.jit.isinstance(x_e, torch.Tensor)`,
-        # which is False for an fx Proxy: the fx graph drops every skip connection, and the channel check
-        # (256 expected, 128 given) is what notices.  Until tracing handles it, an error, never wrong numbers.
-        if "expected 256 input channels at upcat_4" in str(exc):
-            pytest.xfail(f"fx drops MONAI UpCat's skip connections (torch.jit.isinstance on a Proxy): {exc}")
-        raise
+    # fx drops MONAI UpCat's skip concats (`torch.jit.isinstance` is False on a Proxy); the channel check
+    # notices and `analyze` retries with torch.export, whose graph keeps them
+    a = _analyze("monai:BasicUNet:2d", (1, 1, 64, 64))
     assert _at(a, "down_4") == ((140, 140), (16, 16), (-62, -62))
     assert a["final_conv"].shape == (1, 2, 64, 64) and a["final_conv"].stride == (1, 1)
     assert not a.unknown()
@@ -97,12 +91,7 @@ def test_ultralytics_yolov8n_from_yaml():
     """The first conv of YOLOv8n is 3x3/2 pad 1 (rf 3, stride 2, start -1); the analysis must not stop at the
     detection head's anchor grid (issue 14: arange(...).type_as(feature) + 0.5 -> meshgrid)."""
     _need("ultralytics")
-    try:
-        a = _analyze("ultralytics:yolov8n.yaml")
-    except rfgraph.RFGraphError as exc:
-        if "meshgrid" in str(exc) or "type_as" in str(exc):
-            pytest.xfail(f"issue 14, the anchor grid has no rule yet: {str(exc)[:120]}")
-        raise
+    a = _analyze("ultralytics:yolov8n.yaml")
     assert _at(a, "model.0.conv") == ((3, 3), (2, 2), (-1, -1))
 
 
