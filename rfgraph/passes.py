@@ -30,7 +30,7 @@ from .fallback import fallback as probe_fallback
 from .inputs import check_input_shape, example_input, explain_too_small, ordered_inputs
 from .locking import serialized
 from .results import Analysis, NodeRF
-from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target
+from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target, named_function_rules
 from .rules.channels import ChannelError, check_channels
 from .tracing import Traced, export_trace, trace
 from .values import MergeInfo, SymTensor, collect, shape_by_execution
@@ -445,6 +445,13 @@ def _ruled_functions(rules: Optional[RuleSet]) -> tuple[Callable, ...]:
     return tuple(f for f in rules.functions if isinstance(f, types.FunctionType) and f not in DEFAULT_RULES.functions)
 
 
+def _with_named_functions(rules: Optional[RuleSet]) -> Optional[RuleSet]:
+    """``rules`` plus the rules of other libraries' functions (`rfgraph.rules.table.NAMED_FUNCTION_RULES`)
+    whose module the model has imported, unless ``rules`` gives those functions rules of its own."""
+    extra = {f: r for f, r in named_function_rules().items() if f not in (rules or DEFAULT_RULES).functions}
+    return (rules or DEFAULT_RULES).override(functions=extra) if extra else rules
+
+
 def _check_shapes_default() -> bool:
     return os.environ.get("RFGRAPH_CHECK_SHAPES", "").strip().lower() not in ("", "0", "false", "no")
 
@@ -483,6 +490,7 @@ def analyze(
             f"analyze() needs a torch.nn.Module, got {type(model).__name__}"
             + (" (a class: instantiate it first)" if isinstance(model, type) else "")
         )
+    rules = _with_named_functions(rules)
     if fallback is None:  # ops without a rule: probe them alone (rfgraph.fallback)
         fallback = probe_fallback
     elif isinstance(fallback, str):

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from ..windows import adaptive_window, conv_window, interpolate_window, pool_window, transposed_window
 from .call import OpCall, Rule, RuleSet, describe_target, hand_over
-from .table import DEFAULT_RULES
+from .table import DEFAULT_RULES, named_function_rules
 
 __all__ = [
     "OpCall",
     "Rule",
     "RuleSet",
     "DEFAULT_RULES",
+    "named_function_rules",
     "describe_target",
     "hand_over",
     "conv_window",

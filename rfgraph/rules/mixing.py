@@ -18,7 +18,7 @@ import torch.fx as fx
 from ..errors import RuleError
 from ..values import Axis, SymTensor, merge_tensors
 from ..windows import causal_window
-from .call import OpCall, Rule, as_operand, as_tuple, hand_over, norm_dim, tensor_arg
+from .call import OpCall, Rule, as_operand, as_tuple, hand_over, norm_dim, run_for_shape, tensor_arg
 from .pointwise import mix_channels
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "project",
     "multi_head_attention",
     "global_axes",
+    "relative_logits_rule",
 ]
 
 
@@ -491,3 +492,37 @@ def tensor_or_const(call: OpCall, index: int, name: str) -> SymTensor:
     if out is None:
         raise RuleError(f"{call.describe()} at node {call.name!r}: expected a tensor for {name!r}")
     return out
+
+
+def relative_logits_rule(call: OpCall) -> Any:
+    """timm's ``rel_logits_1d(q, rel_k, permute_mask)`` (BoTNet's ``bottleneck_attn``, HaloNet's
+    ``halo_attn``): relative-position logits turned absolute by the "skew" (pad, flatten, pad, view,
+    slice), tiled and permuted.
+
+    ``q`` is ``(B, H, W, d)``, ``rel_k`` a constant table of ``r = 2*win - 1`` offsets.  ``x = q @ rel_k^T``
+    is ``(B*H, W, r)``; padded with one column it is ``(B*H, W*(r + 1))``, so row ``i``, offset ``c`` sits at
+    flat index ``(r + 1)*i + c``.  Padded by ``r - W`` more and viewed as ``(W + 1, r)``, element ``(i, j)``
+    of the slice ``[:W, win - 1:]`` is flat index ``r*i + j + win - 1 = (r + 1)*i + (j + win - 1 - i)``,
+    and ``0 <= j + win - 1 - i <= r - 1`` whenever ``win >= W``: it is ``x[i, win - 1 + j - i]``, which
+    reads query ``i`` alone (never the pad column, never another row).  So the result, before the
+    permute ``(B, H, E, W, win)`` (``E`` the tiling), reads ``q[b, h, i, :]`` at ``(b, h, ., i, .)``: the
+    dims of ``B``, ``H`` and ``W`` keep their layout, the tiled and offset dims hold no position."""
+    q, rel_k, mask = call.arg(0, "q"), call.arg(1, "rel_k"), call.arg(2, "permute_mask")
+    if not isinstance(q, SymTensor) or q.ndim != 4 or isinstance(rel_k, SymTensor) or rel_k.ndim != 2:
+        return hand_over(call, q if isinstance(q, SymTensor) else rel_k,
+                         "relative logits of a non-constant table or an unusual shape; no exact rule")
+    b, h, w, _ = q.shape
+    r = rel_k.shape[0]
+    win = (r + 1) // 2
+    out_shape = tuple(run_for_shape(call).shape)
+    order = [int(d) for d in mask]
+    before = [0] * 5
+    for k, d in enumerate(order):
+        before[d] = out_shape[k]
+    if r % 2 == 0 or win < w or (before[0], before[1], before[3]) != (b, h, w):
+        return hand_over(call, q, f"relative logits with {r} offsets for {w} positions (the skew reads "
+                                  "neighbouring rows); no exact rule", shape=out_shape)
+    t = q.reduce([3], keepdim=False, what=call.describe()).reshape((b, h, 1, w, 1))
+    if t.unknown:
+        return t.as_unknown(t.unknown, shape=out_shape)
+    return t.like(shape=before, tags=(t.tags[0], t.tags[1], None, t.tags[3], None)).permute(order)

@@ -11,6 +11,7 @@ built by a factory over ``nd``.  `DEFAULT_RULES` is read-only;
 from __future__ import annotations
 
 import operator
+import sys
 from typing import Any
 
 import torch
@@ -40,6 +41,7 @@ from .mixing import (
     norm_context_rule,
     norm_rule,
     reduction_rule,
+    relative_logits_rule,
     sdpa_rule,
     softmax_module_rule,
 )
@@ -124,6 +126,8 @@ __all__ = [
     "MERGE_METHODS",
     "REDUCTIONS",
     "MIX_DIM",
+    "NAMED_FUNCTION_RULES",
+    "named_function_rules",
 ]
 
 NDS = (1, 2, 3)
@@ -444,6 +448,26 @@ METHOD_RULES: dict[str, Rule] = {
     **dict.fromkeys(CONSTANT_LIKE_METHODS, constant_like_rule),
     "type_as": type_as_rule,
 }
+
+#: Functions of other libraries with a rule, by ``module.qualname``: a pattern whose pieces have no exact
+#: rule one by one (timm's relative-position "skew").  `named_function_rules` resolves those whose module
+#: is imported (the model is built before it is analysed); fx then keeps each whole (autowrapped).
+NAMED_FUNCTION_RULES: dict[str, Rule] = {
+    "timm.layers.bottleneck_attn.rel_logits_1d": relative_logits_rule,
+    "timm.layers.halo_attn.rel_logits_1d": relative_logits_rule,
+}
+
+
+def named_function_rules() -> dict[Any, Rule]:
+    """``{function: rule}`` of `NAMED_FUNCTION_RULES` whose module is already imported (none is imported here)."""
+    out: dict[Any, Rule] = {}
+    for name, rule in NAMED_FUNCTION_RULES.items():
+        module, _, attr = name.rpartition(".")
+        fn = getattr(sys.modules.get(module), attr, None)
+        if fn is not None:
+            out[fn] = rule
+    return out
+
 
 #: The rules every analysis starts from (read-only): the tables above plus the aten spellings of
 #: graphs from the ``torch.export`` fallback.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from rfcheck import Lambda, check, last, summary
+from rfcheck import Lambda, assert_windows_match, check, last, summary
 from torch import nn
 
 import rfgraph
@@ -245,3 +245,80 @@ def test_norm_keeps_its_order_apart_from_dim():
     assert r.shape == (1, 2, 5)
     assert r.is_global == (False, True)
     assert summary(r, 0) == (3, 3, 1, -1)
+
+
+# ---------------------------------------------------------------------------
+# timm's relative-position logits (BoTNet / HaloNet "skew")
+# ---------------------------------------------------------------------------
+
+
+try:  # (fx keeps a function with a rule whole when the forward calls it by a global name without "_")
+    from timm.layers.bottleneck_attn import rel_logits_1d as botnet_rel_logits
+    from timm.layers.halo_attn import rel_logits_1d as halonet_rel_logits
+except ImportError:  # pragma: no cover - timm is in requirements-zoo
+    botnet_rel_logits = halonet_rel_logits = None
+
+
+class _RelLogits(nn.Module):
+    """conv k=3 p=1 as the queries ``(B, H, W, d)``, timm's ``rel_logits_1d`` along W (``module`` picks
+    BoTNet's or HaloNet's copy, ``win`` the window of offsets), summed over the tiled and offset dims so
+    that the result is a map ``(B, 1, H, W)`` to measure."""
+
+    def __init__(self, which: str, win: int, along_h: bool = False):
+        super().__init__()
+        self.which = which
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.rel = nn.Parameter(torch.rand(2 * win - 1, 3))
+        self.along_h = along_h
+
+    def forward(self, x):
+        fn = botnet_rel_logits if self.which == "bottleneck_attn" else halonet_rel_logits
+        q = self.conv(x).permute(0, 2, 3, 1)
+        if self.along_h:
+            q = q.transpose(1, 2)
+            out = fn(q, self.rel, (0, 3, 1, 4, 2))  # (B, H, W, H', W') as PosEmbedRel's height logits
+        else:
+            out = fn(q, self.rel, (0, 1, 3, 2, 4))
+        return out.sum((3, 4)).unsqueeze(1)
+
+
+@pytest.mark.parametrize("which, win", [("bottleneck_attn", 6), ("halo_attn", 6), ("halo_attn", 9)])
+@pytest.mark.parametrize("along_h", [False, True], ids=["w", "h"])
+def test_relative_logits_read_their_query_alone(which, win, along_h):
+    """Entry (.., i, j) of the skewed logits is ``q_i . rel_k[win - 1 + j - i]`` (derivation in
+    `relative_logits_rule`): it reads query i alone, so summed over the other dims the map keeps the
+    conv's field, rf 3, start -1, on both axes; every unit agrees with back-propagation.  (Pieces one by
+    one: the pad of the flattened (position, offset) dim had no exact rule.)"""
+    pytest.importorskip("timm")
+    model = _RelLogits(which, win, along_h)
+    a = check(model, (1, 1, 6, 6), fallback="unknown")
+    r = last(a)
+    assert r.source == "symbolic", r.reason
+    assert summary(r, 0) == summary(r, 1) == (3, 3, 1, -1)
+    assert any(rec.op.endswith("rel_logits_1d") for rec in a)  # kept whole
+    for axis in (0, 1):
+        assert_windows_match(model, (1, 1, 6, 6), r, axis)
+
+
+def test_relative_logits_with_too_few_offsets_are_handed_over():
+    """A window of 4 offsets for 6 positions: the skew reads neighbouring rows: no exact rule."""
+    pytest.importorskip("timm")
+    r = last(rfgraph.analyze(_RelLogits("halo_attn", 4), (1, 1, 6, 6), fallback="unknown"))
+    assert r.source == "unknown" and "offsets" in r.reason
+
+
+def test_botnet_attention_block_is_global():
+    """timm's BottleneckAttn (BoTNet) after a conv: attention over all 64 tokens plus the relative
+    logits: every output reads every pixel; the probe at the fixed feature size agrees."""
+    bottleneck_attn = pytest.importorskip("timm.layers.bottleneck_attn")
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), bottleneck_attn.BottleneckAttn(8, feat_size=(8, 8),
+                                                                                        num_heads=2))
+    a = check(model, (1, 1, 8, 8), fallback="unknown")
+    r = last(a)
+    assert r.source == "symbolic" and r.is_global == (True, True)
+    # the logits alone (width + height, before the reshape to (B, HW, HW)): the query's own field
+    pos = a["1.pos_embed.add"]
+    assert pos.source == "symbolic" and pos.rf == (3, 3) and pos.start == (-1, -1)
+    measured = rfgraph.probe(model, pos.name, (1, 1, 8, 8))
+    assert measured.rf == (3, 3) and measured.start == (-1, -1)
+    assert all(rfgraph.probe(model, r.name, (1, 1, 8, 8)).is_global)
