@@ -361,21 +361,14 @@ class SymbolicPass(fx.Interpreter):
                 **base, dims=none, rf=none, rf_min=none, rf_path_min=none, stride=none, start=none,
                 center=none, is_global=(False,) * ndim, lo=none, hi=none, source="unknown", reason=value.unknown,
             )
-        by_axis = value.axis_fields()
         paired = value.paired_axes()
         fields: list[Optional[Field]] = []
         try:
+            by_axis = value.record_fields()
             for k in range(ndim):
-                fs = by_axis.get(k)
-                if not fs:
-                    fields.append(None)
-                    continue
-                if k in paired:  # queries x keys: the node as a whole spans the axis
-                    fields.append(GLOBAL)
-                    continue
-                f = fs[0]
-                for g in fs[1:]:
-                    f = f.merge(g)
+                f = by_axis.get(k)
+                if f is not None and k in paired:  # queries x keys: the node as a whole spans the axis
+                    f = GLOBAL
                 fields.append(f)
         except SlopeMismatch as exc:
             none = (None,) * ndim

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from .algebra import GLOBAL, DomainMismatch, Field, Map, PAMap, SlopeMismatch
+from .algebra import GLOBAL, Field, FiniteMap, Map, PAMap, SlopeMismatch
 from .errors import RuleError
 from .locking import serialized
 
@@ -387,25 +387,57 @@ class SymTensor:
         reduction dropped them (Swin's patch merging: a dim of ``n / 2``
         positions, stride doubled).
         """
-        out: dict[int, list[Field]] = {}
+        return {k: [f for _, f in fs] for k, fs in self._axis_copies().items()}
+
+    def _axis_copies(self) -> dict[int, list[tuple[Optional[tuple], Field]]]:
+        """`axis_fields` with, for each field, the copy of the axis it indexes: ``("sub", n, shift,
+        length)`` for digits (``length`` positions reported), ``("axis", length)`` for a whole axis in
+        a part of ``length`` positions, ``None`` for fields that bound every position (pinned, `Mixed`)."""
+        out: dict[int, list[tuple[Optional[tuple], Field]]] = {}
         layouts = _axis_layouts(self)
         first_sub: dict[int, tuple] = {}
-        for tag in self.tags:
-            if tag is not None:
-                for leaf in _leaves(tag):
-                    if isinstance(leaf, Sub):
-                        key = (leaf.axis, leaf.n, leaf.shift)
-                        first_sub.setdefault(leaf.axis, key)
-                        step = min((st for st, _ in layouts.get(key, ())), default=1)
-                        out.setdefault(leaf.axis, []).append(_held_field(leaf.field, leaf.n, leaf.shift, step))
-                    else:
-                        for k, f in leaf.items():
-                            out.setdefault(k, []).append(f)
+        for size, tag in zip(self.shape, self.tags):
+            for part, leaf in _sized_leaves(size, tag):
+                if isinstance(leaf, Sub):
+                    key = (leaf.axis, leaf.n, leaf.shift)
+                    first_sub.setdefault(leaf.axis, key)
+                    step = min((st for st, _ in layouts.get(key, ())), default=1)
+                    out.setdefault(leaf.axis, []).append(
+                        (("sub", leaf.n, leaf.shift, leaf.n // step), _held_field(leaf.field, leaf.n, leaf.shift, step)))
+                elif isinstance(leaf, Axis):
+                    out.setdefault(leaf.axis, []).append((("axis", part), leaf.field))
+                else:
+                    for k, f in leaf.items():
+                        out.setdefault(k, []).append((None, f))
         for k, f in self.pinned.items():
             if k in first_sub:
                 _, n, shift = key = first_sub[k]
                 f = _held_field(f, n, shift, min((st for st, _ in layouts.get(key, ())), default=1))
-            out.setdefault(k, []).append(f)
+            out.setdefault(k, []).append((None, f))
+        return out
+
+    def record_fields(self) -> dict[int, Field]:
+        """One field per input axis for the node's record: the union of the fields it holds.
+
+        Fields indexing the same positions merge position by position.  Another copy of the axis
+        with other positions (gcvit's queries from the global map beside the windows' keys, before
+        the window reverse pairs them) has no index in common with the first: every position of the
+        first copy is paired with all of them, so that copy contributes its hull over all its
+        positions (exact for "the elements at index ``u`` of the first copy").  Raises
+        `SlopeMismatch` when fields of one copy cannot merge."""
+        out: dict[int, Field] = {}
+        for k, fs in self._axis_copies().items():
+            primary = next((key for key, _ in fs if key is not None), None)
+            length = primary[-1] if primary is not None else None
+            same = [f for key, f in fs if key is None or key == primary]
+            others = [f if f.is_global else f.through(_CONST0, PAMap.constant(key[-1] - 1))  # hull of the copy
+                      for key, f in fs if key is not None and key != primary]
+            field = same[0]
+            for f in same[1:]:
+                field = field.merge(f)
+            for f in others:
+                field = field.merge(f, size=length)
+            out[k] = field
         return out
 
     def axis_dims(self) -> dict[int, int]:
@@ -916,12 +948,12 @@ def _held_field(f: Field, n: int, shift: int, step: int) -> Field:
     with one, a table over the held positions (exact on ``[0, n / step)``)."""
     if f.is_global or (step == 1 and shift == 0):
         return f
+    m = n // step
     if shift == 0:
         at = PAMap.affine(step, 0)
-        return f.through(at, at)
-    m = n // step
+        return f.through(at, at, size=m)
     at = PAMap(m, n, [(step * o + shift) % n for o in range(m)])
-    return f.through(at, at)
+    return f.through(at, at, size=m)
 
 
 def _block_read(t: SymTensor, d: int, window: tuple) -> bool:
@@ -945,14 +977,26 @@ def _group_field(f: Field, low: PAMap, high: PAMap, digits: set) -> Field:
     positions sharing its other digits): min of ``lo`` and max of ``hi`` over the group.  When ``f`` is
     non-decreasing that is ``f`` read through the hull ``[low, high]``; otherwise (a field already mixed
     by a grid) every member is visited, over a period of both ``f`` and the group."""
-    if f.is_finite:
-        raise DomainMismatch("a grid over a field stored as a finite table has no rule")
-    maps = (f.lo, f.hi, f.path_lo, f.path_hi)
-    if all(m.is_monotone() for m in maps):
-        return f.through(low, high)
     offsets = [0]
     for s, m in digits:
         offsets = [o + d * s for o in offsets for d in range(m)]
+    if f.is_finite:
+        # A table over the axis (gcvit after its global-query attention): every member of every group,
+        # a group wrapped by a roll read modulo the length (a finite field has no positions outside it).
+        n = f.size
+
+        def member_extreme(m, op) -> FiniteMap:
+            out = []
+            for p in range(n):
+                vals = [v for o in offsets if (v := m((low(p) + o) % n)) is not None]
+                out.append(op(vals) if vals else None)
+            return FiniteMap(out)
+
+        return Field(member_extreme(f.lo, min), member_extreme(f.hi, max),
+                     member_extreme(f.path_lo, min), member_extreme(f.path_hi, max))
+    maps = (f.lo, f.hi, f.path_lo, f.path_hi)
+    if all(m.is_monotone() for m in maps):
+        return f.through(low, high)
     period = lcm(low.period, *(m.period for m in maps))
 
     def extreme(m: PAMap, op) -> PAMap:
@@ -1049,6 +1093,37 @@ def _group(atoms: list[tuple[int, Any]]) -> Optional[Tag]:
     return Flat(tuple(out))
 
 
+def _fuse_copies(atoms: list[tuple[int, Any]], t: SymTensor) -> list[tuple[int, Any]]:
+    """Digits of axis ``k`` of place value ``s`` and up, followed by another copy of ``k`` with ``s``
+    positions: one axis again, each position reading both.
+
+    gcvit's global query attention: keys and values come from windows of ``s`` positions (after the
+    contraction only the window digit is left, its field constant over the window), the queries from
+    the global map of ``s`` positions, which the window reverse puts at the position in the window.
+    Position ``q = s * w + a`` of the regrouped dim reads the window's field at ``q`` and the other
+    copy's field at ``a = q mod s``: the union of the two, exactly, as a table over the axis when the
+    slopes differ (`Field.merge` with the length).  Only when no dim of ``t`` holds a lower digit of
+    that axis (else position ``a`` would not be the position in the window) and without a roll."""
+    out: list[tuple[int, Any]] = []
+    for size, leaf in atoms:
+        prev = out[-1][1] if out else None
+        if (isinstance(prev, Sub) and isinstance(leaf, Axis) and leaf.axis == prev.axis and size == prev.stride
+                and prev.shift == 0 and prev.stride * prev.size == prev.n and prev.n % size == 0
+                and not _has_lower_digit(t, prev)):
+            mod = PAMap(size, 0, range(size))  # q -> q mod s
+            field = prev.field.merge(leaf.field.through(mod, mod, size=prev.n), size=prev.n)
+            out[-1] = (out[-1][0] * size, Sub(prev.axis, field, prev.n, 1, prev.n))
+            continue
+        out.append((size, leaf))
+    return out
+
+
+def _has_lower_digit(t: SymTensor, digit: Sub) -> bool:
+    """Whether some dim of ``t`` holds a digit of ``digit``'s axis below ``digit``'s place value."""
+    return any(isinstance(leaf, Sub) and (leaf.axis, leaf.n, leaf.shift) == (digit.axis, digit.n, digit.shift)
+               and leaf.stride < digit.stride for tag in t.tags for leaf in _leaves(tag))
+
+
 def _pin(pinned: dict, tag: Any) -> None:
     """Keep the fields of a size-1 factor (it holds a single position) in ``pinned``."""
     for k, f in tag.items():
@@ -1093,7 +1168,7 @@ def _reshape(t: SymTensor, new_shape: tuple[int, ...]) -> SymTensor:
             acc.append(split[0])
             queue.append(split[1])
             got = m
-        new_tags.append(_group(acc))
+        new_tags.append(_group(_fuse_copies(acc, t)))
     out = t.like(shape=new_shape, tags=new_tags, pinned=pinned)
     kept = _kept_dim(t.shape, new_shape, t.parts[0]) if t.parts is not None else None
     if kept is not None:

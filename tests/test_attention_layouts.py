@@ -359,3 +359,74 @@ def test_pool_straddling_rows_is_unknown():
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(2), nn.AvgPool1d(3, 3))
     r = last(rfgraph.analyze(model, (1, 1, 8, 8), fallback="unknown"))
     assert r.source == "unknown" and "AvgPool1d" in r.reason
+
+class GlobalQueryBlock(nn.Module):
+    """gcvit's global-query window attention in small: conv k=3 p=1; keys and values from windows of
+    ``ws`` (``(B * nW, ws * ws, C)``); queries from the whole map pooled down to ``ws x ws`` (avg 2,
+    stride 2: ``n = 2 ws``), flattened and repeated over the windows (``repeat_interleave``, as timm);
+    attention per window, windows put back (timm's window_reverse)."""
+
+    def __init__(self, ws: int = 4, c: int = 4):
+        super().__init__()
+        self.ws = ws
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.pool = nn.AvgPool2d(2)
+        self.kv = nn.Linear(c, 2 * c)
+        self.proj = nn.Linear(c, c)
+
+    def forward(self, x):
+        x = self.conv(x)
+        g = self.pool(x).permute(0, 2, 3, 1)  # (B, ws, ws, C): the global query map
+        x = x.permute(0, 2, 3, 1)
+        B, H, W, C = x.shape
+        ws = self.ws
+        t = x.view(B, H // ws, ws, W // ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
+        k, v = self.kv(t).chunk(2, dim=-1)
+        q = g.repeat_interleave(t.shape[0] // B, dim=0).reshape(-1, ws * ws, C)
+        a = ((q * 1e-3) @ k.transpose(-2, -1)).softmax(dim=-1)
+        o = self.proj(a @ v)
+        o = o.view(B, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
+        return o.permute(0, 3, 1, 2)
+
+
+def test_global_query_attention():
+    """n = 8, ws = 4.  Keys / values of window w read the conv field of the window: [4w - 1, 4w + 4];
+    the query at position a of every window is the global map's unit a: the conv field through the
+    pool of 2, [2a - 1, 2a + 2].  Output position p = 4w + a reads both:
+    [min(4w - 1, 2a - 1), max(4w + 4, 2a + 2)] -- two slopes (4 per window, 2 per query), an exact
+    table over the 8 positions (rf 10 at p = 3, 4: [-1, 8]; mean stride 4/7).  Before the windows are
+    put back, the record at window index w pairs it with every query: [min(4w - 1, -1), max(4w + 4, 8)]."""
+    model = GlobalQueryBlock()
+    a = check(model, (1, 1, 8, 8))
+    r = last(a)
+    assert r.source == "symbolic" and r.is_global == (False, False)
+    expected = [(min(4 * (p // 4) - 1, 2 * (p % 4) - 1), max(4 * (p // 4) + 4, 2 * (p % 4) + 2)) for p in range(8)]
+    assert expected[:4] == [(-1, 4), (-1, 4), (-1, 6), (-1, 8)] and expected[4:] == [(-1, 8), (1, 8), (3, 8), (3, 8)]
+    assert _maps(r, 0, 8) == expected and _maps(r, 1, 8) == expected
+    assert r.rf == (10, 10) and r.stride_regular == (False, False)
+    for axis in (0, 1):
+        assert assert_windows_match(model, (1, 1, 8, 8), r, axis) == 8
+    per_window = a["proj"]
+    assert [(per_window.lo[0](w), per_window.hi[0](w)) for w in range(2)] == [(-1, 8), (-1, 8)]
+    assert a["repeat_interleave"].source == "symbolic"
+
+
+def test_gcvit_stage_global_query():
+    """timm's GlobalContextVitStage itself (16 x 16, windows of 4, squeeze-excitation removed: with it the
+    global query is a context path, which the probe cannot cut on a fixed-size model).  Block 0: windows
+    of 4, p reads [4 floor(p/4), + 3].  Global query: MbConv (dw 3x3) + max pool 3/2/1 twice:
+    G(a) = [4a - 6, 4a + 6].  Block 1's output p = 4w + a: [min(4w, 4a - 6), max(4w + 3, 4a + 6)]."""
+    timm_gcvit = pytest.importorskip("timm.models.gcvit")
+    torch.manual_seed(0)
+    stage = timm_gcvit.GlobalContextVitStage(dim=4, depth=2, num_heads=1, feat_size=(16, 16), window_size=(4, 4),
+                                             downsample=False, norm_layer_cl=nn.LayerNorm).eval()
+    for m in stage.modules():
+        if hasattr(m, "se"):
+            m.se = nn.Identity()
+    a = rfgraph.analyze(stage, (1, 4, 16, 16))
+    assert a.counts()["unknown"] == 0
+    r = a["blocks.1.add_1"]
+    expected = [(min(4 * (p // 4), 4 * (p % 4) - 6), max(4 * (p // 4) + 3, 4 * (p % 4) + 6)) for p in range(16)]
+    assert _maps(r, 0, 16) == expected and _maps(r, 1, 16) == expected and r.rf == (22, 22)
+    report = rfgraph.validate(stage, (1, 4, 16, 16), nodes=["blocks.1.add", "blocks.1.add_1"])
+    assert report.ok, report

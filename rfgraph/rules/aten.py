@@ -132,7 +132,7 @@ SAME_AS_METHOD: dict[str, str] = {
         "masked_fill", "masked_fill_", "lerp", "addcmul", "addcdiv", "eq", "ne", "lt", "gt", "le", "ge",
         "remainder", "fmod", "floor_divide", "logical_and", "logical_or", "copy_",
         "view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
-        "expand", "repeat", "narrow", "split", "chunk", "unbind", "to",
+        "expand", "repeat", "repeat_interleave", "narrow", "split", "chunk", "unbind", "to",
         "new_zeros", "new_ones", "new_full", "new_empty", "zero_", "fill_", "normal_", "uniform_",
         "mean", "sum", "amax", "amin", "std", "var", "prod", "logsumexp", "norm", "all", "any", "argmax",
         "argmin", "softmax", "log_softmax", "cumsum", "cumprod",

@@ -36,6 +36,7 @@ __all__ = [
     "squeeze_rule",
     "unsqueeze_rule",
     "expand_rule",
+    "repeat_interleave_rule",
     "expand_as_rule",
     "repeat_rule",
     "getattr_rule",
@@ -236,6 +237,44 @@ def repeat_rule(call: OpCall) -> SymTensor:
         return base.as_unknown(f"{call.describe()} tiles a spatial dimension", shape=shape)
     out, _ = merge_tensors([base], shape, call.describe())
     return out
+
+
+def repeat_interleave_rule(call: OpCall) -> SymTensor:
+    """``x.repeat_interleave(r, dim)``: position ``u`` of the result is position ``floor(u / r)``.
+
+    A dim holding no position (batch, channels; gcvit's global query repeated over the windows) only
+    grows; along a whole axis it is the window ``L(u) = H(u) = floor(u / r)`` (a nearest upsample by
+    ``r``); along tokens it is the regrouping ``(n, 1) -> (n, r) -> n * r`` (each token followed by
+    ``r - 1`` copies: a constant factor of the layout).  Per-position repeats (a tensor) and
+    ``dim=None`` (flatten first) of positions are unknown."""
+    x = tensor_arg(call)
+    repeats = call.arg(1, "repeats")
+    dim = call.arg(2, "dim", None)
+    if isinstance(repeats, torch.Tensor) and repeats.numel() == 1 and repeats.device.type != "meta":
+        repeats = int(repeats.item())
+    if not isinstance(repeats, int):
+        shape = tuple(run_for_shape(call).shape)
+        return x.as_unknown(f"{call.describe()} with per-position repeats has no rule", shape=shape)
+    if dim is None:
+        flat = x.reshape((math.prod(x.shape),))
+        if flat.tags[0] is not None:
+            return x.as_unknown(f"{call.describe()} over the flattened positions has no rule",
+                                shape=(math.prod(x.shape) * repeats,))
+        return flat.like(shape=(math.prod(x.shape) * repeats,))
+    d = norm_dim(dim, x.ndim)
+    n = x.shape[d]
+    shape = x.shape[:d] + (n * repeats,) + x.shape[d + 1:]
+    tag = x.tags[d]
+    if repeats == 1:
+        return x
+    if tag is None:
+        return x.like(shape=shape)
+    if isinstance(tag, Axis):
+        low = PAMap(repeats, 1, tuple([0] * repeats))  # floor(u / r)
+        return x.window(d, low, low, n * repeats, call.describe())
+    pair = x.reshape(x.shape[:d] + (n, 1) + x.shape[d + 1:])
+    out, _ = merge_tensors([pair], x.shape[:d] + (n, repeats) + x.shape[d + 1:], call.describe())
+    return out.reshape(shape)
 
 
 def getattr_rule(call: OpCall) -> Any:

@@ -70,6 +70,7 @@ from .shapes import (
     narrow_rule,
     numel_rule,
     permute_rule,
+    repeat_interleave_rule,
     repeat_rule,
     reshape_rule,
     size_rule,
@@ -366,6 +367,7 @@ FUNCTION_RULES: dict[Any, Rule] = {
     # rearrangements
     torch.flip: flip_rule,
     torch.roll: roll_rule,
+    torch.repeat_interleave: repeat_interleave_rule,
     torch.select: select_rule,
     # mixing
     **_reduction_functions,
@@ -420,6 +422,7 @@ METHOD_RULES: dict[str, Rule] = {
     "expand": expand_rule,
     "expand_as": expand_as_rule,
     "repeat": repeat_rule,
+    "repeat_interleave": repeat_interleave_rule,
     "size": size_rule,
     "dim": dim_rule,
     "numel": numel_rule,

@@ -133,6 +133,31 @@ def test_empty_prefix_slice_is_taken_on_purpose():
 
 
 
+
+def test_repeat_interleave():
+    """x.repeat_interleave(2, dim=-1) along W: unit u is unit floor(u / 2): L = H = floor(u / 2),
+    stride 1/2 (a nearest upsample), 5 -> 10.  Along the batch dim (gcvit's global query repeated over
+    the windows): the fields stay.  Along tokens (B, H*W, C): each token followed by its copy, and a
+    reshape to (B, H, W, 2, C) gives the map back (conv field rf 3)."""
+    r = last(check(Lambda(lambda x: x.repeat_interleave(2, dim=-1)), (1, 1, 4, 5)))
+    assert r.shape == (1, 1, 4, 10) and summary(r, 1) == (1, 1, HALF, 0)
+    assert [(r.lo[1](u), r.hi[1](u)) for u in range(4)] == [(0, 0), (0, 0), (1, 1), (1, 1)]
+    r = last(check(Lambda(lambda x: torch.repeat_interleave(x, 3, dim=0)), (1, 1, 4, 5)))
+    assert r.shape == (3, 1, 4, 5) and r.rf == (1, 1) and r.source == "symbolic"
+
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            t = self.conv(x).flatten(2).transpose(1, 2).repeat_interleave(2, dim=1)  # (1, 2 * 16, 2)
+            return t.reshape(1, 4, 4, 2, 2).permute(0, 3, 4, 1, 2).reshape(1, 4, 4, 4)
+
+    r = last(check(Tokens(), (1, 1, 4, 4)))
+    assert r.source == "symbolic" and summary(r, 0) == (3, 3, 1, -1)
+
+
 # ---------------------------------------------------------------------------
 # handlers called directly
 # ---------------------------------------------------------------------------
