@@ -512,7 +512,12 @@ class SymTensor:
                 # The axis's only digits left (a reduction dropped the lower ones): an ordinary axis
                 # of n / stride positions.
                 tags[d] = Axis(tag.axis, held.through(low, high, taps[0] if taps else 1, size))
-                if tag.axis in pinned:
+                if tag.axis in pinned and pinned[tag.axis] == tag.field:
+                    # the dropped digits' field is the one the held digits carry (constant over the
+                    # dropped ones): the window's field covers it; kept, it would stay indexed by the
+                    # old positions (csatv2's DCT stem, then an adaptive pool: slopes 8 and 512/7)
+                    pinned = {k: f for k, f in pinned.items() if k != tag.axis}
+                elif tag.axis in pinned:
                     pinned = {**pinned, tag.axis: _held_field(pinned[tag.axis], tag.n, 0, tag.stride)}
             elif isinstance(tag, Cat) and (cut := _cut_segments(tag, low, high, size, taps)) is not _NO_CUT:
                 tags[d] = cut

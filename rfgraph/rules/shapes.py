@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from ..algebra import PAMap
+from ..algebra import FiniteMap, PAMap
 from ..errors import RuleError
 from ..values import Axis, SymTensor, merge_tensors
 from .call import OpCall, as_operand, as_tuple, norm_dim, run_for_shape, tensor_arg
@@ -324,6 +324,9 @@ def apply_index(call: OpCall, x: SymTensor, index: Any) -> SymTensor:
     if not isinstance(index, tuple):
         index = (index,)
     if any(isinstance(i, (SymTensor, torch.Tensor, list)) for i in index):
+        gathered = _gather(call, x, index)
+        if gathered is not None:
+            return gathered
         shape = tuple(run_for_shape(call).shape)
         return x.as_unknown(f"{call.describe()}: advanced indexing has no rule", shape=shape)
     n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
@@ -360,6 +363,47 @@ def apply_index(call: OpCall, x: SymTensor, index: Any) -> SymTensor:
         else:
             raise RuleError(f"{call.describe()} at node {call.name!r}: index {i!r} has no rule")
     return out
+
+
+def _gather(call: OpCall, x: SymTensor, index: tuple) -> Optional[SymTensor]:
+    """``x[..., idx, ...]`` with one constant 1-D integer index (a list or tensor) and full slices
+    elsewhere: a gather along that dim.  Along a dim holding no position (channels; csatv2's zigzag
+    order of the DCT coefficients) each output reads what the input did: fields unchanged.  Along a
+    whole axis with increasing indices it is the window ``L = H = idx`` (a table).  Anything else
+    (a permutation of positions, several index tensors, masks): ``None``, the caller's unknown."""
+    adv = [j for j, i in enumerate(index) if isinstance(i, (SymTensor, torch.Tensor, list))]
+    if len(adv) != 1 or isinstance(index[adv[0]], SymTensor):
+        return None
+    if any(i is None or (i is not Ellipsis and j != adv[0] and i != slice(None)) for j, i in enumerate(index)):
+        return None
+    if index.count(Ellipsis) > 1:
+        return None
+    idx = index[adv[0]]
+    if isinstance(idx, list) and not all(isinstance(v, int) and not isinstance(v, bool) for v in idx):
+        return None
+    if isinstance(idx, torch.Tensor) and (idx.ndim != 1 or idx.dtype in (torch.bool, torch.uint8)
+                                          or idx.dtype.is_floating_point):
+        return None
+    n_real = sum(1 for i in index if i is not Ellipsis)
+    if Ellipsis in index and index.index(Ellipsis) < adv[0]:
+        d = adv[0] - 1 + (x.ndim - n_real)  # the Ellipsis stands for x.ndim - n_real dims
+    else:
+        d = adv[0]
+    if d >= x.ndim:
+        return None
+    n_out = len(idx) if isinstance(idx, list) else int(idx.shape[0])
+    shape = x.shape[:d] + (n_out,) + x.shape[d + 1:]
+    tag = x.tags[d]
+    if tag is None:
+        return x.like(shape=shape)
+    if not isinstance(tag, Axis) or (isinstance(idx, torch.Tensor) and idx.device.type == "meta") or n_out == 0:
+        return None
+    n = x.shape[d]
+    values = [int(v) % n for v in (idx if isinstance(idx, list) else idx.tolist())]
+    if any(b <= a for a, b in zip(values, values[1:])):
+        return None  # a permutation or repetition of positions: no monotone window
+    at = FiniteMap(values)
+    return x.window(d, at, at, n_out, call.describe())
 
 
 def narrow_rule(call: OpCall) -> SymTensor:

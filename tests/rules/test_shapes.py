@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
-from rfcheck import Lambda, check, last, summary
+from rfcheck import Lambda, assert_windows_match, check, last, summary
 from torch import nn
 
 from rfgraph.algebra import PAMap
@@ -156,6 +156,55 @@ def test_repeat_interleave():
 
     r = last(check(Tokens(), (1, 1, 4, 4)))
     assert r.source == "symbolic" and summary(r, 0) == (3, 3, 1, -1)
+
+
+
+class _DctStem(nn.Module):
+    """csatv2's DCT stem in small: 4 x 4 patches, a linear map over each patch's columns then rows
+    (the DCT), the 16 coefficients per channel reordered by a constant index (the zigzag order:
+    advanced indexing along a channel dim), a 1x1 conv, then an adaptive average pool 8 -> 3."""
+
+    def __init__(self, index_as_tensor: bool):
+        super().__init__()
+        self.dct = nn.Linear(4, 4, bias=False)
+        perm = [0, 1, 4, 8, 5, 2, 3, 6, 9, 12, 13, 10, 7, 11, 14, 15]
+        self.perm = torch.tensor(perm) if index_as_tensor else perm
+        self.conv = nn.Conv2d(16, 2, 1)
+        self.pool = nn.AdaptiveAvgPool2d(3)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h // 4, 4, w // 4, 4).permute(0, 2, 4, 1, 3, 5)
+        x = self.dct(self.dct(x).transpose(-1, -2)).transpose(-1, -2)
+        x = x.reshape(-1, c, 16)[:, :, self.perm]
+        x = x.reshape(b, h // 4, w // 4, c, 16).permute(0, 3, 4, 1, 2)
+        return self.pool(self.conv(x[:, 0]))
+
+
+def test_constant_index_along_channels_is_a_gather():
+    """x[:, :, perm] along the DCT coefficients (no position) keeps every field: the stem's unit u reads
+    its patch [4u, 4u + 3]; the adaptive pool 8 -> 3 reads stem units [0, 2], [2, 5], [5, 7]: input
+    [0, 11], [8, 23], [20, 31].  (The coefficients' dropped digits were also kept as a field indexed by
+    the old positions, which the pool's windows no longer matched: 'different strides'.)"""
+    for as_tensor in (False, True):
+        m = _DctStem(as_tensor)
+        a = check(m, (1, 1, 32, 32))
+        assert a["getitem_4"].source == "symbolic" and a["getitem_4"].shape == (64, 1, 16)
+        r = last(a)
+        assert r.source == "symbolic"
+        assert [(r.lo[0](o), r.hi[0](o)) for o in range(3)] == [(0, 11), (8, 23), (20, 31)]
+        assert_windows_match(m, (1, 1, 32, 32), r, 0)
+        assert_windows_match(m, (1, 1, 32, 32), r, 1)
+
+
+def test_constant_index_along_a_spatial_dim():
+    """x[..., [1, 2, 5]] along W: increasing positions, the window L = H = (1, 2, 5) as a table;
+    a permutation of positions ([2, 0, 1]) has no monotone window: unknown, named."""
+    r = last(check(Lambda(lambda x: x[..., [1, 2, 5]]), (1, 1, 4, 6)))
+    assert r.source == "symbolic" and r.shape == (1, 1, 4, 3)
+    assert [(r.lo[1](u), r.hi[1](u)) for u in range(3)] == [(1, 1), (2, 2), (5, 5)]
+    r = last(check(Lambda(lambda x: x[:, :, :, [2, 0, 1]]), (1, 1, 4, 6)))
+    assert r.source == "unknown" and "advanced indexing" in r.reason
 
 
 # ---------------------------------------------------------------------------
