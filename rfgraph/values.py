@@ -685,8 +685,14 @@ class SymTensor:
         touched = {k for d in dims if self.tags[d] is not None for k, _ in self.tags[d].items()}
         after = mixed.axis_fields()
         if all(f.is_global for k in touched for f in after.get(k, ())):
+            # A spatially constant statistic scales each element: every element keeps its own field, so
+            # the concat pieces survive (GroupNorm / InstanceNorm after a concat), each with the context.
             out = self.like()
             out.global_context = True
+            if self.parts is not None:
+                out.parts = (self.parts[0], tuple((a, b, piece.like()) for a, b, piece in self.parts[1]))
+                for _, _, piece in out.parts[1]:
+                    piece.global_context = True
             return out
         return mixed
 

@@ -16,7 +16,7 @@ import torch
 
 from ..algebra import PAMap
 from ..errors import InputShapeError, RuleError
-from ..values import Axis, SymTensor
+from ..values import Axis, SymTensor, merge_tensors
 from ..windows import (
     WindowParams,
     adaptive_window,
@@ -85,12 +85,43 @@ def _apply(call: OpCall, x: SymTensor, per_dim, channels: Optional[int] = None, 
     if channels is not None and not out.unknown:
         shape = list(out.shape)
         shape[x.ndim - len(per_dim) - 1] = channels
+        parts = _group_parts(call, out, c, groups, channels) if groups > 1 else None
         out = out.like(shape=shape)
+        out.parts = parts
     elif channels is not None:
         shape = list(out.shape)
         shape[x.ndim - len(per_dim) - 1] = channels
         out.shape = tuple(shape)
     return out
+
+
+def _group_parts(call: OpCall, out: SymTensor, c: int, groups: int, channels: int):
+    """Concat pieces through a grouped conv: output group ``g`` reads input group ``g`` only, so its
+    channels see the union of the pieces overlapping that group's input channels, not the whole union
+    (a depthwise conv after a concat keeps each operand's field).  Neighbouring groups with the same
+    fields are one piece.  None when ``out`` (the windows, input channel count) carries no pieces."""
+    if out.parts is None or out.parts[0] != c:
+        return None
+    per_in, per_out = out.shape[c] // groups, channels // groups
+    merged: list[tuple[int, int, SymTensor]] = []
+    for g in range(groups):
+        lo, hi = g * per_in, (g + 1) * per_in
+        shape = tuple(per_out if d == c else n for d, n in enumerate(out.shape))
+        operands = [piece.like(shape=shape) for a, b, piece in out.parts[1] if a < hi and b > lo]
+        piece, _ = merge_tensors(operands, shape, call.describe())
+        if piece.unknown:
+            return None
+        if merged and _same_fields(merged[-1][2], piece):
+            a, _, prev = merged[-1]
+            merged[-1] = (a, (g + 1) * per_out, prev.like(shape=tuple(
+                (g + 1) * per_out - a if d == c else n for d, n in enumerate(shape))))
+        else:
+            merged.append((g * per_out, (g + 1) * per_out, piece))
+    return (c, tuple(merged)) if len(merged) > 1 else None
+
+
+def _same_fields(a: SymTensor, b: SymTensor) -> bool:
+    return (a.tags, a.pinned, a.global_context, a.probed) == (b.tags, b.pinned, b.global_context, b.probed)
 
 
 def _mix_channel_positions(call: OpCall, x: SymTensor, c: int, groups: int) -> SymTensor:

@@ -322,3 +322,40 @@ def test_botnet_attention_block_is_global():
     measured = rfgraph.probe(model, pos.name, (1, 1, 8, 8))
     assert measured.rf == (3, 3) and measured.start == (-1, -1)
     assert all(rfgraph.probe(model, r.name, (1, 1, 8, 8)).is_global)
+
+
+@pytest.mark.parametrize("norm", [nn.GroupNorm(2, 4), nn.GroupNorm(1, 4), nn.InstanceNorm2d(4, affine=True)])
+def test_norm_with_global_statistics_keeps_the_concat_pieces(norm):
+    """A statistic over whole axes (GroupNorm, InstanceNorm) is spatially constant:
+    each element keeps its own field plus a context path, so the 1x1 operand of a concat keeps rf 1 after
+    the norm (it was the union, 7, before).  The probe, which freezes norm statistics, measures the same."""
+    class CatNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.near, self.far, self.norm = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 7, padding=3), norm
+
+        def forward(self, x):
+            return self.norm(torch.cat([self.near(x), self.far(x)], 1))[:, :2]
+
+    model = CatNorm().eval()
+    r = last(rfgraph.analyze(model, (1, 2, 12, 12)))
+    assert (r.rf, r.global_context) == ((1, 1), True)
+    assert rfgraph.probe(model, r.name, (1, 2, 12, 12)).rf == (1, 1)
+
+
+def test_layer_norm_over_channels_mixes_the_concat_pieces():
+    """LayerNorm over the channels only: each position's statistic reads every channel there, so the 1x1
+    operand's channels see the 7x7 operand's field through it: the union, 7 (probe agrees)."""
+    class CatLN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.near, self.far, self.norm = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 7, padding=3), nn.LayerNorm(4)
+
+        def forward(self, x):
+            y = torch.cat([self.near(x), self.far(x)], 1).permute(0, 2, 3, 1)
+            return self.norm(y)[..., :2].permute(0, 3, 1, 2)
+
+    model = CatLN().eval()
+    r = last(rfgraph.analyze(model, (1, 2, 12, 12)))
+    assert r.rf == (7, 7)
+    assert rfgraph.probe(model, r.name, (1, 2, 12, 12)).rf == (7, 7)

@@ -1025,3 +1025,43 @@ def test_conv1d_over_tokens_as_channels_is_global():
     r = last(check(model, (1, 1, 4, 4)))
     assert r.shape == (1, 5, 3)
     assert r.is_global == (True, True)
+
+
+class _CatThen(nn.Module):
+    """``cat([conv1x1(x) (n_near channels), conv7x7(x) (n_far channels)], 1)``, then ``mid``, then a channel
+    slice: the slice reads the near operand (rf 1), the far one (rf 7) or both (7)."""
+
+    def __init__(self, n_near: int, n_far: int, mid: nn.Module, channels: slice):
+        super().__init__()
+        self.near, self.far = nn.Conv2d(2, n_near, 1), nn.Conv2d(2, n_far, 7, padding=3)
+        self.mid, self.channels = mid, channels
+
+    def forward(self, x):
+        return self.mid(torch.cat([self.near(x), self.far(x)], 1))[:, self.channels]
+
+
+@pytest.mark.parametrize("n_near, n_far, mid, channels, rf", [
+    # two groups of two channels: group 0 reads the near operand only, group 1 the far one
+    (2, 2, nn.Conv2d(4, 4, 1, groups=2), slice(0, 2), 1),
+    (2, 2, nn.Conv2d(4, 4, 1, groups=2), slice(2, 4), 7),
+    # depthwise: every channel keeps its own operand's field
+    (2, 2, nn.Conv2d(4, 4, 3, padding=1, groups=4), slice(0, 2), 3),
+    (2, 2, nn.Conv2d(4, 4, 3, padding=1, groups=4), slice(1, 3), 9),
+    # a depthwise channel multiplier of 2: output channels 0..3 come from input channels 0, 1
+    (2, 2, nn.Conv2d(4, 8, 1, groups=4), slice(0, 4), 1),
+    (2, 2, nn.Conv2d(4, 8, 1, groups=4), slice(4, 8), 7),
+    # groups that cut across the operands: group 0 reads channel 0 (near) and channel 1 (far)
+    (1, 3, nn.Conv2d(4, 4, 1, groups=2), slice(0, 2), 7),
+    (3, 1, nn.Conv2d(4, 4, 1, groups=2), slice(0, 2), 1),
+    (3, 1, nn.Conv2d(4, 4, 1, groups=2), slice(2, 4), 7),
+    # one group mixes every channel: the union
+    (2, 2, nn.Conv2d(4, 4, 1), slice(0, 2), 7),
+])
+def test_grouped_conv_after_a_concat_keeps_each_group_apart(n_near, n_far, mid, channels, rf):
+    """Output group g of a grouped conv reads input group g only: a channel slice after it sees the
+    union of the concat operands in its groups' inputs, not of all of them (a depthwise conv after a
+    concat).  Brute force: every output unit's window against a numeric back-propagation."""
+    model = _CatThen(n_near, n_far, mid, channels)
+    a = check(model, (1, 2, 16, 16))
+    assert summary(last(a)) == (rf, rf, 1, -(rf // 2))
+    assert assert_windows_match(model, (1, 2, 16, 16), last(a), 0, interior_only=True) >= 1
