@@ -757,6 +757,9 @@ def probe(
     >>> r.rf, r.stride, r.start, r.exact
     ((9,), (Fraction(2, 1),), (Fraction(0, 1),), True)
     """
+    if not isinstance(node, str):
+        raise TypeError(f"probe(model, node, input_shape): node must be a node or module name (a str), not "
+                        f"{type(node).__name__} {node!r}")
     t0 = time.perf_counter()
     if analysis is None and input_shape is not None and use_estimate:
         try:
