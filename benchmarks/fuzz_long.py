@@ -81,7 +81,7 @@ def _run(seed: int, examples: int, out: str, family: str = "dag") -> dict:
     torch.set_num_threads(1)  # one core per job
     stats = {"networks": 0, "compared": 0, "last_node_compared": 0, "failures": 0, "nodes": 0,
              "nodes_checked": 0, "nodes_full_period": 0, "units": 0, "nodes_unknown": 0, "networks_unknown": 0,
-             "axes_too_big": 0, "by_nd": {1: 0, 2: 0, 3: 0}, "features": {}}
+             "axes_too_big": 0, "thin_retries": 0, "by_nd": {1: 0, 2: 0, 3: 0}, "features": {}}
 
     @hseed(seed)
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -114,11 +114,12 @@ def _run(seed: int, examples: int, out: str, family: str = "dag") -> dict:
         stats["nodes_unknown"] += report.nodes_unknown
         stats["networks_unknown"] = stats.get("networks_unknown", 0) + (report.nodes_unknown > 0)
         stats["axes_too_big"] += report.too_big
+        stats["thin_retries"] += report.thin_retries
         if report.disagreements:
             stats["failures"] += 1
             with open(out, "a") as fh:
-                fh.write(json.dumps({"spec": str(spec), "disagreements": [str(d) for d in report.disagreements[:20]]})
-                         + "\n")
+                fh.write(json.dumps({"spec": str(spec), "axis": axis % spec.nd,
+                                     "disagreements": [str(d) for d in report.disagreements[:20]]}) + "\n")
         if stats["networks"] % 250 == 0:
             print(f"[seed {seed}] {stats['networks']} networks, {stats['failures']} failing", flush=True)
 

@@ -23,7 +23,6 @@ report) read the op's parameters instead of parsing them again.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -225,7 +224,8 @@ def _fit(
 def interpolate_window(
     n_in: int, n_out: int, mode: str, align_corners: Optional[bool], scale: Optional[float]
 ) -> tuple[PAMap, PAMap]:
-    """Source windows of ``F.interpolate`` along one dim, computed as torch computes them (float32).
+    """Source windows of ``F.interpolate`` along one dim: nearest from the index torch computes (float32,
+    whatever the tensor's dtype), linear / cubic from the exact source index (see below).
 
     ``scale`` is the user's scale factor when torch is given one (it then uses
     ``1/scale`` instead of ``n_in/n_out``).  Windows are unclipped: border
@@ -248,42 +248,25 @@ def interpolate_window(
             idx = np.floor(src).astype(np.int64)
         return _fit(idx.tolist(), idx.tolist(), n_in, n_out, _scale_ratio(scale))
     cubic = mode == "bicubic"
+    # The exact source index, not torch's float arithmetic: where it is an integer k, float rounding gives
+    # k - eps or k + eps, so a neighbour gets a weight of ~1e-8 (float32, depending on whether the CPU
+    # kernel fuses the multiply-add) or ~1e-17 (float64) or none: rounding noise, not a dependency (the
+    # probe and the tests' back-propagation draw the same line).  Elsewhere the exact source is at least
+    # 1 / (2 n_out) from an integer, so floor and ceil are torch's.
+    ratio = _scale_ratio(scale)
     if align_corners:
-        ratio = f32(n_in - 1) / f32(n_out - 1) if n_out > 1 else f32(0)
-        src = ratio * u.astype(f32)
+        step = Fraction(n_in - 1, n_out - 1) if n_out > 1 else Fraction(0)
+        srcs = [step * v for v in range(n_out)]
     else:
-        ratio = f32(1.0 / scale) if scale else f32(n_in) / f32(n_out)
-        if fused_source_index():
-            # ``ratio * (u + 0.5) - 0.5`` rounded once (exact in float64 for any length below 2^26)
-            src = (ratio.astype(np.float64) * (u.astype(np.float64) + 0.5) - 0.5).astype(f32)
-        else:
-            src = ratio * (u.astype(f32) + f32(0.5)) - f32(0.5)
-    base = np.floor(src)
-    frac = src - base
-    base = base.astype(np.int64)
-    moving = frac > 0
-    if cubic:
-        lo = np.where(moving, base - 1, base)
-        hi = np.where(moving, base + 2, base)
-    else:
-        lo = base
-        hi = base + moving.astype(np.int64)
-    return _fit(lo.tolist(), hi.tolist(), n_in, n_out, (n_in - 1, n_out - 1) if align_corners else _scale_ratio(scale))
-
-
-@functools.lru_cache(maxsize=None)
-def fused_source_index() -> bool:
-    """Whether torch's linear / cubic interpolation (``align_corners=False``) rounds its source index
-    ``scale * (u + 0.5) - 0.5`` once (a fused multiply-add: torch's vectorised CPU kernels are compiled
-    with FMA where the CPU has it) rather than twice.  It decides the units whose exact source is an
-    integer: for scale 1/3, unit 1 has ``0.33333334 * 1.5 - 0.5``, 1.49e-8 rounded once (a tiny weight on
-    input 1: the unit reads it) and 0 rounded twice.  Asked of torch once per process, on 8 values."""
-    import torch  # deferred: the window arithmetic itself needs no torch
-    import torch.nn.functional as F
-
-    x = torch.zeros(1, 1, 8)
-    x[0, 0, 1] = 1.0
-    return bool(F.interpolate(x, scale_factor=3.0, mode="linear", align_corners=False)[0, 0, 1] > 0)
+        step = Fraction(*ratio) if ratio else Fraction(n_in, n_out)
+        srcs = [step * (2 * v + 1) / 2 - Fraction(1, 2) for v in range(n_out)]
+    lo, hi = [], []
+    for x in srcs:
+        base = math.floor(x)
+        moving = x != base
+        lo.append(base - 1 if moving and cubic else base)
+        hi.append(base + (2 if cubic else 1) if moving else base)
+    return _fit(lo, hi, n_in, n_out, (n_in - 1, n_out - 1) if align_corners else ratio)
 
 
 def _scale_ratio(scale: Optional[float]) -> Optional[tuple[int, int]]:

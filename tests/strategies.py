@@ -362,8 +362,11 @@ class FuzzNet(nn.Module):
                         y = torch.stack([y, z]).amax(0)
             y = self.taps[i](y)
             if self.reference:
-                # reachability only: 0 / 1 after every op (no underflow over deep networks)
-                y = (y > 0).to(y.dtype)
+                # reachability only: 0 / 1 after every op (no underflow over deep networks); the reference
+                # runs in float64, where an interpolation whose exact source index is an integer still gives
+                # the neighbour a weight of ~1e-17 (rounding noise, not a dependency: real weights are
+                # above 1e-6 here)
+                y = (y > (1e-9 if op.kind in ("up", "resize") else 0)).to(y.dtype)
                 self.outputs.append(self.reduce(y) if self.reduce is not None else y)
             nodes.append(y)
         return nodes[-1]
@@ -539,12 +542,15 @@ class Report:
     #: the measured axis' length and the number of slabs fed (of the last axis measured)
     length: int = 0
     slabs: int = 0
+    #: axes measured again with thicker other axes (a disagreement there was the thin axes' doing)
+    thin_retries: int = 0
 
 
 #: Largest number of tensor elements (batch of slabs included) one measurement may allocate.
 BUDGET = 600_000
-#: The same for U-Nets (deep, many nodes, large margins): 8M float32 elements, 32 MB.
-UNET_BUDGET = 8_000_000
+#: The same for U-Nets (deep, many nodes): 32M float32 elements over all nodes, though each node keeps only its
+#: reachability (slabs x units) once computed.
+UNET_BUDGET = 32_000_000
 UNET_THIN = 12
 
 
@@ -579,24 +585,24 @@ def touched(spec: NetSpec, shape: tuple[int, ...], axis: int) -> list[list[bool]
     a unit is non-zero exactly when it reads one.  A unit that reads none is *clean*: every path into it
     reads only real positions along ``axis``, its window is the unclipped one.  Independent of rfgraph.
     """
-    net = FuzzNet(spec, shape, axis=axis, touch=True)
+    net = FuzzNet(spec, shape, axis=axis, touch=True).double()
     net.reduce = lambda y: y.amax(dim=[d for d in range(y.ndim) if d != 2 + axis])
     with torch.no_grad():
-        net(torch.zeros(shape))
+        net(torch.zeros(shape, dtype=torch.float64))
     return [(t > 0).tolist() for t in net.outputs]
 
 
 def measure(spec: NetSpec, shape: tuple[int, ...], axis: int, seed: int = 0, slabs: Optional[range] = None):
     """Per node: ``(n_out, lo, hi)`` lists measured along ``axis`` (``None`` where nothing reaches).
 
-    One batch item per input coordinate of ``slabs`` (default: every coordinate): 1 on that coordinate,
+    In float64.  One batch item per input coordinate of ``slabs`` (default: every coordinate): 1 on that coordinate,
     everywhere along the other axes.  ``lo`` / ``hi`` are the first / last coordinate of ``slabs`` that
     reaches the unit (clipped to ``slabs``: a unit reaching the first or last slab may read beyond)."""
     n = shape[2 + axis]
     slabs = range(n) if slabs is None else slabs
-    net = FuzzNet(spec, shape, reference=True, seed=seed, axis=axis)
+    net = FuzzNet(spec, shape, reference=True, seed=seed, axis=axis).double()
     net.reduce = lambda y: y.amax(dim=[d for d in range(1, y.ndim) if d != 2 + axis]) > 0  # (batch, n_out)
-    x = torch.zeros((len(slabs),) + tuple(shape[1:]))
+    x = torch.zeros((len(slabs),) + tuple(shape[1:]), dtype=torch.float64)
     index = [torch.arange(len(slabs)), slice(None)] + [slice(None)] * spec.nd
     index[2 + axis] = torch.tensor(list(slabs))
     x[tuple(index)] = 1.0
@@ -633,76 +639,27 @@ def check(spec: NetSpec, seed: int = 0, axes: Optional[list[int]] = None, budget
     windows of a run of clean units per node, plus 2).  Every clean unit whose symbolic window lies inside
     the slabs fed (or is empty) is compared: a measured window reaching the first or last slab fed is then a
     disagreement (the unit reads at least that far), and so is a smaller one."""
-    import rfgraph
-
     report = Report()
     nd = spec.nd
     max_size = {1: 2000, 2: 1000, 3: 300}[nd]
     thin = max(_thin_size(spec), min_thin)
-    base_shape = (1, spec.in_channels) + (thin,) * nd
-    last = len(spec.ops) - 1
     for axis in range(nd) if axes is None else axes:
-        def shape_at(n: int, axis: int = axis) -> tuple[int, ...]:
-            shape = list(base_shape)
-            shape[2 + axis] = n
-            return tuple(shape)
-
-        # the length: grow (by 3/2) until the last node has 3 clean units and no node gains clean units
-        n, best, clean = spec.base, -1, None
-        while True:
-            if valid(spec, shape_at(n)):
-                clean = [[not t for t in node] for node in touched(spec, shape_at(n), axis)]
-                counts = [sum(c) for c in clean]
-                have = sum(min(c, 3) for c in counts)
-                if (counts[last] >= 3 and have <= best) or have == 3 * len(counts) or n >= max_size:
-                    break
-                best = max(best, have)
-            elif n >= max_size:
+        result = _check_axis(spec, seed, axis, budget, thin, max_size)
+        # A disagreement that a thicker input makes vanish was the thin axes' doing: a crop there can keep
+        # only a transposed conv's holes (no position of the tensor reads anything, while rfgraph's fields,
+        # one per axis, describe each axis on its own).  Fields along the measured axis do not depend on the
+        # other axes' lengths (every op acts on each axis separately), so the thicker measurement decides.
+        size = thin
+        while result is not None and result.disagreements and size < 4 * thin:
+            size *= 2
+            retry = _check_axis(spec, seed, axis, budget, size, max_size)
+            if retry is None:
                 break
-            n = min(max_size, n * 3 // 2)
-        if clean is None:
+            report.thin_retries += 1
+            result = retry
+        if result is None:
             report.too_big += 1
             continue
-        for attempt in range(5):  # then a full period of the last node's maps (as long as n allows)
-            shape = shape_at(n)
-            analysis = rfgraph.analyze(FuzzNet(spec, shape, seed=seed), shape)
-            rec = analysis[f"taps.{last}"]
-            if rec.source == "unknown" or rec.lo[axis] is None or n >= max_size or attempt == 4:
-                break
-            runs = _runs(clean[last])
-            if runs and len(max(runs, key=len)) >= min((_period(rec, axis) or 8) + 2, 66):
-                break
-            bigger = min(max_size, n * 3 // 2)
-            if not valid(spec, shape_at(bigger)):
-                break
-            n = bigger
-            clean = [[not t for t in node] for node in touched(spec, shape_at(n), axis)]
-        # the slabs: the hull of the symbolic windows of a run of clean units per node (period + 2 units,
-        # 8 at least, centred in the node's longest clean run)
-        lo_fed, hi_fed = None, None
-        records = [analysis[f"taps.{i}"] for i in range(len(spec.ops))]
-        for i, rec in enumerate(records):
-            runs = _runs(clean[i])
-            if rec.source == "unknown" or rec.lo[axis] is None or not runs:
-                continue
-            run = max(runs, key=len)
-            want = min(max((_period(rec, axis) or 8) + 2, 8), 66)
-            mid = (run[0] + run[-1]) // 2
-            first = max(run[0], min(mid - want // 2, run[-1] + 1 - want))
-            for u in range(first, min(run[-1], first + want - 1) + 1):
-                lo, hi = rec.lo[axis](u), rec.hi[axis](u)
-                if lo is not None:
-                    lo_fed = lo if lo_fed is None else min(lo_fed, lo)
-                    hi_fed = hi if hi_fed is None else max(hi_fed, hi)
-        if lo_fed is None:
-            report.too_big += 1
-            continue
-        slabs = range(max(0, lo_fed - 2), min(n, hi_fed + 3))
-        if len(slabs) * sum(math.prod(s) for s in FuzzNet(spec, shape).shapes) > budget:
-            report.too_big += 1
-            continue
-        net, measured = measure(spec, shape, axis, seed, slabs)
-        result = _compare(records, measured, clean, axis, slabs, n)
         report.disagreements += result.disagreements
         report.checked_units += result.units
         report.nodes_checked += result.nodes
@@ -710,9 +667,78 @@ def check(spec: NetSpec, seed: int = 0, axes: Optional[list[int]] = None, budget
         report.nodes_unknown += result.unknown
         report.nodes_skipped += result.skipped
         report.last_checked += result.last
-        report.length = n
-        report.slabs = len(slabs)
+        report.length = result.length
+        report.slabs = result.slabs
     return report
+
+
+def _check_axis(spec: NetSpec, seed: int, axis: int, budget: int, thin: int, max_size: int) -> Optional[_Axis]:
+    """`check` along one axis, the others ``thin``; None when the measurement would exceed ``budget``."""
+    import rfgraph
+
+    base_shape = (1, spec.in_channels) + (thin,) * spec.nd
+    last = len(spec.ops) - 1
+
+    def shape_at(n: int, axis: int = axis) -> tuple[int, ...]:
+        shape = list(base_shape)
+        shape[2 + axis] = n
+        return tuple(shape)
+
+    # the length: grow (by 3/2) until the last node has 3 clean units and no node gains clean units
+    n, best, clean = spec.base, -1, None
+    while True:
+        if valid(spec, shape_at(n)):
+            clean = [[not t for t in node] for node in touched(spec, shape_at(n), axis)]
+            counts = [sum(c) for c in clean]
+            have = sum(min(c, 3) for c in counts)
+            if (counts[last] >= 3 and have <= best) or have == 3 * len(counts) or n >= max_size:
+                break
+            best = max(best, have)
+        elif n >= max_size:
+            break
+        n = min(max_size, n * 3 // 2)
+    if clean is None:
+        return None
+    for attempt in range(5):  # then a full period of the last node's maps (as long as n allows)
+        shape = shape_at(n)
+        analysis = rfgraph.analyze(FuzzNet(spec, shape, seed=seed), shape)
+        rec = analysis[f"taps.{last}"]
+        if rec.source == "unknown" or rec.lo[axis] is None or n >= max_size or attempt == 4:
+            break
+        runs = _runs(clean[last])
+        if runs and len(max(runs, key=len)) >= min((_period(rec, axis) or 8) + 2, 66):
+            break
+        bigger = min(max_size, n * 3 // 2)
+        if not valid(spec, shape_at(bigger)):
+            break
+        n = bigger
+        clean = [[not t for t in node] for node in touched(spec, shape_at(n), axis)]
+    # the slabs: the hull of the symbolic windows of a run of clean units per node (period + 2 units,
+    # 8 at least, centred in the node's longest clean run)
+    lo_fed, hi_fed = None, None
+    records = [analysis[f"taps.{i}"] for i in range(len(spec.ops))]
+    for i, rec in enumerate(records):
+        runs = _runs(clean[i])
+        if rec.source == "unknown" or rec.lo[axis] is None or not runs:
+            continue
+        run = max(runs, key=len)
+        want = min(max((_period(rec, axis) or 8) + 2, 8), 66)
+        mid = (run[0] + run[-1]) // 2
+        first = max(run[0], min(mid - want // 2, run[-1] + 1 - want))
+        for u in range(first, min(run[-1], first + want - 1) + 1):
+            lo, hi = rec.lo[axis](u), rec.hi[axis](u)
+            if lo is not None:
+                lo_fed = lo if lo_fed is None else min(lo_fed, lo)
+                hi_fed = hi if hi_fed is None else max(hi_fed, hi)
+    if lo_fed is None:
+        return None
+    slabs = range(max(0, lo_fed - 2), min(n, hi_fed + 3))
+    if len(slabs) * sum(math.prod(s) for s in FuzzNet(spec, shape).shapes) > budget:
+        return None
+    net, measured = measure(spec, shape, axis, seed, slabs)
+    result = _compare(records, measured, clean, axis, slabs, n)
+    result.length, result.slabs = n, len(slabs)
+    return result
 
 
 def _runs(flags: list[bool]) -> list[range]:
@@ -736,6 +762,8 @@ class _Axis:
     unknown: int = 0
     skipped: int = 0
     last: int = 0
+    length: int = 0
+    slabs: int = 0
 
 
 def _compare(records, measured, clean, axis, slabs: range, n: int) -> _Axis:

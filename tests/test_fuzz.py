@@ -103,7 +103,8 @@ EXAMPLES = [
     NetSpec(2, 1, 24, (Op("pad", (0,), (1, 2, 2, 1)), Op("pad", (0,), (2, 0, 2, 3)),
                        Op("cat", (1, 2), ("right",)), Op("add", (3, 0), ("right",)))),
     # found once the measurement compared units near the borders (clean units, `strategies.touched`):
-    # linear x3 upsampling, unit 1 reads input 1 with weight 1.49e-8 (torch rounds its source index once)
+    # linear x3 upsampling, unit 1: exact source 0, which torch's float32 kernel rounds to 1.49e-8 (a weight
+    # of 1.49e-8 on input 1: rounding noise; the reference measures in float64 and ignores weights below 1e-9)
     NetSpec(2, 2, 24, (Op("avgpool", (0,), (1, 3, 0, 1, False)), Op("up", (1,), ("linear", 3)))),
     # a mul of a nearest 4/3-resized path and its skip: lo from the skip (slope 1), hi from the resized path
     # (slope 3/2): rf was the width over one period (11), the widest unit has 15

@@ -220,7 +220,11 @@ def _conv_transpose(call, x, kernel, stride, padding, dilation, output_padding, 
 
     # Outputs reached by no tap (kernel taps cover fewer than `stride` residues) read nothing:
     # their maps are finite tables with empty windows there (`rfgraph.windows.transposed_window`).
-    windows = _spatial_windows(call, x, nd, make)
+    # Output u reads the inputs (u + p - d*j) / s of the taps j with d*j = u + p (mod s): consecutive such
+    # taps differ by s / gcd(d, s), so the inputs read are every (d / gcd(d, s))-th of [L(u), H(u)] (which
+    # matters where the field read is not monotone: a merge with a path of holes).
+    steps = [dilation[i] // math.gcd(dilation[i], stride[i]) for i in range(nd)]
+    windows = _spatial_windows(call, x, nd, make, steps)
     return _apply(call, x, windows, out_channels, groups)
 
 

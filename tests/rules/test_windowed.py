@@ -1065,3 +1065,24 @@ def test_grouped_conv_after_a_concat_keeps_each_group_apart(n_near, n_far, mid, 
     a = check(model, (1, 2, 16, 16))
     assert summary(last(a)) == (rf, rf, 1, -(rf // 2))
     assert assert_windows_match(model, (1, 2, 16, 16), last(a), 0, interior_only=True) >= 1
+
+
+def test_transposed_conv_reads_every_d_over_gcd_th_input_of_its_window():
+    """Found by the U-Net fuzzing.  ``up``: a transposed conv k1 s2 of x (40): output o even reads x[o/2],
+    o odd reads nothing.  ``m = cat([up[..., 39:], x])`` (channels): unit v reads v, and (39 + v) / 2
+    when v is odd, so m's hi is not monotone (hi(14) = 14, hi(15) = 27, hi(16) = 16).  Then a transposed
+    conv k4 s3 d2: output o reads m[(o - 2j) / 3] for the taps j in 0..3 that divide: o = 48 reads
+    m[16] (j = 0) and m[14] (j = 3), never m[15] (taps j differ by 3 / gcd(2, 3) = 3, inputs by 2):
+    window [14, 16].  o = 45 reads m[15] and m[13]: [13, 27].  The rule took the extremes over every
+    input of [L(o), H(o)] and gave [14, 27] at o = 48."""
+
+    def fn(x):
+        up = F.conv_transpose1d(x, torch.ones(1, 1, 1, dtype=x.dtype), stride=2)
+        m = torch.cat([up[..., 39:], x], 1)
+        return F.conv_transpose1d(m, torch.ones(2, 1, 4, dtype=x.dtype), stride=3, dilation=2)
+
+    model = Lambda(fn)
+    r = last(check(model, (1, 1, 40), fallback="unknown"))
+    assert r.source == "symbolic"
+    assert (r.lo[0](48), r.hi[0](48)) == (14, 16) and (r.lo[0](45), r.hi[0](45)) == (13, 27)
+    assert assert_windows_match(model, (1, 1, 40), r, 0) == r.shape[-1]
