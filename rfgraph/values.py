@@ -34,7 +34,7 @@ from .algebra import GLOBAL, Field, FiniteMap, Map, PAMap, SlopeMismatch
 from .errors import RuleError
 from .locking import serialized
 
-__all__ = ["collect", "shape_by_execution", "Axis", "Sub", "Flat", "Cat", "Mixed", "Tag", "is_complete", "is_mixable", "SymTensor", "MergeInfo", "merge_tensors"]
+__all__ = ["collect", "shape_by_execution", "Axis", "Sub", "Flat", "Cat", "Mixed", "Offsets", "Tag", "is_complete", "is_mixable", "SymTensor", "MergeInfo", "merge_tensors"]
 
 
 def collect(value: Any, kind: type) -> list:
@@ -210,7 +210,38 @@ class Mixed:
         return self.pairs
 
 
-Tag = Union[Axis, Sub, Flat, Cat, Mixed]
+@dataclass(frozen=True)
+class Offsets:
+    """The offsets ``k`` of overlapping windows (``Tensor.unfold`` / ``F.unfold`` with a step other than the
+    window): element ``(.., u, .., k)`` reads position ``step*u + k`` of input axis ``axis``, one member of
+    the window whose union the dim of ``u`` holds (an `Axis` with the window's field).  The dim holds no
+    field of its own: ops that treat it as a whole (elementwise, mixing or reducing it, permutes,
+    reshapes keeping it) are exact with the union; an op that reads part of it (an index, a slice, a
+    window along it, a fold) has no exact rule and gives ``unknown``."""
+
+    axis: int
+
+    def items(self) -> tuple[tuple[int, Field], ...]:
+        return ()
+
+
+Tag = Union[Axis, Sub, Flat, Cat, Mixed, Offsets]
+
+
+def _has_offsets(tag: Optional[Tag]) -> bool:
+    return any(isinstance(leaf, Offsets) for leaf in _leaves(tag))
+
+
+def _drop_offsets(size: int, tag: Optional[Tag]) -> Optional[Tag]:
+    """``tag`` with its `Offsets` gone (every element of the dim now reads the whole window)."""
+    if not _has_offsets(tag):
+        return tag
+    if isinstance(tag, Offsets):
+        return None
+    parts = tuple((s, _drop_offsets(s, t)) for s, t in (tag.parts if isinstance(tag, Flat) else tag.segments))
+    if all(t is None for _, t in parts):
+        return None
+    return Flat(parts) if isinstance(tag, Flat) else Cat(parts)
 
 
 def is_complete(tag: Optional[Tag]) -> bool:
@@ -434,7 +465,9 @@ class SymTensor:
                       for key, f in fs if key is not None and key != primary]
             field = same[0]
             for f in same[1:]:
-                field = field.merge(f)
+                # (different slopes: an exact table; HaloNet with one block pins a constant window beside
+                # the queries' own fields)
+                field = field.merge(f, size=length)
             for f in others:
                 field = field.merge(f, size=length)
             out[k] = field
@@ -501,6 +534,8 @@ class SymTensor:
             if size == 0:  # an empty slice (no prefix tokens) holds no position
                 tags[d] = None
                 continue
+            if _has_offsets(tag):
+                return self.as_unknown(f"{what} reads part of a dim of window offsets (an unfold's)", shape=shape)
             if isinstance(tag, Axis) and tag.field.is_global and self.shape[d] == 1:
                 # Upsampling a globally pooled value (ASPP's image pooling branch) broadcasts a
                 # constant: a context path for later merges, like a size-1 operand broadcast.
@@ -634,6 +669,8 @@ class SymTensor:
         cache: dict = {}
 
         def leaf_fn(size: int, leaf):
+            if isinstance(leaf, Offsets):
+                return leaf
             if isinstance(leaf, Mixed):
                 if not any(k in touched for k, _ in leaf.pairs):
                     return leaf
@@ -654,6 +691,8 @@ class SymTensor:
             tags = [_replace_sized(s, tag, leaf_fn) for s, tag in zip(self.shape, self.tags)]
         except _Incompatible:
             return self.as_unknown(_PARTIAL_MIX.format(what=what or "op"))
+        for d in dims:  # every element now reads the whole window of its unfold: the offsets are gone
+            tags[d] = _drop_offsets(self.shape[d], tags[d])
         for d in cat_dims:
             # Every position of the concatenated dim now sees every segment: all their axes, global.
             fields = tags[d].items()
@@ -766,6 +805,8 @@ class SymTensor:
         def leaf_fn(leaf):
             if isinstance(leaf, Mixed):
                 return Mixed(tuple((k, GLOBAL if k in axes else f) for k, f in leaf.pairs), leaf.complete)
+            if isinstance(leaf, Offsets):
+                return None if leaf.axis in axes else leaf
             return replace(leaf, field=GLOBAL) if leaf.axis in axes else leaf
 
         tags = [_replace_fields(tag, leaf_fn) for tag in self.tags]
@@ -807,6 +848,8 @@ class SymTensor:
                     tag = seg
                     break
                 position -= size
+        if _has_offsets(tag):
+            return self.as_unknown("an index picks one offset of overlapping windows (an unfold's)", shape=shape)
         if tag is not None:
             if isinstance(tag, Axis):
                 const = PAMap.constant(position)
@@ -972,7 +1015,7 @@ def _block_read(t: SymTensor, d: int, window: tuple) -> bool:
     holding flattened or partitioned positions, which no other case of `SymTensor.windows` reads."""
     low, high, size, *taps = window
     tag, n = t.tags[d], t.shape[d]
-    if (taps or tag is None or isinstance(tag, (Axis, Cat)) or size < 1 or n % size
+    if (taps or tag is None or isinstance(tag, (Axis, Cat)) or size < 1 or n % size or _has_offsets(tag)
             or all(f.is_global for _, f in tag.items())):
         return False
     m = n // size
@@ -1279,6 +1322,12 @@ def merge_tensors(operands: Sequence[SymTensor], shape: Sequence[int], what: str
             out = SymTensor(shape, dtype)
             out.unknown = f"{what}: cannot merge operands along dim {d} ({exc})"
             return out, info
+    try:
+        tags = _unify_copies(tags)
+    except SlopeMismatch as exc:
+        out = SymTensor(shape, dtype)
+        out.unknown = f"{what}: cannot merge the digits of an axis ({exc})"
+        return out, info
     pinned: dict[int, Field] = {}
     carried = {k for tag in tags if tag is not None for k, _ in tag.items()}
     for t in operands:
@@ -1292,6 +1341,36 @@ def merge_tensors(operands: Sequence[SymTensor], shape: Sequence[int], what: str
     return out, info
 
 
+
+
+def _unify_copies(tags: list[Optional[Tag]]) -> list[Optional[Tag]]:
+    """Every digit of one copy of an axis shares one field (see `Sub`).  After an elementwise merge in
+    which an operand lacks some digits (broadcast along them, its field constant over them) the dims
+    can hold different fields for one copy: element ``p`` reads the union of the operands' fields at
+    ``p``, which every digit of the copy then carries."""
+    fields: dict[tuple, list] = {}
+    for tag in tags:
+        for leaf in _leaves(tag):
+            if isinstance(leaf, Sub):
+                key = (leaf.axis, leaf.n, leaf.shift)
+                if leaf.field not in fields.setdefault(key, []):
+                    fields[key].append(leaf.field)
+    union = {}
+    for key, fs in fields.items():
+        if len(fs) > 1:
+            f = fs[0]
+            for g in fs[1:]:
+                f = _merge_fields(f, g, MergeInfo())  # (the operands' alignment is reported per dim)
+            union[key] = f
+    if not union:
+        return tags
+
+    def leaf_fn(leaf):
+        if isinstance(leaf, Sub) and (leaf.axis, leaf.n, leaf.shift) in union:
+            return replace(leaf, field=union[leaf.axis, leaf.n, leaf.shift])
+        return leaf
+
+    return [_replace_fields(tag, leaf_fn) for tag in tags]
 
 
 def _make_cat(segments: list[tuple[int, Optional[Tag]]]) -> Optional[Tag]:
@@ -1373,6 +1452,16 @@ def _merge_struct(a: Optional[Tag], b: Optional[Tag], info: MergeInfo) -> Option
     if isinstance(a, Sub) and isinstance(b, Sub) and (a.axis, a.n, a.stride, a.size, a.shift) == (
             b.axis, b.n, b.stride, b.size, b.shift):
         return replace(a, field=_merge_fields(a.field, b.field, info))
+    if isinstance(a, Axis) and isinstance(b, Sub):
+        a, b = b, a
+    if (isinstance(a, Sub) and isinstance(b, Axis) and a.axis == b.axis and a.shift == 0
+            and a.stride * a.size == a.n and a.stride > 1):
+        # One operand holds the axis's top digit (a window partition's index: HaloNet's query blocks),
+        # the other an axis of as many positions (the blocks of an unfold: HaloNet's keys): position
+        # ``p`` of the partitioned copy is block ``p // stride`` of the other, whose field is constant
+        # over the lower digits.  (`merge_tensors` then gives every digit of the copy the union.)
+        block = PAMap.floor_div(a.stride)
+        return replace(a, field=_merge_fields(a.field, b.field.through(block, block), info))
     if isinstance(a, Flat) and isinstance(b, Flat) and [s for s, _ in a.parts] == [s for s, _ in b.parts]:
         return Flat(tuple((s, _merge_struct(x, y, info)) for (s, x), (_, y) in zip(a.parts, b.parts)))
     if isinstance(a, Cat) and isinstance(b, Cat) and [s for s, _ in a.segments] == [s for s, _ in b.segments]:

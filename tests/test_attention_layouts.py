@@ -18,6 +18,15 @@ from torch import nn
 import rfgraph
 
 
+class Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
 class Attention(nn.Module):
     """Hand-written single-head attention over dim 1 of ``(B, N, C)``, with an optional additive mask."""
 
@@ -430,3 +439,26 @@ def test_gcvit_stage_global_query():
     assert _maps(r, 0, 16) == expected and _maps(r, 1, 16) == expected and r.rf == (22, 22)
     report = rfgraph.validate(stage, (1, 4, 16, 16), nodes=["blocks.1.add", "blocks.1.add_1"])
     assert report.ok, report
+
+
+@pytest.mark.parametrize("stride, block, halo", [(1, 4, 1), (2, 4, 1), (1, 8, 2), (1, 16, 2)])
+def test_halo_attention(stride, block, halo):
+    """timm's HaloAttn after conv k=3 p=1 (scaled by 1e-3 so that the softmax does not saturate): queries
+    in blocks of ``block`` (of the map, or of its stride-2 copy), keys and values in the block's halo
+    window ``[block*b - halo, block*b + block + halo - 1]`` of the conv map (``Tensor.unfold`` of the padded
+    map, overlapping); the relative logits read the query alone.  Query ``o`` of block ``b = o // (block /
+    stride)`` reads ``[block*b - halo - 1, block*b + block + halo]``, which holds its own conv field: rf
+    ``block + 2*halo + 2`` (one block over the whole 16: a constant window, stride 0).  Every unit agrees
+    with back-propagation."""
+    HaloAttn = pytest.importorskip("timm.layers.halo_attn").HaloAttn
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), Scale(1e-3),
+                          HaloAttn(8, stride=stride, num_heads=2, block_size=block, halo_size=halo))
+    r = last(check(model, (1, 1, 16, 16), fallback="unknown"))
+    assert r.source == "symbolic", r.reason
+    per = block // stride
+    n = 16 // stride
+    expected = [(block * (o // per) - halo - 1, block * (o // per) + block + halo) for o in range(n)]
+    assert _maps(r, 0, n) == expected and _maps(r, 1, n) == expected
+    assert r.rf == (block + 2 * halo + 2,) * 2
+    for axis in (0, 1):
+        assert assert_windows_match(model, (1, 1, 16, 16), r, axis) == n

@@ -102,6 +102,8 @@ from .windowed import (
     conv_module_rule,
     conv_transpose_function_rule,
     conv_transpose_module_rule,
+    fold_rule,
+    im2col_rule,
     interpolate_function_rule,
     lp_pool_function_rule,
     max_pool_function_rule,
@@ -110,6 +112,7 @@ from .windowed import (
     pixel_shuffle_rule,
     pixel_unshuffle_rule,
     pool_module_rule,
+    tensor_unfold_rule,
     upsample_module_rule,
 )
 
@@ -297,6 +300,8 @@ MODULE_RULES: dict[type, Rule] = {
     **dict.fromkeys(PADDING_MODULES, pad_module_rule),
     nn.PixelShuffle: pixel_shuffle_rule,
     nn.PixelUnshuffle: pixel_unshuffle_rule,
+    nn.Unfold: im2col_rule,
+    nn.Fold: fold_rule,
     # norms
     nn.LayerNorm: _layer_norm,
     nn.RMSNorm: _layer_norm,
@@ -337,6 +342,8 @@ FUNCTION_RULES: dict[Any, Rule] = {
     torch.pixel_shuffle: pixel_shuffle_rule,
     F.pixel_unshuffle: pixel_unshuffle_rule,
     torch.pixel_unshuffle: pixel_unshuffle_rule,
+    F.unfold: im2col_rule,
+    F.fold: fold_rule,
     # norms
     F.layer_norm: _layer_norm,
     F.rms_norm: _layer_norm,
@@ -431,6 +438,7 @@ METHOD_RULES: dict[str, Rule] = {
     "chunk": chunk_rule,
     "unbind": unbind_rule,
     "tensor_split": tensor_split_rule,
+    "unfold": tensor_unfold_rule,
     # rearrangements
     "flip": flip_rule,
     "roll": roll_rule,

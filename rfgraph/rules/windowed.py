@@ -16,7 +16,7 @@ import torch
 
 from ..algebra import PAMap
 from ..errors import InputShapeError, RuleError
-from ..values import Axis, SymTensor, merge_tensors
+from ..values import Axis, Offsets, SymTensor, merge_tensors
 from ..windows import (
     WindowParams,
     adaptive_window,
@@ -27,7 +27,7 @@ from ..windows import (
     pool_window,
     transposed_window,
 )
-from .call import OpCall, Rule, run_for_shape, tensor_arg
+from .call import OpCall, Rule, hand_over, run_for_shape, tensor_arg
 
 __all__ = [
     "conv_module_rule",
@@ -48,6 +48,10 @@ __all__ = [
     "pad_module_rule",
     "pixel_shuffle_rule",
     "pixel_unshuffle_rule",
+    "unfold_dim",
+    "tensor_unfold_rule",
+    "im2col_rule",
+    "fold_rule",
 ]
 
 
@@ -455,3 +459,119 @@ def pixel_unshuffle_rule(call: OpCall) -> SymTensor:
     return _pixel_shuffle(call, tensor_arg(call), int(r), inverse=True)
 
 
+
+
+# ---------------------------------------------------------------------------
+# unfold (sliding windows as a new dim), im2col and fold
+# ---------------------------------------------------------------------------
+
+
+def unfold_dim(x: SymTensor, d: int, k: int, s: int, what: str, p: int = 0, dil: int = 1) -> SymTensor:
+    """``x`` with dim ``d`` cut into windows of ``k`` taps (``dil`` apart), step ``s``, after ``p`` zeros on
+    both sides: dim ``d`` indexes the windows ``u`` and a new last dim the taps ``j``; element ``(u, j)``
+    is position ``s*u - p + dil*j``.
+
+    * Windows that tile the dim (``k == s``, no padding or dilation): a reshape into ``(n // k, k)``
+      (a trailing remainder sliced off first) with the digit moved last: exact digits of the axis
+      (MobileViT's patches, TNT's pixel patches), which a fold or a reshape puts back.
+    * Otherwise (HaloNet's overlapping halo windows, VOLO's 3x3 outlook windows): the window dim holds
+      each window's union (the conv window ``[s*u - p, s*u - p + dil*(k - 1)]``) and the tap dim is
+      `Offsets`: exact for whatever treats the taps as a whole; reading part of them is unknown."""
+    n = x.shape[d]
+    n_u = (n + 2 * p - dil * (k - 1) - 1) // s + 1
+    if n_u <= 0:
+        raise RuleError(f"{what}: {n} positions (padding {p}) hold no window of {k}")
+    tag = x.tags[d]
+    if k == s and p == 0 and dil == 1:
+        if n_u * k != n:
+            x = x.window(d, PAMap.identity(), PAMap.identity(), n_u * k, what)
+        split = x.reshape(x.shape[:d] + (n_u, k) + x.shape[d + 1:])
+        order = [i for i in range(split.ndim) if i != d + 1] + [d + 1]
+        return split.permute(order)
+    low, high, _ = conv_window(n, k, s, p, p, dil)
+    out = x.windows({d: (low, high, n_u) if dil == 1 else (low, high, n_u, dil)}, what)
+    if out.unknown:
+        return out.as_unknown(out.unknown, shape=out.shape + (k,))
+    local = isinstance(tag, Axis) and not tag.field.is_global and k > 1
+    res = out.like(shape=out.shape + (k,), tags=out.tags + (Offsets(tag.axis) if local else None,))
+    if x.parts is not None and x.parts[0] != d:  # a concat's channels keep their own fields
+        pieces = tuple((a, b, unfold_dim(piece, d, k, s, what, p, dil)) for a, b, piece in x.parts[1])
+        if not any(piece.unknown for _, _, piece in pieces):
+            res.parts = (x.parts[0], pieces)
+    return res
+
+
+def tensor_unfold_rule(call: OpCall) -> SymTensor:
+    """``x.unfold(dimension, size, step)``: see `unfold_dim`."""
+    x = tensor_arg(call)
+    d = int(call.arg(1, "dimension"))
+    d = d + x.ndim if d < 0 else d
+    return unfold_dim(x, d, int(call.arg(2, "size")), int(call.arg(3, "step")), call.describe())
+
+
+def _fold_params(call: OpCall, kernel_index: int) -> tuple:
+    m = call.module
+    if m is not None:
+        k, dil, p, s = m.kernel_size, m.dilation, m.padding, m.stride
+    else:
+        k = call.arg(kernel_index, "kernel_size")
+        dil = call.arg(kernel_index + 1, "dilation", 1)
+        p = call.arg(kernel_index + 2, "padding", 0)
+        s = call.arg(kernel_index + 3, "stride", 1)
+    return tuple(tuple(int(v) for v in as_tuple(a, 2)) for a in (k, dil, p, s))
+
+
+def im2col_rule(call: OpCall) -> SymTensor:
+    """``F.unfold`` / ``nn.Unfold`` of ``(N, C, H, W)``: ``(N, C*kh*kw, L)``, the channels followed by the
+    kernel taps, ``L`` the windows in row-major order: `unfold_dim` along H and W, then the taps moved
+    next to the channels and flattened."""
+    x = tensor_arg(call)
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = _fold_params(call, 1)
+    call.record(WindowParams("unfold", (kh, kw), (sh, sw), (ph, pw), (ph, pw), (dh, dw)))
+    if x.ndim != 4:
+        return hand_over(call, x, "unfold of an input that is not (N, C, H, W); no rule")
+    what = call.describe()
+    t = unfold_dim(unfold_dim(x, 2, kh, sh, what, ph, dh), 3, kw, sw, what, pw, dw)
+    n, c, oh, ow = t.shape[:4]
+    shape = (n, c * kh * kw, oh * ow)
+    if t.unknown:
+        return t.as_unknown(t.unknown, shape=shape)
+    return t.permute([0, 1, 4, 5, 2, 3]).reshape(shape)
+
+
+def fold_rule(call: OpCall) -> SymTensor:
+    """``F.fold`` / ``nn.Fold``: ``(N, C*kh*kw, L)`` to ``(N, C, H, W)``, summing the taps that land on
+    each position.
+
+    * Tiling windows (``k == s``, no padding or dilation): the inverse rearrangement of `im2col_rule`,
+      a reshape and a permute (exact for any layout; MobileViT's patches back).
+    * Overlapping windows (VOLO's outlook attention): position ``u`` sums window ``l``'s tap
+      ``j = (u + p - s*l) / dil``: it reads the windows ``l`` of a transposed conv's window.  Exact when
+      the tap dims hold no position (each window's value depends on ``l`` alone, channels aside);
+      taps that still hold positions of their own (`Offsets`, digits) are unknown."""
+    x = tensor_arg(call)
+    size = call.module.output_size if call.module is not None else call.arg(1, "output_size")
+    out_h, out_w = (int(v) for v in as_tuple(size, 2))
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = _fold_params(call, 2)
+    call.record(WindowParams("fold", (kh, kw), (sh, sw), (ph, pw), (ph, pw), (dh, dw)))
+    if x.ndim != 3:
+        return hand_over(call, x, "fold of an input that is not (N, C*kh*kw, L); no rule")
+    n, ckk, length = x.shape
+    c = ckk // (kh * kw)
+    oh = (out_h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (out_w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if c * kh * kw != ckk or oh * ow != length:
+        raise RuleError(f"{call.describe()} at node {call.name!r}: input {x.shape} does not fit the windows")
+    t = x.reshape((n, c, kh, kw, oh, ow))
+    if (kh, kw) == (sh, sw) and (ph, pw, dh, dw) == (0, 0, 1, 1) and (oh * kh, ow * kw) == (out_h, out_w):
+        return t.permute([0, 1, 4, 2, 5, 3]).reshape((n, c, out_h, out_w))
+    if t.tags[2] is not None or t.tags[3] is not None:
+        return hand_over(call, x, "fold of overlapping windows whose taps hold positions of their own; no exact rule",
+                         shape=(n, c, out_h, out_w))
+    t = t.reduce([2, 3], keepdim=False, what=call.describe())
+    per_dim = {}
+    for d, (k, s, p, dil, m, full) in zip((2, 3), ((kh, sh, ph, dh, oh, out_h), (kw, sw, pw, dw, ow, out_w))):
+        reached = (m - 1) * s - 2 * p + dil * (k - 1) + 1
+        low, high, n_out = transposed_window(m, k, s, p, dil, full - reached)
+        per_dim[d] = (low, high, n_out)
+    return t.windows(per_dim, call.describe())

@@ -126,6 +126,13 @@ MODULE_RECIPES: dict[type, Recipe] = {
     nn.UpsamplingBilinear2d: R(lambda: nn.UpsamplingBilinear2d(size=(11, 5)), 2),
     nn.PixelShuffle: R(lambda: nn.PixelShuffle(2), 2),
     nn.PixelUnshuffle: R(lambda: nn.PixelUnshuffle(2), 2, shape=(12, 12)),
+    # im2col with overlapping windows: the taps sit in the channels, each unit reads its 3x3 window (the
+    # concat case's slice of channels [:2] picks taps: unknown by design, so no concat case)
+    nn.Unfold: R(lambda: nn.Sequential(nn.Unfold(3, padding=1), nn.Unflatten(2, SHAPES[2])), 2, cat=False),
+    # tiling windows of 2 put back by fold: the identity (the rearrangement loses the concat's pieces:
+    # the union over channels, as pixel_shuffle; no concat case)
+    nn.Fold: R(lambda: nn.Sequential(nn.Unfold(2, stride=2), nn.Fold((12, 12), 2, stride=2)), 2, shape=(12, 12),
+               cat=False),
     nn.LayerNorm: R(lambda: nn.LayerNorm(LENGTH[1])),
     nn.RMSNorm: R(lambda: nn.RMSNorm([C, LENGTH[1]])),
     nn.GroupNorm: R(lambda: nn.GroupNorm(2, C), 2),
@@ -347,6 +354,12 @@ FUNCTION_RECIPES: dict[Any, Recipe] = {
     F.log_softmax: R(lambda: lambda x: F.log_softmax(x, 1)),
     F.softmin: R(lambda: lambda x: F.softmin(x, 2)),
     torch.logsumexp: R(lambda: lambda x: torch.logsumexp(x, 1)),
+    F.unfold: R(lambda: lambda x: F.unfold(x, 3, dilation=2, padding=1, stride=1).view(1, C * 9, 11, 11), 2,
+                cat=False),  # (see nn.Unfold)
+    # overlapping fold of taps held by the channels (C = 1 x 2 x 2): unit p sums windows p - 1, p; the
+    # concat case would put a different operand's channels at each tap, which the union over channels
+    # cannot tell apart (as pixel_shuffle's)
+    F.fold: R(lambda: lambda x: F.fold(x.flatten(2), (14, 14), 2), 2, cat=False),
     # norms: the order comes before dim (a dim read from the order's place would reduce another dim)
     torch.norm: R(lambda: lambda x: torch.norm(x, 2, 2, True)),
     torch.linalg.vector_norm: R(lambda: lambda x: torch.linalg.vector_norm(x, 2, 1)),
@@ -460,6 +473,8 @@ METHOD_RECIPES: dict[str, Recipe] = {
     "cumsum": R(lambda: lambda x: x.cumsum(2), cat=False), "cumprod": R(lambda: lambda x: x.cumprod(2), cat=False),
     "logsumexp": _method("logsumexp", 1),
     "norm": _method("norm", 2, 1),
+    # (the taps are mixed then indexed: the index of the last dim drops the concat pieces; no concat case)
+    "unfold": R(lambda: lambda x: x.unfold(2, 3, 2).softmax(-1)[..., 0], cat=False),
     **{n: _method(n, 2) for n in ("softmax", "log_softmax")},
     "count_nonzero": R(lambda: lambda x: (x - 2.0).count_nonzero(1)),
     "matmul": R(lambda: lambda x: x.transpose(1, 2).matmul(_ones(C, 3))),

@@ -1086,3 +1086,104 @@ def test_transposed_conv_reads_every_d_over_gcd_th_input_of_its_window():
     assert r.source == "symbolic"
     assert (r.lo[0](48), r.hi[0](48)) == (14, 16) and (r.lo[0](45), r.hi[0](45)) == (13, 27)
     assert assert_windows_match(model, (1, 1, 40), r, 0) == r.shape[-1]
+
+
+# ---------------------------------------------------------------------------
+# unfold (Tensor.unfold, F.unfold / nn.Unfold) and F.fold
+# ---------------------------------------------------------------------------
+
+
+class _HaloWindows(nn.Module):
+    """conv k=3 p=1, zero pad ``h``, ``unfold(win, step)`` along H and W, the taps summed (or indexed)."""
+
+    def __init__(self, win: int, step: int, h: int, pick: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.win, self.step, self.h, self.pick = win, step, h, pick
+
+    def forward(self, x):
+        t = F.pad(self.conv(x), [self.h] * 4).unfold(2, self.win, self.step).unfold(3, self.win, self.step)
+        return t[..., 0, 0] if self.pick else t.sum((-1, -2))
+
+
+@pytest.mark.parametrize("win, step, h", [(4, 2, 1), (3, 1, 1), (2, 2, 0), (2, 3, 0)])
+def test_tensor_unfold_windows(win, step, h):
+    """Window ``u`` of the padded map holds its positions ``step*u - h .. step*u - h + win - 1``; through
+    conv k=3: input ``[step*u - h - 1, step*u - h + win]`` (rf win + 2, stride step).  (4, 2, 1): HaloNet's
+    overlapping halo windows; (2, 2, 0) tiles (a reshape into exact digits); (2, 3, 0) leaves gaps."""
+    model = _HaloWindows(win, step, h)
+    r = last(check(model, (1, 1, 8, 8), fallback="unknown"))
+    assert r.source == "symbolic", r.reason
+    n_u = r.shape[2]
+    assert n_u == (8 + 2 * h - win) // step + 1
+    assert [(r.lo[0](u), r.hi[0](u)) for u in range(n_u)] == [(step * u - h - 1, step * u - h + win) for u in range(n_u)]
+    for axis in (0, 1):
+        assert_windows_match(model, (1, 1, 8, 8), r, axis)
+
+
+def test_tensor_unfold_index_of_a_tap_is_unknown():
+    """Tap 0 of overlapping windows reads one position, which the windows' union cannot say: unknown."""
+    r = last(rfgraph.analyze(_HaloWindows(4, 2, 1, pick=True), (1, 1, 8, 8), fallback="unknown"))
+    assert r.source == "unknown" and "offset" in r.reason
+
+
+class _Outlook(nn.Module):
+    """VOLO's outlook pattern: conv k=3 p=1, ``F.unfold`` 3x3 (padding 1) of ``v``, a softmax over the taps
+    (weights from the window's own values), ``F.fold`` back with the same windows."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        v = self.conv(x)
+        n, c, h, w = v.shape
+        t = F.unfold(v, 3, padding=1).view(n, c, 9, h * w)
+        t = t.softmax(dim=2) * t.mean(dim=2, keepdim=True)  # each tap now reads its whole window
+        return F.fold(t.reshape(n, c * 9, h * w), (h, w), 3, padding=1)
+
+
+def test_unfold_then_fold_of_overlapping_windows():
+    """Window ``l`` reads conv positions ``l - 1 .. l + 1`` (input ``[l - 2, l + 2]``) once its taps are
+    mixed; fold puts tap ``j`` of window ``l`` at ``l - 1 + j``, so position ``p`` sums windows
+    ``p - 1 .. p + 1``: input ``[p - 3, p + 3]``, rf 7."""
+    model = _Outlook()
+    r = last(check(model, (1, 1, 9, 9), fallback="unknown"))
+    assert r.source == "symbolic", r.reason
+    assert summary(r, 0) == summary(r, 1) == (7, 7, 1, -3)
+    for axis in (0, 1):
+        assert_windows_match(model, (1, 1, 9, 9), r, axis)
+
+
+def test_fold_of_unmixed_taps_is_unknown():
+    """``fold(unfold(x))`` with overlapping windows: tap ``j`` of window ``l`` is one position, which the
+    windows' union cannot say (the result is ``x`` times the number of windows covering it): unknown."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Unfold(3, padding=1), nn.Fold((6, 6), 3, padding=1))
+    r = last(rfgraph.analyze(model, (1, 1, 6, 6), fallback="unknown"))
+    assert r.source == "unknown"
+
+
+class _Patches(nn.Module):
+    """MobileViT-v2's patches: conv k=3 p=1, ``F.unfold`` into 2x2 patches (tiling), a softmax over the
+    patches (attention across patches at each offset), ``F.fold`` back."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        v = self.conv(x)
+        n, c, h, w = v.shape
+        t = F.unfold(v, 2, stride=2).view(n, c, 4, -1).softmax(dim=-1)
+        return F.fold(t.reshape(n, c * 4, -1), (h, w), 2, stride=2)
+
+
+def test_tiling_unfold_and_fold_are_exact_digits():
+    """Tiling windows are digits: the softmax over the patches at one offset joins positions ``p mod 2 +
+    2j``: conv field ``[p mod 2 - 1, p mod 2 + 7]`` on 8; fold restores the axis."""
+    model = _Patches()
+    r = last(check(model, (1, 1, 8, 8), fallback="unknown"))
+    assert r.source == "symbolic", r.reason
+    assert [(r.lo[0](u), r.hi[0](u)) for u in range(8)] == [(u % 2 - 1, u % 2 + 7) for u in range(8)]
+    for axis in (0, 1):
+        assert_windows_match(model, (1, 1, 8, 8), r, axis)
