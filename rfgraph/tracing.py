@@ -23,6 +23,7 @@ import copy
 import io
 import logging
 import math
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -354,8 +355,48 @@ def cut(gm: fx.GraphModule, fx_names: Sequence[str]) -> fx.GraphModule:
                 )
         targets.append(env[n])
     graph.output(tuple(targets))
+    _drop_unneeded(graph, targets)
     out = fx.GraphModule(gm, graph, type(gm).__name__ + "Cut")
-    out.graph.eliminate_dead_code()
     out.delete_all_unused_submodules()
     out.recompile()
     return out
+
+
+_IN_PLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv,
+                       operator.imod, operator.ipow, operator.iand, operator.ior, operator.ixor, operator.setitem}
+
+
+def _may_mutate(n: fx.Node) -> bool:
+    """An op that may change its first argument in place: impure for fx (an aten op with a mutable schema),
+    a trailing-underscore method or function (``x.mul_``, ``torch.relu_``), an in-place operator, setitem."""
+    if n.op not in ("call_function", "call_method") or not n.args:
+        return False
+    if n.is_impure() or n.target in _IN_PLACE_OPERATORS:
+        return True
+    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+    return name.endswith("_") and not name.endswith("__")
+
+
+def _drop_unneeded(graph: fx.Graph, targets: Sequence[fx.Node]) -> None:
+    """Erase every node the targets do not need: their ancestors are kept, and so is an op that mutates a kept
+    value in place (its first argument) before the last target, with its own ancestors.
+
+    Not `fx.Graph.eliminate_dead_code`: it keeps every impure node, and the in-place ops of a graph exported by
+    `torch.export` (``aten.relu_``) are impure, so a cut at the stem of an exported model kept the whole model.
+    """
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    last = max((order[t] for t in targets), default=-1)
+    keep: set[fx.Node] = set()
+    for t in targets:
+        keep |= ancestors(t)
+    mutating = [n for n in graph.nodes if order[n] < last and _may_mutate(n) and isinstance(n.args[0], fx.Node)]
+    changed = True
+    while changed:
+        changed = False
+        for n in mutating:
+            if n not in keep and n.args[0] in keep:
+                keep |= ancestors(n)
+                changed = True
+    for n in reversed(list(graph.nodes)):
+        if n.op not in ("output", "placeholder") and n not in keep and not n.users:
+            graph.erase_node(n)

@@ -252,3 +252,61 @@ def test_bare_layer_as_the_model():
     assert (r.rf, r.rf_min, r.stride) == ((2,), (1,), (Fraction(1, 2),))
     a = rfgraph.analyze(nn.Conv2d(1, 1, 3, stride=2), (1, 1, 9, 9))
     assert all(a.nodes) and a[a.nodes[-2]].rf == (3, 3)
+
+
+class _InplaceStem(nn.Module):
+    """conv -> in-place ReLU -> a second conv -> in-place add of a buffer: exported, the in-place ops are
+    aten ``relu_`` / ``add_`` nodes, which `fx.Graph.eliminate_dead_code` keeps as impure."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3)
+        self.relu = nn.ReLU(inplace=True)
+        self.body = nn.Sequential(*[nn.Conv2d(4, 4, 3, padding=1) for _ in range(6)])
+
+    def forward(self, x):
+        y = self.relu(self.stem(x))
+        z = self.body(y)
+        z.add_(1.0)
+        return z
+
+
+def test_cut_of_an_exported_graph_keeps_only_what_the_node_needs():
+    """A cut at the stem of an exported model is the stem (placeholder, conv weights, conv, relu_, output),
+    not the whole model; a cut at the end keeps the in-place add that mutates the value it returns."""
+    from rfgraph.tracing import cut, export_trace
+
+    model = _InplaceStem().eval()
+    x = torch.rand(1, 3, 12, 12)
+    traced = export_trace(model, (x,))
+    gm = traced.graph_module
+    relu = next(n for n in gm.graph.nodes if "relu" in str(n.target))
+    stem = cut(gm, [relu.name])
+    ops = [n for n in stem.graph.nodes if n.op == "call_function"]
+    assert len(ops) == 2, [n.format_node() for n in stem.graph.nodes]
+    with torch.no_grad():
+        (got,) = stem(x)
+        assert torch.equal(got, torch.relu(model.stem(x)))
+    last = next(n for n in reversed(list(gm.graph.nodes)) if n.op == "call_function" and "add_" in str(n.target))
+    whole = cut(gm, [last.name])
+    with torch.no_grad():
+        (got,) = whole(x)
+        assert torch.allclose(got, model(x))
+
+
+def test_cut_keeps_an_in_place_op_on_a_kept_value_before_the_node():
+    """``y.mul_(2)`` (not an ancestor of ``z`` in the graph: ``z`` reads ``y``'s node) mutates ``y`` before
+    ``z`` reads it: the cut at ``z`` must keep it, or ``z`` would be computed from the unmutated ``y``."""
+    from rfgraph.tracing import cut
+
+    class M(nn.Module):
+        def forward(self, x):
+            y = x + 1
+            y.mul_(2)
+            return y - 3
+
+    gm = torch.fx.symbolic_trace(M())
+    z = next(n for n in gm.graph.nodes if n.op == "call_function" and n.target.__name__ == "sub")
+    x = torch.rand(5)
+    (got,) = cut(gm, [z.name])(x)
+    assert torch.equal(got, (x + 1) * 2 - 3)

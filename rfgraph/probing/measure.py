@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
@@ -74,7 +75,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..results import Analysis, NodeRF
 
 
-__all__ = ["probe", "ProbeResult", "AxisProbe", "NotIsolableError", "Prober", "MAX_SIZE", "ProbeBudgetError", "Budget", "format_value", "tensor_node"]
+__all__ = ["probe", "ProbeResult", "AxisProbe", "NotIsolableError", "Prober", "MAX_SIZE", "ProbeBudgetError", "Budget", "format_value", "tensor_node",
+           "PROBE_THREADS", "intra_op_threads"]
 
 
 # ---------------------------------------------------------------------------
@@ -213,6 +215,25 @@ class Budget:
 # ---------------------------------------------------------------------------
 
 MAX_SIZE = 8192
+#: torch intra-op threads while probing.  The probing inputs are thin strips (one axis long, the others as
+#: thin as the model accepts), so every op is small: a second thread saves little, and on a loaded machine
+#: the threads' synchronisation at every op dominates (smp Unet's last node, load 8 on 2 cores: 50 s with
+#: torch's 2 threads, 10 s with 1).
+PROBE_THREADS = 1
+
+
+@contextmanager
+def intra_op_threads(n: Optional[int]):
+    """torch's intra-op thread count set to ``n`` (``None``: unchanged) for the block, then restored."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 #: Above this length, a node whose field fits is measured on a crop sized by its field (congruent to the
 #: analysed length modulo the model's largest stride), not at the analysed length.
 CROP_MIN = 1024
@@ -234,6 +255,8 @@ class Prober:
         #: thin sizes of the other axes that worked last, per measured axis (tried first for the next node)
         self.thin_hint: dict[int, int] = {}
         self.batched_ok = True
+        #: the node being probed's limits: checked at every node of every run, forward and backward
+        self.budget: Optional[Budget] = None
         self.select(fx_names[0])
 
     def has(self, fx_name: str) -> bool:
@@ -243,6 +266,12 @@ class Prober:
         """Probe ``fx_name`` next (one of the nodes this copy was made for)."""
         self.runner = Runner(cut(self.sanitized, [fx_name]), self.seed)
         self.target = next(n for n in self.runner.graph.nodes if n.name == fx_name)
+
+        def check() -> None:
+            if self.budget is not None:
+                self.budget.check(fx_name)
+
+        self.runner.check = check
 
     def input_tensor(self, shape: Sequence[int]) -> torch.Tensor:
         # small positive values
@@ -339,6 +368,8 @@ class Prober:
                                                is_grads_batched=True)
                     grads.extend([None] * len(chunk) if g is None else list(g))
                     continue
+                except ProbeBudgetError:
+                    raise
                 except Exception:
                     self.batched_ok = False
             for s in chunk:
@@ -592,7 +623,8 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         thin, alt = found
         shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
         budget.check_size(name, shape)
-        k = min(T, 8) + 1 if lo_est is not None else 5
+        # a unit's window settles a global axis (it reads the whole input) or refutes it: two units suffice
+        k = min(T, 8) + 1 if lo_est is not None else (2 if global_est else 5)
         fits = regular and plan(margin)[1] <= n
 
         def units_of(n_out, k=k, chosen=chosen, fits=fits):
@@ -731,6 +763,7 @@ def probe(
     seed: int = 0,
     budget: Optional[float] = None,
     max_elements: int = Budget.max_elements,
+    threads: Optional[int] = PROBE_THREADS,
     _prober: Optional["Prober"] = None,
 ) -> ProbeResult:
     """Measure the receptive field of ``node`` numerically.
@@ -749,7 +782,9 @@ def probe(
     that accepts no other length is measured at its own, clipped if need be
     (`AxisProbe.exact` is then False and validation compares the clipped
     windows).  ``budget`` (seconds) and ``max_elements`` (positions of a
-    probing input) bound the work: beyond them a `ProbeBudgetError` is raised.
+    probing input) bound the work: beyond them a `ProbeBudgetError` is raised; the seconds are checked at
+    every node of every forward and backward run.  ``threads``: torch's intra-op threads while probing
+    (`PROBE_THREADS`; ``None`` keeps torch's setting).
 
     >>> import torch.nn as nn
     >>> net = nn.Sequential(nn.Conv1d(1, 1, 3), nn.Conv1d(1, 1, 3, stride=2), nn.Conv1d(1, 1, 3))
@@ -790,11 +825,13 @@ def probe(
         pr = Prober(gm, [fx_name], dtype, seed)
     pr.select(fx_name)
     limits = Budget(budget, max_elements).start()
+    pr.budget = limits
     results = []
     for axis in (range(nd) if axes is None else axes):
         period = _length_period(analysis, axis) if analysis is not None else 1
         try:
-            results.append(_probe_axis(pr, axis, base, est, max_size, period, limits))
+            with intra_op_threads(threads):
+                results.append(_probe_axis(pr, axis, base, est, max_size, period, limits))
         except ProbeError as exc:
             if "rejects inputs of length" in str(exc) and analysis is not None \
                     and analysis.meta.get("trace") == "export":

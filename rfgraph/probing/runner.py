@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import random
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
@@ -92,7 +93,10 @@ class Runner(fx.Interpreter):
     def __init__(self, gm: fx.GraphModule, seed: int = 0):
         super().__init__(gm, garbage_collect_values=True)
         self.gen = torch.Generator().manual_seed(seed + 1)
-        self._pool: Optional[torch.Tensor] = None
+        #: offsets into the pool: Python's generator, not torch's (a torch random op inside a hook is refused
+        #: by the batched backward, ``is_grads_batched`` runs under vmap)
+        self.offsets = random.Random(seed + 1)
+        self._pools: dict[torch.dtype, torch.Tensor] = {}
         self._meta_ok = True
         self._meta_worked = False
         self._state_cache: Optional[dict[str, torch.Tensor]] = None
@@ -100,6 +104,8 @@ class Runner(fx.Interpreter):
         self.shape_only = False
         self.node_shapes: dict[fx.Node, Any] = {}
         self.cut = 0
+        #: called at every node of a run and of the backward (the probe's time budget: raises when spent)
+        self.check: Optional[Callable[[], None]] = None
 
     # -- shape-only runs -------------------------------------------------------
 
@@ -144,6 +150,8 @@ class Runner(fx.Interpreter):
         return out, self.node_shapes
 
     def run_node(self, n: fx.Node) -> Any:
+        if self.check is not None:
+            self.check()
         self._node = n
         value = super().run_node(n)
         if n.op == "output":
@@ -179,6 +187,7 @@ class Runner(fx.Interpreter):
     def _hook(self, value: Any) -> None:
         if isinstance(value, torch.Tensor):
             if value.requires_grad and value.is_floating_point():
+                self._pool_for(value.dtype, value.numel())  # drawn now: no random op inside the backward
                 value.register_hook(self._renormalise)
         elif isinstance(value, (list, tuple)):
             for v in value:
@@ -188,16 +197,24 @@ class Runner(fx.Interpreter):
         """Keep the gradient's non-zero pattern; give it fresh positive random magnitudes.
 
         The magnitudes are a random slice of a pool of ``U(0.5, 1.5)`` values
-        (drawing a new tensor for every node would dominate the backward's cost).
+        (drawing a new tensor for every node would dominate the backward's cost).  The pool is drawn during
+        the forward (`_hook`) and the offset comes from Python's generator: the hook makes no torch random
+        call, which the batched backward (``is_grads_batched``, run under vmap) refuses.
         """
         if g is None:  # an output of a multi-output op that this unit does not reach
             return g
+        if self.check is not None:
+            self.check()
         numel = g.numel()
-        pool = self._pool
-        if pool is None or pool.numel() < 2 * numel or pool.dtype != g.dtype:
-            pool = self._pool = torch.rand(max(2 * numel, 1 << 16), generator=self.gen, dtype=g.dtype).add_(0.5)
-        offset = int(torch.randint(0, pool.numel() - numel + 1, (1,), generator=self.gen))
+        pool = self._pool_for(g.dtype, numel)
+        offset = self.offsets.randrange(pool.numel() - numel + 1)
         return pool[offset: offset + numel].view(g.shape) * (g != 0)
+
+    def _pool_for(self, dtype: torch.dtype, numel: int) -> torch.Tensor:
+        pool = self._pools.get(dtype)
+        if pool is None or pool.numel() < 2 * numel:
+            pool = self._pools[dtype] = torch.rand(max(2 * numel, 1 << 16), generator=self.gen, dtype=dtype).add_(0.5)
+        return pool
 
     # -- per-op behaviour ------------------------------------------------------------
 

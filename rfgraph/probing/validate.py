@@ -14,6 +14,7 @@ from ..locking import serialized
 from ..passes import analyze
 from .measure import (
     MAX_SIZE,
+    PROBE_THREADS,
     AxisProbe,
     Budget,
     NotIsolableError,
@@ -303,6 +304,7 @@ def validate_analysis(
     max_size: int = MAX_SIZE,
     budget: Optional[float] = NODE_BUDGET,
     max_elements: int = Budget.max_elements,
+    threads: Optional[int] = PROBE_THREADS,
 ) -> ValidationReport:
     """Probe ``nodes`` (default: `default_nodes`) and compare with the symbolic results of ``analysis``.
 
@@ -328,7 +330,7 @@ def validate_analysis(
             continue
         try:
             num = probe(analysis.model, name, analysis=analysis, dtype=dtype, seed=seed, max_size=max_size,
-                        budget=budget, max_elements=max_elements, _prober=shared)
+                        budget=budget, max_elements=max_elements, threads=threads, _prober=shared)
         except NotIsolableError as exc:
             rows.append(ValidationRow(name, sym, None, error=str(exc), skipped=str(exc) if nodes is None else None))
             continue

@@ -195,3 +195,22 @@ def test_swin_validates_without_crashing(swin_validation):
 def test_swin_shifted_window_mask_symbolic_equals_probe(swin_validation):
     _, report = swin_validation
     assert not report.disagreements, str(report)
+
+
+def test_budget_is_checked_at_every_node_of_the_runs_and_gradients_are_batched(monkeypatch):
+    """The time budget is checked inside the runs (every node of the forward and of the backward), not only
+    between steps; and the units' gradients come from one batched backward (the renormalising hooks make no
+    torch random call, which vmap refuses)."""
+    from rfgraph.probing import measure
+
+    calls = []
+    monkeypatch.setattr(measure.Budget, "check", lambda self, node: calls.append(node))
+    net = nn.Sequential(*[nn.Conv1d(2, 2, 3) for _ in range(10)])
+    a = rfgraph.analyze(net, (1, 2, 64))
+    fx_name = a["9"].fx_name
+    pr = measure.Prober(a.graph_module, [fx_name], torch.float64, 0)
+    out = probe(net, "9", analysis=a, budget=60.0, _prober=pr)
+    assert out.rf == (21,) and out.exact  # ten 3-taps: 1 + 10 * 2
+    assert pr.batched_ok
+    # per measured run: 11 forward nodes and the hooked gradients of 10 convs (only a few checks between steps)
+    assert len(calls) >= 20
