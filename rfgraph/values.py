@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from math import lcm, prod
+from math import gcd, lcm, prod
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
@@ -564,6 +564,8 @@ class SymTensor:
                 # length (a pad, a slice) no longer matches the tag's factors: the positions become
                 # irregular ones, still global (a padded position reads nothing; global bounds it).
                 tags[d] = tag if size == self.shape[d] else Mixed(tuple(dict.fromkeys(tag.items())))
+            elif (straddled := _straddling_blocks(self, d, (low, high, size, *taps))) is not None:
+                tags[d] = straddled
             else:
                 return self.as_unknown(
                     f"{what} reads along a dimension that holds flattened or shuffled spatial positions",
@@ -1023,7 +1025,67 @@ def _block_read(t: SymTensor, d: int, window: tuple) -> bool:
         return False
     if isinstance(tag, Sub) and (_sole_digits(t, d, tag) is not None or _in_window(t, tag, low, high, size)):
         return False
+    rest = m  # the blocks must be digits: whole lowest factors times a divisor of the next one
+    for s, _ in reversed(_atoms(n, tag)):
+        if rest == 1:
+            break
+        if rest % s == 0:
+            rest //= s
+        elif s % rest == 0:
+            rest = 1
+        else:
+            return False
     return True
+
+
+def _straddling_blocks(t: SymTensor, d: int, window: tuple) -> Optional[Mixed]:
+    """Windows of ``m`` consecutive positions, stride ``m``, tiling a dim of whole axes flattened (tokens
+    ``Flat((H, Axis), (W, Axis))``) where ``m`` splits no digit (NextViT at 224: 16 tokens over rows of
+    28).  Output ``u`` holds tokens ``m*u .. m*u + m - 1``; per axis of place value ``P`` and ``S`` positions
+    their digits run from ``(m*u) // P`` to ``(m*u + m - 1) // P``, all ``S`` of them when that range
+    crosses a multiple of ``S`` (a row boundary), each a periodic-affine map of ``u``.  The result holds
+    no regular layout any more: a `Mixed` dim whose fields are exact per output index, complete (the
+    windows tile the dim: mixing all of them mixes every position).  ``None`` when not that case."""
+    low, high, size, *taps = window
+    tag, n = t.tags[d], t.shape[d]
+    if taps or not isinstance(tag, Flat) or size < 1 or n % size:
+        return None
+    m = n // size
+    if m < 2 or low != PAMap.affine(m, 0) or high != PAMap.affine(m, m - 1):
+        return None
+    atoms = _atoms(n, tag)
+    if not all(isinstance(leaf, Axis) or leaf is None for _, leaf in atoms):
+        return None
+    pairs = []
+    place = n
+    for i, (s, leaf) in enumerate(atoms):
+        place //= s
+        if leaf is None:
+            continue
+        lo_map, hi_map = _digit_range_maps(m, place, s, top=(i == 0))
+        pairs.append((leaf.axis, leaf.field.through(lo_map, hi_map)))
+    return Mixed(tuple(pairs), complete=True)
+
+
+def _digit_range_maps(m: int, place: int, radix: int, top: bool) -> tuple[PAMap, PAMap]:
+    """First and last value of the digit of place value ``place`` and ``radix`` values over the positions
+    ``m*u .. m*u + m - 1``, as periodic-affine maps of ``u`` (the whole digit range where it wraps)."""
+    def ends(u: int) -> tuple[int, int]:
+        q0, q1 = (m * u) // place, (m * u + m - 1) // place
+        if top:
+            return q0, q1
+        if q1 - q0 >= radix or q0 // radix != q1 // radix:
+            return 0, radix - 1
+        return q0 % radix, q1 % radix
+
+    if top:
+        period = place // gcd(m, place)
+        advance = m * period // place
+    else:
+        period = place * radix // gcd(m, place * radix)
+        advance = 0
+    table = [ends(u) for u in range(period)]
+    return PAMap(period, advance, [a for a, _ in table]), PAMap(period, advance, [b for _, b in table])
 
 
 def _group_field(f: Field, low: PAMap, high: PAMap, digits: set) -> Field:

@@ -10,9 +10,12 @@ with the probe (`rfgraph.probe`).  Attention here is written by hand (``softmax(
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
-from rfcheck import assert_windows_match, check, last
+import torch.nn.functional as F
+from rfcheck import Lambda, assert_windows_match, check, last
 from torch import nn
 
 import rfgraph
@@ -363,11 +366,39 @@ def test_pool_of_two_rows_of_tokens():
     assert _maps(r, 0, 4) == [(2 * h - 1, 2 * h + 2) for h in range(4)]
 
 
-def test_pool_straddling_rows_is_unknown():
-    """Pools of 3 tokens over rows of 8 straddle rows: no digit of the token layout, unknown."""
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(2), nn.AvgPool1d(3, 3))
-    r = last(rfgraph.analyze(model, (1, 1, 8, 8), fallback="unknown"))
-    assert r.source == "unknown" and "AvgPool1d" in r.reason
+def test_pool_straddling_rows():
+    """Pools of 4 tokens over rows of 6 (NextViT at 224: 16 over rows of 28) straddle rows: pooled token
+    ``u`` holds tokens ``4u .. 4u + 3``, rows ``4u // 6 .. (4u + 3) // 6`` and, where it crosses a row, every
+    column: u = 0: row 0, cols 0-3; u = 1: rows 0-1, all; u = 2: row 1, cols 2-5; then again two rows
+    down.  Through conv k=3 p=1 each range grows by one on both sides; back-propagation agrees unit by
+    unit, and attention over the pooled tokens (NextViT's keys) makes every query global."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(2), nn.AvgPool1d(4, 4))
+    r = last(check(model, (1, 1, 4, 6), fallback="unknown"))
+    assert r.source == "symbolic", r.reason
+    rows = [(0, 0), (0, 1), (1, 1), (2, 2), (2, 3), (3, 3)]
+    cols = [(0, 3), (0, 5), (2, 5), (0, 3), (0, 5), (2, 5)]
+    assert _maps(r, 0, 6) == [(a - 1, b + 1) for a, b in rows]
+    assert _maps(r, 1, 6) == [(a - 1, b + 1) for a, b in cols]
+    positive = copy.deepcopy(model).double()
+    with torch.no_grad():
+        for p in positive.parameters():
+            p.copy_(torch.rand(p.shape, dtype=p.dtype) + 0.5)
+    for u in range(6):
+        x = (torch.rand(1, 1, 4, 6, dtype=torch.float64) + 0.5).requires_grad_(True)
+        positive(x)[0, :, u].sum().backward()
+        hit = x.grad[0, 0] != 0
+        h, w = hit.any(1).nonzero().flatten().tolist(), hit.any(0).nonzero().flatten().tolist()
+        assert (h[0], h[-1]) == (max(rows[u][0] - 1, 0), min(rows[u][1] + 1, 3))
+        assert (w[0], w[-1]) == (max(cols[u][0] - 1, 0), min(cols[u][1] + 1, 5))
+    # keys pooled that way, queries at full resolution: every query reads every pixel
+    def attend(x):
+        t = model[1](model[0](x)).transpose(1, 2)
+        kv = model[2](t.transpose(1, 2)).transpose(1, 2)
+        return F.scaled_dot_product_attention(t[:, None], kv[:, None], kv[:, None])[:, 0].transpose(1, 2)
+
+    g = last(check(Lambda(attend), (1, 1, 4, 6), fallback="unknown"))
+    assert g.source == "symbolic" and g.is_global == (True, True)
+
 
 class GlobalQueryBlock(nn.Module):
     """gcvit's global-query window attention in small: conv k=3 p=1; keys and values from windows of
