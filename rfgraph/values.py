@@ -1353,6 +1353,8 @@ def merge_tensors(operands: Sequence[SymTensor], shape: Sequence[int], what: str
         out = SymTensor(shape, dtype)
         out.unknown = unknown
         return out, info
+    if concat_dim is None:
+        operands = _align_copies(operands)
     tags: list[Optional[Tag]] = []
     for d in range(ndim):
         if d == concat_dim:
@@ -1433,6 +1435,55 @@ def _unify_copies(tags: list[Optional[Tag]]) -> list[Optional[Tag]]:
         return leaf
 
     return [_replace_fields(tag, leaf_fn) for tag in tags]
+
+
+def _align_copies(operands: Sequence[SymTensor]) -> list[SymTensor]:
+    """Operands holding digits of two copies of one axis, of lengths ``n`` and ``n / r`` (Hiera's pooled
+    queries beside the window's keys and values), re-expressed in the shorter copy where that is exact.
+
+    An operand whose digits of the long copy all have place values divisible by ``r`` holds no digit
+    below ``r`` (its field is constant over them, see `Sub`): position ``p`` of the short copy is
+    positions ``r*p .. r*p + r - 1`` of the long one, so the digit of place value ``s`` becomes the
+    digit ``s / r`` of the short copy, with the field read at ``r*p`` (`_held_field`).  After a
+    contraction over the keys, the window digit of the keys is such a digit: the window index of
+    ``n`` positions in windows of ``ws`` is the window index of ``n / r`` in windows of ``ws / r``."""
+    lengths: dict[int, set] = {}
+    whole: set[int] = set()  # axes some operand holds as a whole copy (an `Axis`): left alone
+    for t in operands:
+        for tag in t.tags:
+            for leaf in _leaves(tag):
+                if isinstance(leaf, Sub):
+                    lengths.setdefault(leaf.axis, set()).add((leaf.n, leaf.shift))
+                elif isinstance(leaf, Axis):
+                    whole.add(leaf.axis)
+    plans: dict[tuple[int, int, int], int] = {}  # (axis, long n, shift 0) -> r
+    for axis, copies in lengths.items():
+        if axis in whole or len(copies) != 2 or any(shift for _, shift in copies):
+            continue
+        (n_a, _), (n_b, _) = sorted(copies, reverse=True)
+        if n_b and n_a % n_b == 0 and n_a != n_b:
+            plans[(axis, n_a, 0)] = n_a // n_b
+    if not plans:
+        return list(operands)
+    out = []
+    for t in operands:
+        layouts = _axis_layouts(t)
+        leaves = [leaf for tag in t.tags for leaf in _leaves(tag) if isinstance(leaf, Sub)]
+        rewrite = {key: r for key, r in plans.items()
+                   if key in layouts and layouts[key]
+                   and all(leaf.stride % r == 0 for leaf in leaves if (leaf.axis, leaf.n, leaf.shift) == key)}
+        if not rewrite:
+            out.append(t)
+            continue
+
+        def leaf_fn(_size: int, leaf, rewrite=rewrite):
+            if not isinstance(leaf, Sub) or (key := (leaf.axis, leaf.n, leaf.shift)) not in rewrite:
+                return leaf
+            r = rewrite[key]
+            return Sub(leaf.axis, _held_field(leaf.field, leaf.n, 0, r), leaf.n // r, leaf.stride // r, leaf.size)
+
+        out.append(t.like(tags=[_replace_sized(sz, tag, leaf_fn) for sz, tag in zip(t.shape, t.tags)]))
+    return out
 
 
 def _make_cat(segments: list[tuple[int, Optional[Tag]]]) -> Optional[Tag]:

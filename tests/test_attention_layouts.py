@@ -493,3 +493,59 @@ def test_halo_attention(stride, block, halo):
     assert r.rf == (block + 2 * halo + 2,) * 2
     for axis in (0, 1):
         assert assert_windows_match(model, (1, 1, 16, 16), r, axis) == n
+
+
+def test_hiera_query_pooling_inside_windows():
+    """timm's hieradet MultiScaleBlock with q_stride 2 on a 16 x 16 map, windows of 4: queries max-pooled
+    2x2 inside each window (8 x 8 queries), keys and values the window's 16 tokens at full resolution
+    (SDPA).  Query p' (window w = p' // 2) reads its 2x2 block and, through the keys and values, the
+    window's [4w, 4w + 3]; the shortcut is the pooled projection [2p', 2p' + 1], inside it.  So the
+    block's output: [4 floor(u/2), 4 floor(u/2) + 3]: rf 4, stride 2, start 0; the probe agrees."""
+    hieradet = pytest.importorskip("timm.models.hieradet_sam2")
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blk = hieradet.MultiScaleBlock(dim=4, dim_out=8, num_heads=1, q_stride=(2, 2), window_size=4)
+
+        def forward(self, x):
+            return self.blk(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    model = Block().eval()
+    a = rfgraph.analyze(model, (1, 4, 16, 16))
+    assert a.counts()["unknown"] == 0
+    r = last(a)
+    assert r.shape == (1, 8, 8, 8) and (r.rf, r.stride, r.start) == ((4, 4), (2, 2), (0, 0))
+    assert _maps(r, 0, 8) == [(4 * (u // 2), 4 * (u // 2) + 3) for u in range(8)]
+    report = rfgraph.validate(model, (1, 4, 16, 16), nodes=["blk.add_5", r.name])
+    assert report.ok, report
+
+
+def test_hf_hiera_query_pooling_max_values():
+    """transformers' HieraModel pools its queries with ``view(...).max(dim=1).values`` (a RuleError on
+    ``.values`` before); a tiny config, the stage maps it reshapes back (``reshaped_hidden_states``):
+    symbolic everywhere, and the probe agrees with the symbolic windows at the stage output (both find
+    rf 53 along H and 5 along W at this config)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.HieraConfig(
+        embed_dim=4, image_size=[64, 64], patch_size=[3, 3], patch_stride=[2, 2], patch_padding=[1, 1],
+        depths=[1, 1], num_heads=[1, 1], num_query_pool=1, query_stride=[2, 2], masked_unit_size=[4, 4],
+        masked_unit_attention=[True, False], mlp_ratio=1.0)
+
+    class Stage(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = transformers.HieraModel(cfg)
+
+        def forward(self, x):
+            return self.m(x, output_hidden_states=True).reshaped_hidden_states[2].permute(0, 3, 1, 2)
+
+    model = Stage().eval()
+    a = rfgraph.analyze(model, (1, 3, 64, 64))
+    assert a.counts()["unknown"] == 0
+    assert any(r.op.endswith("max") for r in a)
+    report = rfgraph.validate(model, (1, 3, 64, 64), nodes=[last(a).name])
+    # (fixed size: the field is wider than the input along H, measured clipped, compared clipped)
+    assert not report.disagreements and not report.errors and [r.status for r in report] == ["clipped"], report

@@ -274,7 +274,35 @@ def attend(call: OpCall, q: SymTensor, k: SymTensor, v: SymTensor, mask: Optiona
         logits, _ = merge_tensors([logits, mask], shape, call.describe())
     weights = logits.globalize([logits.ndim - 1], call.describe())
     out = _contract(call, "...ls,...sc->...lc", [weights, v])
+    if out.unknown and not any(t.unknown for t in (q, k, v, mask) if isinstance(t, SymTensor)):
+        out = _attend_direct(call, q, k, v, mask)
     return out, weights
+
+
+def _attend_direct(call: OpCall, q: SymTensor, k: SymTensor, v: SymTensor, mask: Optional[SymTensor]) -> SymTensor:
+    """The output of `attend` without the weights: query ``l`` of each leading slice reads its own query
+    and every key and value of that slice (and its mask row), so the output is the merge of ``q`` and
+    of ``k``, ``v`` (the mask) summed over their tokens.  Used when the weights pair two copies of an
+    axis that no layout can hold at once (Hiera's queries pooled inside each window against the
+    window's keys at full resolution: the window digit of both, the queries' and the keys' own
+    digits); summed over the keys, the keys' window digit is one of the queries' copy
+    (`values.merge_tensors` aligns the copies)."""
+    what = call.describe()
+
+    def summed(t: SymTensor, n: int) -> SymTensor:  # the last n dims summed, size-1 dims holding nothing
+        r = t.reduce(range(t.ndim - n, t.ndim), keepdim=False, what=what)
+        return r.reshape(r.shape + (1,) * n)
+
+    parts = [summed(q, 1), summed(k, 2), summed(v, 2)]
+    if mask is not None:
+        parts.append(summed(mask, 1))
+    shape = tuple(torch.broadcast_shapes(q.shape[:-1] + (v.shape[-1],), *(p.shape for p in parts)))
+    joined = set().union(*(global_axes(p) for p in parts))
+    out, info = merge_tensors(parts, shape, what)
+    if not out.unknown:
+        out = _as_data(out, joined, parts)
+    call.note_merge(info)
+    return out
 
 
 def project(x: SymTensor, features: int, what: str) -> SymTensor:

@@ -279,6 +279,10 @@ def repeat_interleave_rule(call: OpCall) -> SymTensor:
 
 def getattr_rule(call: OpCall) -> Any:
     x, attr = call.args[0], call.args[1]
+    if isinstance(x, (tuple, list)) and len(x) == 2 and attr in ("values", "indices"):
+        # the (values, indices) of max / min / sort / topk / cummax (``x.max(dim).values``: HF Hiera's
+        # query pooling), which the reduction rules return as a pair
+        return x[0] if attr == "values" else x[1]
     if attr == "shape":
         return torch.Size(x.shape)
     if attr == "dtype":

@@ -207,6 +207,16 @@ def test_constant_index_along_a_spatial_dim():
     assert r.source == "unknown" and "advanced indexing" in r.reason
 
 
+
+def test_values_and_indices_of_a_reduction():
+    """``x.max(dim=-1).values`` and ``.indices`` (HF Hiera's query pooling): the rule's (values, indices)
+    pair, by name.  max over a window's 2 positions (view (.., 3, 2)): unit u reads [2u, 2u + 1]."""
+    r = last(check(Lambda(lambda x: x.view(1, 1, 3, 2).max(dim=-1).values), (1, 1, 6)))
+    assert r.source == "symbolic" and summary(r) == (2, 2, 2, 0)
+    r = last(check(Lambda(lambda x: x.max(dim=1).indices), (1, 2, 6)))
+    assert r.shape == (1, 6) and r.rf == (1,)
+
+
 # ---------------------------------------------------------------------------
 # handlers called directly
 # ---------------------------------------------------------------------------

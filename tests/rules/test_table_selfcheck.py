@@ -337,6 +337,7 @@ FUNCTION_RECIPES: dict[Any, Recipe] = {
     # rearrangements
     torch.flip: R(lambda: lambda x: torch.flip(x, (1,))),
     torch.roll: R(lambda: lambda x: torch.roll(x, 1, 1)),
+    torch.repeat_interleave: R(lambda: lambda x: torch.repeat_interleave(x, 2, -1)),
     torch.select: R(lambda: lambda x: torch.select(x, 2, 4)),
     # mixing
     torch.max: R(lambda: lambda x: torch.max(x, 1)[0]),
@@ -462,6 +463,7 @@ METHOD_RECIPES: dict[str, Recipe] = {
     "expand": R(lambda: lambda x: x[:, :1].expand(1, 3, LENGTH[1])),
     "expand_as": R(lambda: lambda x: x[:, :1].expand_as(x)),
     "repeat": _method("repeat", 1, 2, 1),
+    "repeat_interleave": _method("repeat_interleave", 3, -1),
     "narrow": _method("narrow", 2, 1, 6), "split": R(lambda: lambda x: x.split([6, 10], 2)[0]),
     "chunk": R(lambda: lambda x: x.chunk(2, 2)[1]), "unbind": R(lambda: lambda x: x.unbind(1)[2]),
     "tensor_split": R(lambda: lambda x: x.tensor_split(3, 2)[1]),
