@@ -194,7 +194,9 @@ def _probeable(r: "NodeRF", rank: int) -> bool:
     if r.op in _MULTI_OUTPUT_OPS or r.source not in ("symbolic", "probed"):
         return False
     dims = tuple(r.dims)
-    return len(dims) == len(r.is_global) and all(g or d is not None for d, g in zip(dims, r.is_global))
+    local = [d for d, g in zip(dims, r.is_global) if not g]
+    # (two axes on one dim: flattened tokens, e.g. a ViT's queries (B, heads, N, d) of the input's rank)
+    return len(dims) == len(r.is_global) and None not in local and len(set(local)) == len(local)
 
 
 def default_nodes(analysis: "Analysis", count: int = 4) -> list[str]:

@@ -100,6 +100,28 @@ def test_default_nodes_never_multi_output():
     assert validate_analysis(a).ok
 
 
+class FlatQueries(nn.Module):
+    """Tokens of the input's rank: ``(B, heads, H*W, d)`` (a ViT's queries), then back to a map."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+    def forward(self, x):
+        t = self.conv(x)
+        b, c, h, w = t.shape
+        q = t.flatten(2).transpose(1, 2).reshape(b, h * w, 2, 2).transpose(1, 2)  # (B, heads, N, d)
+        return q.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def test_default_nodes_never_flattened_tokens():
+    """A node of the input's rank whose two axes sit on one dim (flattened tokens) is not probed by
+    default: the probe measures an axis along one dim (VOLO's queries gave windows like 1489..1637)."""
+    a = rfgraph.analyze(FlatQueries(), (1, 1, 8, 8))
+    picks = default_nodes(a, count=8)
+    assert picks and all(len(set(a[n].dims)) == 2 for n in picks)
+
+
 def test_every_failure_is_a_row(monkeypatch):
     """An exception of any kind inside the probe of a node (here an AssertionError, as Swin-type models
     raised) is that node's row with its error, never a crash of validate()."""
