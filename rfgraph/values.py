@@ -1413,15 +1413,19 @@ def _unify_copies(tags: list[Optional[Tag]]) -> list[Optional[Tag]]:
     can hold different fields for one copy: element ``p`` reads the union of the operands' fields at
     ``p``, which every digit of the copy then carries."""
     fields: dict[tuple, list] = {}
+    held: dict[tuple, list] = {}
     for tag in tags:
         for leaf in _leaves(tag):
             if isinstance(leaf, Sub):
                 key = (leaf.axis, leaf.n, leaf.shift)
+                held.setdefault(key, []).append((leaf.stride, leaf.size))
                 if leaf.field not in fields.setdefault(key, []):
                     fields[key].append(leaf.field)
     union = {}
     for key, fs in fields.items():
-        if len(fs) > 1:
+        # (a digit held by two dims pairs two tensors' positions, queries x keys of window attention:
+        # each dim keeps its own fields)
+        if len(fs) > 1 and len(set(held[key])) == len(held[key]):
             f = fs[0]
             for g in fs[1:]:
                 f = _merge_fields(f, g, MergeInfo())  # (the operands' alignment is reported per dim)

@@ -481,7 +481,6 @@ def unfold_dim(x: SymTensor, d: int, k: int, s: int, what: str, p: int = 0, dil:
     n_u = (n + 2 * p - dil * (k - 1) - 1) // s + 1
     if n_u <= 0:
         raise RuleError(f"{what}: {n} positions (padding {p}) hold no window of {k}")
-    tag = x.tags[d]
     if k == s and p == 0 and dil == 1:
         if n_u * k != n:
             x = x.window(d, PAMap.identity(), PAMap.identity(), n_u * k, what)
@@ -492,8 +491,8 @@ def unfold_dim(x: SymTensor, d: int, k: int, s: int, what: str, p: int = 0, dil:
     out = x.windows({d: (low, high, n_u) if dil == 1 else (low, high, n_u, dil)}, what)
     if out.unknown:
         return out.as_unknown(out.unknown, shape=out.shape + (k,))
-    local = isinstance(tag, Axis) and not tag.field.is_global and k > 1
-    res = out.like(shape=out.shape + (k,), tags=out.tags + (Offsets(tag.axis) if local else None,))
+    local = [a for a, f in (out.tags[d].items() if out.tags[d] is not None else ()) if not f.is_global]
+    res = out.like(shape=out.shape + (k,), tags=out.tags + (Offsets(local[0]) if local and k > 1 else None,))
     if x.parts is not None and x.parts[0] != d:  # a concat's channels keep their own fields
         pieces = tuple((a, b, unfold_dim(piece, d, k, s, what, p, dil)) for a, b, piece in x.parts[1])
         if not any(piece.unknown for _, _, piece in pieces):

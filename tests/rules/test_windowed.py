@@ -1187,3 +1187,27 @@ def test_tiling_unfold_and_fold_are_exact_digits():
     assert [(r.lo[0](u), r.hi[0](u)) for u in range(8)] == [(u % 2 - 1, u % 2 + 7) for u in range(8)]
     for axis in (0, 1):
         assert_windows_match(model, (1, 1, 8, 8), r, axis)
+
+
+class _UnfoldInWindows(nn.Module):
+    """conv k=3 p=1, windows of 4 as (B * nW, C, 4, 4), ``unfold(2, 2, 1)`` inside each window."""
+
+    def __init__(self, pick: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.pick = pick
+
+    def forward(self, x):
+        x = self.conv(x)
+        b, c, h, w = x.shape
+        t = x.view(b, c, h // 4, 4, w // 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, 4, 4).unfold(2, 2, 1)
+        return t[..., 0] if self.pick else t.sum(-1)
+
+
+def test_unfold_inside_windows_keeps_its_taps_apart():
+    """Windows of 2 taps inside windows of 4 read rows ``[u, u + 1]`` of their window (rf 4 through the
+    conv); picking one tap is unknown, as for an unfold of a whole axis."""
+    r = last(check(_UnfoldInWindows(pick=False), (1, 1, 8, 8), fallback="unknown"))
+    assert r.source == "symbolic" and r.rf == (4, 3)
+    r = last(rfgraph.analyze(_UnfoldInWindows(pick=True), (1, 1, 8, 8), fallback="unknown"))
+    assert r.source == "unknown" and "offset" in r.reason
