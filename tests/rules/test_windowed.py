@@ -1211,3 +1211,20 @@ def test_unfold_inside_windows_keeps_its_taps_apart():
     assert r.source == "symbolic" and r.rf == (4, 3)
     r = last(rfgraph.analyze(_UnfoldInWindows(pick=True), (1, 1, 8, 8), fallback="unknown"))
     assert r.source == "unknown" and "offset" in r.reason
+
+
+def test_box_filter_written_with_im2col():
+    """A box filter as ``F.unfold`` (k=3, s=2, p=1) then the mean over the taps (tests/test_probe.py's
+    BoxFilter, there a leaf for the fallback): conv 3 p 1 -> [u - 1, u + 1], box reads [2u - 1, 2u + 1]:
+    input [2u - 2, 2u + 2], rf 5, stride 2, start -2, now without the fallback."""
+
+    def box(t):
+        n, c, h, w = t.shape
+        cols = F.unfold(t, 3, padding=1, stride=2)
+        return cols.view(n, c, 9, -1).mean(2).view(n, c, (h + 1) // 2, (w + 1) // 2)
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Lambda(box))
+    r = last(check(model, (1, 1, 10, 10), fallback="unknown"))
+    assert r.source == "symbolic" and summary(r, 0) == summary(r, 1) == (5, 5, 2, -2)
+    for axis in (0, 1):
+        assert_windows_match(model, (1, 1, 10, 10), r, axis)
