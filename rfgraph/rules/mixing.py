@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 
 from ..errors import RuleError
-from ..values import Axis, SymTensor, merge_tensors
+from ..values import Axis, Cat, Flat, Sub, SymTensor, merge_tensors
 from ..windows import causal_window
 from .call import OpCall, Rule, as_operand, as_tuple, hand_over, norm_dim, run_for_shape, tensor_arg
 from .pointwise import mix_channels
@@ -315,10 +315,27 @@ def project(x: SymTensor, features: int, what: str) -> SymTensor:
     pinned = dict(out.pinned)
     last = tags[-1]
     if last is not None:
-        for k, f in last.items():
-            pinned[k] = f
+        # A digit whose copy's other digits (in other dims) carry the same field is not pinned: the field
+        # is constant over it and those digits hold it (csatv2's DCT over each patch's columns and rows);
+        # pinned, it would stay indexed by the old positions when a merge or window changes theirs.
+        held = {(leaf.axis, leaf.n, leaf.shift, leaf.field) for tag in tags[:-1] for leaf in _subs(tag)}
+        for leaf in _subs(last, everything=True):
+            for k, f in leaf.items():
+                if not (isinstance(leaf, Sub) and (leaf.axis, leaf.n, leaf.shift, leaf.field) in held):
+                    pinned[k] = f
         tags[-1] = None
     return out.like(shape=shape, tags=tags, pinned=pinned)
+
+
+def _subs(tag, everything: bool = False) -> list:
+    """The `Sub` leaves of a dim's tag (``everything``: every leaf)."""
+    if tag is None:
+        return []
+    if isinstance(tag, Flat):
+        return [leaf for _, t in tag.parts for leaf in _subs(t, everything)]
+    if isinstance(tag, Cat):
+        return [leaf for _, t in tag.segments for leaf in _subs(t, everything)]
+    return [tag] if everything or isinstance(tag, Sub) else []
 
 
 def _mask(call: OpCall, index: int, name: str, padding: bool = False) -> Union[None, SymTensor, str]:

@@ -164,8 +164,9 @@ class _DctStem(nn.Module):
     (the DCT), the 16 coefficients per channel reordered by a constant index (the zigzag order:
     advanced indexing along a channel dim), a 1x1 conv, then an adaptive average pool 8 -> 3."""
 
-    def __init__(self, index_as_tensor: bool):
+    def __init__(self, index_as_tensor: bool, residual: bool = False):
         super().__init__()
+        self.residual = nn.Conv2d(2, 2, 3, padding=1) if residual else None
         self.dct = nn.Linear(4, 4, bias=False)
         perm = [0, 1, 4, 8, 5, 2, 3, 6, 9, 12, 13, 10, 7, 11, 14, 15]
         self.perm = torch.tensor(perm) if index_as_tensor else perm
@@ -178,7 +179,10 @@ class _DctStem(nn.Module):
         x = self.dct(self.dct(x).transpose(-1, -2)).transpose(-1, -2)
         x = x.reshape(-1, c, 16)[:, :, self.perm]
         x = x.reshape(b, h // 4, w // 4, c, 16).permute(0, 3, 4, 1, 2)
-        return self.pool(self.conv(x[:, 0]))
+        x = self.conv(x[:, 0])
+        if self.residual is not None:  # csatv2's first block: a conv branch added to the stem's output
+            x = x + self.residual(x)
+        return self.pool(x)
 
 
 def test_constant_index_along_channels_is_a_gather():
@@ -195,6 +199,13 @@ def test_constant_index_along_channels_is_a_gather():
         assert [(r.lo[0](o), r.hi[0](o)) for o in range(3)] == [(0, 11), (8, 23), (20, 31)]
         assert_windows_match(m, (1, 1, 32, 32), r, 0)
         assert_windows_match(m, (1, 1, 32, 32), r, 1)
+    # with a 3x3 conv branch added to the stem's output first: stem units [o0 - 1, o1 + 1] of the pool's
+    # [o0, o1]: [-4, 15], [4, 27], [16, 35] (the pinned copy of the patch field was a third operand there)
+    m = _DctStem(False, residual=True)
+    r = last(check(m, (1, 1, 32, 32)))
+    assert r.source == "symbolic", r.reason
+    assert [(r.lo[0](o), r.hi[0](o)) for o in range(3)] == [(-4, 15), (4, 27), (16, 35)]
+    assert_windows_match(m, (1, 1, 32, 32), r, 0)
 
 
 def test_constant_index_along_a_spatial_dim():
