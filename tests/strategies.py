@@ -13,20 +13,23 @@ integer factor, adaptive avg/max pooling to a non-1 size, crops by slicing
 output sizes are a ratio of the actual input length).  With
 ``reference=True`` the module computes *dependency*, not values: max pooling
 becomes a sum over the same window, adaptive max pooling adaptive average
-pooling, and mul becomes add; every other op is the real torch op.  With
+pooling, and mul becomes add; every output is binarised (0 / 1) after each op
+(interpolation weights below 1e-9, rounding noise, count as 0).  With
 non-negative weights and no bias, an output is non-zero exactly when it
 depends on some non-zero input (no cancellation: nothing is subtracted).
+Given the measured ``axis``, the reference extends the other axes circularly
+where an op reads beyond them (no path dies there), and in touch mode
+(`touched`) every read beyond the measured axis reads 1.
 
 `measure` feeds, for one spatial axis, a batch of one-hot *slabs* (batch ``b``
 is 1 on input coordinate ``b`` along that axis, everywhere else along the
 others) and reads, for every node and output index ``u``, the first and last
 ``b`` that reach it: the node's numeric window ``[lo(u), hi(u)]``.  Units are
-compared only where no border can have clipped them: their measured hull lies
-at least ``2 M`` from both ends, with ``M`` an upper bound on the distance over
-which any padding, crop or size difference can act (derived from the spec's
-own parameters, not from rfgraph).  `check` compares every checked unit of
-every node with the symbolic ``lo(u)``, ``hi(u)``, and the record's ``rf``,
-``stride`` and ``start`` with those measured over one full period.
+compared only where no border can have clipped them: the *clean* units, which
+the touch-mode run finds reading nothing out of range (independent of
+rfgraph).  `check` compares every clean unit of every node with the symbolic
+``lo(u)``, ``hi(u)``, and the record's ``rf``, ``stride`` and ``start`` with
+those measured over one full period (docs/design.md, "Testing: the fuzzing").
 """
 
 from __future__ import annotations
@@ -140,14 +143,11 @@ class FuzzNet(nn.Module):
         nd = spec.nd
         conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[nd - 1]
         convt = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[nd - 1]
-        # shapes and jumps (input pixels per unit, an upper bound) per node, at this input shape
+        # the shape of every node at this input shape
         shapes = [tuple(shape)]
-        jumps = [Fraction(1)]
-        margins = [Fraction(0)]
         for op in spec.ops:
             a = op.inputs[0]
-            x_shape, jump = shapes[a], jumps[a]
-            margin = margins[a]
+            x_shape = shapes[a]
             layer: Optional[nn.Module] = None
             plan: tuple = ()
             c_in = x_shape[1]
@@ -157,14 +157,12 @@ class FuzzNet(nn.Module):
                 groups = math.gcd(c_in, C) if grouped else 1
                 layer = conv(c_in, C, k, stride=s, padding=p, dilation=d, groups=groups, bias=False)
                 out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n in lengths]
-                margin += jump * (d * (k - 1) + 2 * p + s + 1)
-                new_jump, c_out = jump * s, C
+                c_out = C
             elif op.kind == "convT":
                 k, s, d, p, op_pad = op.params
                 layer = convt(c_in, C, k, stride=s, padding=p, output_padding=op_pad, dilation=d, bias=False)
                 out = [(n - 1) * s - 2 * p + d * (k - 1) + op_pad + 1 for n in lengths]
-                margin += jump * (d * (k - 1) + 2 * p + op_pad + 2)
-                new_jump, c_out = jump / s, C
+                c_out = C
             elif op.kind in ("maxpool", "avgpool"):
                 k, s, p, d, ceil = op.params
                 if op.kind == "avgpool":
@@ -177,64 +175,51 @@ class FuzzNet(nn.Module):
                         m -= 1
                     out.append(m)
                 plan = (k, s, p, d, ceil, out)
-                margin += jump * (d * (k - 1) + 2 * p + 2 * s + 1)
-                new_jump, c_out = jump * s, c_in
+                c_out = c_in
             elif op.kind == "pad":
                 pads = op.params  # (left, right) per dim, last dim first as F.pad wants
                 out = list(lengths)
                 for j in range(nd):
                     out[nd - 1 - j] += pads[2 * j] + pads[2 * j + 1]
                 plan = (tuple(pads),)
-                margin += jump * (sum(pads) + 1)
-                new_jump, c_out = jump, c_in
+                c_out = c_in
             elif op.kind == "up":
                 mode, f = op.params
                 out = [n * f for n in lengths]
                 mode = "nearest" if mode == "nearest" else ("linear", "bilinear", "trilinear")[nd - 1]
                 plan = (mode, f)
-                margin += jump * 3
-                new_jump, c_out = jump / f, c_in
+                c_out = c_in
             elif op.kind == "adapt":
                 how, num, den = op.params
                 out = [max(2, n * num // den) for n in lengths]
                 plan = (how, out)
-                ratio = max(-(-n // m) for n, m in zip(lengths, out))
-                margin += jump * (ratio + 3)
-                new_jump, c_out = jump * ratio, c_in
+                c_out = c_in
             elif op.kind == "crop":
                 starts, ends, step = op.params
                 out = [len(range(starts[i], n - ends[i], step)) for i, n in enumerate(lengths)]
                 plan = (starts, ends, step)
-                margin += jump * (max(starts) + max(ends) + step + 1)
-                new_jump, c_out = jump * step, c_in
+                c_out = c_in
             elif op.kind == "resize":
                 mode, num, den, align = op.params
                 out = [max(1, n * num // den) for n in lengths]
                 mode = "nearest" if mode == "nearest" else ("linear", "bilinear", "trilinear")[nd - 1]
                 plan = (mode, out, align if mode != "nearest" else None)
-                ratio = max(-(-n // max(1, m - 1)) for n, m in zip(lengths, out))
-                margin += jump * (ratio + 3)
-                new_jump, c_out = jump * Fraction(max(lengths), max(1, min(out) - 1)), c_in
+                c_out = c_in
             elif op.kind == "shuffle":
                 (r,) = op.params
                 out = [n * r for n in lengths]
                 plan = (r,)
-                margin += jump * 2
-                new_jump, c_out = jump / r, c_in
+                c_out = c_in
             elif op.kind == "unshuffle":
                 (r,) = op.params
                 out = [n // r for n in lengths]
                 plan = (r,)
-                margin += jump * (2 * r + 1)
-                new_jump, c_out = jump * r, c_in * r * r
+                c_out = c_in * r * r
             elif op.kind in ("add", "mul", "cat", "max", "stack"):
                 (align,) = op.params
                 b = op.inputs[1]
                 y_shape = shapes[b]
                 out = [min(n, m) for n, m in zip(lengths, y_shape[2:])]
-                diff = max(abs(n - m) for n, m in zip(lengths, y_shape[2:]))
-                new_jump = max(jump, jumps[b])
-                margin += margins[b] + new_jump * (diff + 2)
                 c_out = c_in + y_shape[1] if op.kind == "cat" else (c_in if c_in == y_shape[1] else 1)
                 plan = (align, out, c_out)
             else:  # pragma: no cover
@@ -249,11 +234,7 @@ class FuzzNet(nn.Module):
             self.taps.append(nn.Identity())
             self.plans.append(plan)
             shapes.append((x_shape[0], c_out, *out))
-            jumps.append(new_jump)
-            margins.append(margin)
         self.shapes = shapes
-        #: per node, a distance (input pixels) beyond which no border effect reaches
-        self.margins = [int(math.ceil(m)) + 2 for m in margins]
 
     def _extend(self, y: torch.Tensor, j: int, left: int, right: int) -> torch.Tensor:
         """Reads beyond spatial axis ``j``: along the measured axis 0 (1 in touch mode), along the others
