@@ -375,7 +375,9 @@ class SymbolicPass(fx.Interpreter):
             return NodeRF(
                 **base, dims=none, rf=none, rf_min=none, rf_path_min=none, stride=none, start=none,
                 center=none, is_global=(False,) * ndim, lo=none, hi=none, source="unknown",
-                reason=f"positions of one axis held with different strides ({exc})",
+                reason=(f"holds positions of one input axis at different strides ({exc}; e.g. a concat of "
+                        "flattened pyramid levels): no single rf / stride / start describes the node, each "
+                        "operand's node has its own"),
             )
         dims = value.axis_dims()
         source = "probed" if value.probed else "symbolic"

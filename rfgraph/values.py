@@ -418,56 +418,62 @@ class SymTensor:
         reduction dropped them (Swin's patch merging: a dim of ``n / 2``
         positions, stride doubled).
         """
-        return {k: [f for _, f in fs] for k, fs in self._axis_copies().items()}
+        return {k: [f for _, f, _ in fs] for k, fs in self._axis_copies().items()}
 
-    def _axis_copies(self) -> dict[int, list[tuple[Optional[tuple], Field]]]:
+    def _axis_copies(self) -> dict[int, list[tuple[Optional[tuple], Field, Optional[int]]]]:
         """`axis_fields` with, for each field, the copy of the axis it indexes: ``("sub", n, shift,
         length)`` for digits (``length`` positions reported), ``("axis", length)`` for a whole axis in
-        a part of ``length`` positions, ``None`` for fields that bound every position (pinned, `Mixed`)."""
-        out: dict[int, list[tuple[Optional[tuple], Field]]] = {}
+        a part of ``length`` positions, ``None`` for fields that bound every position (pinned, `Mixed`);
+        and the tensor dim holding it (None for pinned fields)."""
+        out: dict[int, list[tuple[Optional[tuple], Field, Optional[int]]]] = {}
         layouts = _axis_layouts(self)
         first_sub: dict[int, tuple] = {}
-        for size, tag in zip(self.shape, self.tags):
+        for d, (size, tag) in enumerate(zip(self.shape, self.tags)):
             for part, leaf in _sized_leaves(size, tag):
                 if isinstance(leaf, Sub):
                     key = (leaf.axis, leaf.n, leaf.shift)
                     first_sub.setdefault(leaf.axis, key)
                     step = min((st for st, _ in layouts.get(key, ())), default=1)
                     out.setdefault(leaf.axis, []).append(
-                        (("sub", leaf.n, leaf.shift, leaf.n // step), _held_field(leaf.field, leaf.n, leaf.shift, step)))
+                        (("sub", leaf.n, leaf.shift, leaf.n // step), _held_field(leaf.field, leaf.n, leaf.shift, step), d))
                 elif isinstance(leaf, Axis):
-                    out.setdefault(leaf.axis, []).append((("axis", part), leaf.field))
+                    out.setdefault(leaf.axis, []).append((("axis", part), leaf.field, d))
                 else:
                     for k, f in leaf.items():
-                        out.setdefault(k, []).append((None, f))
+                        out.setdefault(k, []).append((None, f, d))
         for k, f in self.pinned.items():
             if k in first_sub:
                 _, n, shift = key = first_sub[k]
                 f = _held_field(f, n, shift, min((st for st, _ in layouts.get(key, ())), default=1))
-            out.setdefault(k, []).append((None, f))
+            out.setdefault(k, []).append((None, f, None))
         return out
 
     def record_fields(self) -> dict[int, Field]:
         """One field per input axis for the node's record: the union of the fields it holds.
 
         Fields indexing the same positions merge position by position.  Another copy of the axis
-        with other positions (gcvit's queries from the global map beside the windows' keys, before
-        the window reverse pairs them) has no index in common with the first: every position of the
+        in another dim (gcvit's queries from the global map beside the windows' keys, before the
+        window reverse pairs them) has no index in common with the first: every position of the
         first copy is paired with all of them, so that copy contributes its hull over all its
-        positions (exact for "the elements at index ``u`` of the first copy").  Raises
-        `SlopeMismatch` when fields of one copy cannot merge."""
+        positions (exact for "the elements at index ``u`` of the first copy").  Other positions in
+        the *same* dim (concatenated segments: YOLO's head joins its flattened pyramid levels) are
+        other elements, not paired ones: they merge index by index, which only makes sense when
+        their slopes agree.  Raises `SlopeMismatch` when fields cannot merge that way."""
         out: dict[int, Field] = {}
         for k, fs in self._axis_copies().items():
-            primary = next((key for key, _ in fs if key is not None), None)
+            primary, primary_dim = next(((key, d) for key, _, d in fs if key is not None), (None, None))
             length = primary[-1] if primary is not None else None
-            same = [f for key, f in fs if key is None or key == primary]
+            same = [f for key, f, _ in fs if key is None or key == primary]
+            beside = [f for key, f, d in fs if key is not None and key != primary and d == primary_dim]
             others = [f if f.is_global else f.through(_CONST0, PAMap.constant(key[-1] - 1))  # hull of the copy
-                      for key, f in fs if key is not None and key != primary]
+                      for key, f, d in fs if key is not None and key != primary and d != primary_dim]
             field = same[0]
             for f in same[1:]:
                 # (different slopes: an exact table; HaloNet with one block pins a constant window beside
                 # the queries' own fields)
                 field = field.merge(f, size=length)
+            for f in beside:
+                field = field.merge(f)  # (no length: different slopes raise SlopeMismatch)
             for f in others:
                 field = field.merge(f, size=length)
             out[k] = field

@@ -9,7 +9,11 @@ mixing the outer one (a grid) joins ``{p mod ws + ws*j}``, a roll by ``-s`` firs
 from __future__ import annotations
 
 import pytest
+import torch
+from rfcheck import last
+from torch import nn
 
+import rfgraph
 from rfgraph.algebra import PAMap
 from rfgraph.values import Axis, Cat, Flat, Mixed, Sub, SymTensor, merge_tensors
 
@@ -178,3 +182,36 @@ def test_pad_of_global_token_dim_keeps_a_consistent_layout():
     assert isinstance(flat.tags[1], Mixed) and all(f.is_global for _, f in flat.tags[1].items())
     out = flat.reshape((w, w + 1, 2 * w - 1))
     assert out.tags[0] == g.tags[0] and out.tags[2] == out.tags[1] == flat.tags[1]
+
+
+def test_concat_of_flattened_maps_at_two_strides_is_not_one_field():
+    """Two feature maps at strides 1 and 2, flattened and concatenated along the tokens (a detection head
+    joining its pyramid levels): token u of the first map and token u of the second are different units
+    with fields of different slopes, so the node has no single rf / stride / start: unknown with the
+    reason, never a merged number (a hull of the second map added to every unit gave rf 1871 stride 0
+    on YOLOv8n's head)."""
+    class Levels(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fine, self.coarse = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return torch.cat([self.fine(x).flatten(2), self.coarse(x).flatten(2)], 2)
+
+    r = last(rfgraph.analyze(Levels(), (1, 1, 8, 8)))
+    assert r.shape == (1, 2, 64 + 16) and r.source == "unknown" and "different strides" in r.reason
+
+
+def test_concat_of_flattened_maps_on_one_grid_merges_index_by_index():
+    """The same with two maps on one grid (3x3 and 5x5 convs, stride 1): token u of either map reads the
+    window of its own position, so the node's field is the union index by index: rf 5, stride 1."""
+    class Branches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 5, padding=2)
+
+        def forward(self, x):
+            return torch.cat([self.a(x).flatten(2), self.b(x).flatten(2)], 2)
+
+    r = last(rfgraph.analyze(Branches(), (1, 1, 8, 8)))
+    assert (r.rf, r.stride, r.start) == ((5, 5), (1, 1), (-2, -2))

@@ -93,6 +93,10 @@ def test_ultralytics_yolov8n_from_yaml():
     _need("ultralytics")
     a = _analyze("ultralytics:yolov8n.yaml")
     assert _at(a, "model.0.conv") == ((3, 3), (2, 2), (-1, -1))
+    # the head concatenates the three levels' flattened outputs (strides 8, 16, 32) into one dim of 8400
+    # tokens: no single field per axis, so that node is unknown with the reason, never a merged number
+    head = a["model.22.cat"]
+    assert head.shape == (1, 64, 8400) and head.source == "unknown" and "different strides" in head.reason
 
 
 def test_timm_all_lists_every_architecture_once():
