@@ -449,6 +449,12 @@ def test_global_query_attention():
     per_window = a["proj"]
     assert [(per_window.lo[0](w), per_window.hi[0](w)) for w in range(2)] == [(-1, 8), (-1, 8)]
     assert a["repeat_interleave"].source == "symbolic"
+    # the torch.export spelling (aten repeat_interleave / view / permute / bmm): the same windows
+    from rfgraph.tracing import export_trace
+
+    e = rfgraph.analyze(model, (1, 1, 8, 8), traced=export_trace(model, (torch.rand(1, 1, 8, 8),)))
+    assert e.meta["trace"] == "export" and e.counts()["unknown"] == 0
+    assert _maps(last(e), 0, 8) == expected
 
 
 def test_gcvit_stage_global_query():
