@@ -88,7 +88,12 @@ def reduction_rule(call: OpCall) -> Any:
     """mean / sum / amax ... over ``dim`` (all dims when none given): reduced spatial dims become global."""
     x = tensor_arg(call)
     dim = call.arg(1, "dim", None)
-    keepdim = bool(call.arg(2, "keepdim", False))
+    # std / var take ``unbiased`` before ``keepdim`` (``torch.std(x, 1, True)``), and alone in the place of
+    # ``dim`` (``x.std(True)``: over every dim)
+    keepdim_at = 3 if _op_name(call) in ("std", "var") else 2
+    if isinstance(dim, bool):
+        dim = None
+    keepdim = bool(call.arg(keepdim_at, "keepdim", False))
     dims = range(x.ndim) if dim is None or dim == () else [norm_dim(d, x.ndim) for d in as_tuple(dim, 1)]
     out = x.reduce(dims, keepdim, call.describe())
     if x.parts is not None and x.parts[0] in dims and not out.unknown:
@@ -101,6 +106,13 @@ def reduction_rule(call: OpCall) -> Any:
             and not isinstance(dim, (list, tuple))):
         return out, out.like(dtype=torch.int64)  # (values, indices)
     return out
+
+
+def _op_name(call: OpCall) -> str:
+    """``std`` for ``torch.std``, ``Tensor.std`` and ``aten.std.dim`` alike."""
+    target = call.target
+    name = target if isinstance(target, str) else getattr(target, "__name__", "")
+    return name.split(".")[0]
 
 
 def norm_rule(call: OpCall) -> SymTensor:

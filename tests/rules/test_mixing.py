@@ -359,3 +359,19 @@ def test_layer_norm_over_channels_mixes_the_concat_pieces():
     r = last(rfgraph.analyze(model, (1, 2, 12, 12)))
     assert r.rf == (7, 7)
     assert rfgraph.probe(model, r.name, (1, 2, 12, 12)).rf == (7, 7)
+
+
+@pytest.mark.parametrize("fn, shape", [
+    (lambda x: torch.std(x, 1, True), (1, 12)),            # (dim, unbiased): keepdim stays False
+    (lambda x: torch.var(x, 1, True, True), (1, 1, 12)),   # (dim, unbiased, keepdim)
+    (lambda x: x.std(1, True), (1, 12)),
+    (lambda x: x.var(2, False, True), (1, 3, 1)),
+    (lambda x: x.std(True), ()),                           # unbiased alone: over every dim
+    (lambda x: torch.mean(x, 1, True), (1, 1, 12)),        # mean: (dim, keepdim)
+])
+def test_std_and_var_read_unbiased_before_keepdim(fn, shape):
+    """``torch.std`` / ``torch.var`` put ``unbiased`` where ``mean`` has ``keepdim``: the shape must be
+    torch's (`check` compares every node with a real run), and a reduced spatial dim is global."""
+    a = check(Lambda(fn), (1, 3, 12))
+    r = last(a)
+    assert r.shape == shape
