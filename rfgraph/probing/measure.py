@@ -532,8 +532,7 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     budget = budget or Budget().start()
     nd = len(base) - 2
     n0 = base[2 + axis]
-    if est is not None and est.source in ("symbolic", "probed") and axis < len(est.lo) \
-            and any(isinstance(m, FiniteMap) for m in (est.lo[axis], est.hi[axis])):
+    if est is not None and est.source in ("symbolic", "probed") and _length_bound(est, axis):
         return _probe_axis_finite(pr, axis, base, est.dims[axis] if axis < len(est.dims) else None)
     upper = [base[2 + j] for j in range(nd)]
     name = pr.target.name
@@ -580,6 +579,11 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     chosen: list[int] = []
     if regular:
         chosen, need = plan(margin)
+        if need > n0 and plan(1)[1] <= n0:
+            # the units fit strictly inside the analysed length with a margin of one pixel: measured there (a
+            # map that depends on the length, e.g. GLU's second half at + n/2, holds at this length only)
+            margin = 1
+            chosen, need = plan(margin)
         n = n0 if need <= n0 <= max(2 * need, CROP_MIN) else congruent(need)
     elif global_est:
         n = n0 if n0 <= CROP_MIN else congruent(CROP_MIN // 4)
@@ -674,6 +678,22 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     if last is None:
         raise ProbeError(f"probing node {name!r} along axis {axis}: no input length could be measured")
     return last
+
+
+def _length_bound(est: "NodeRF", axis: int) -> bool:
+    """Whether the node's maps along ``axis`` hold at the analysed length only: a finite table, or a periodic
+    map whose period spans the node's whole dim (a causal prefix, ``L(u) = 0`` stored with period ``n``: its
+    periodic extension is no field of a longer input).  The probe then measures at the analysed length."""
+    if axis >= len(est.lo) or est.lo[axis] is None or est.hi[axis] is None:
+        return False
+    maps = (est.lo[axis], est.hi[axis])
+    if any(isinstance(m, FiniteMap) for m in maps):
+        return True
+    dim = est.dims[axis] if axis < len(est.dims) else None
+    if dim is None or est.shape is None or dim >= len(est.shape):
+        return False
+    n = est.shape[dim]
+    return n > 1 and any(isinstance(m, PAMap) and m.period >= n for m in maps)
 
 
 def _length_period(analysis: "Analysis", axis: int, cap: int = 1024) -> int:

@@ -236,3 +236,66 @@ def test_budget_is_checked_at_every_node_of_the_runs_and_gradients_are_batched(m
     assert pr.batched_ok
     # per measured run: 11 forward nodes and the hooked gradients of 10 convs (only a few checks between steps)
     assert len(calls) >= 20
+
+
+class _ConvRecurrent(nn.Module):
+    """conv k3 s2 over time, a unidirectional recurrent layer, nothing after it."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 4, 3, stride=2)
+        self.rnn = kind(4, 5, batch_first=True)
+
+    def forward(self, x):
+        y, _ = self.rnn(self.conv(x).transpose(1, 2))
+        return y.transpose(1, 2)
+
+
+@pytest.mark.parametrize("kind", [nn.RNN, nn.GRU, nn.LSTM], ids=lambda k: k.__name__)
+def test_unidirectional_recurrence_is_measured_at_the_analysed_length(kind):
+    """A causal prefix holds at the analysed length only (unit t sees 0..t; a longer input has more steps).
+
+    Hand derivation, input length 40: the conv k3 s2 gives 19 steps, step s reads [2s, 2s + 2]; the
+    recurrence's step t reads steps 0..t, i.e. input [0, 2t + 2]; the last step (t = 18) reads [0, 38].
+    The probe measures every step at length 40 and each window must be exactly that (before: measured at
+    lengths up to 2944 against the periodic extension of the prefix table, a false disagreement, or over
+    budget)."""
+    net = _ConvRecurrent(kind)
+    a = rfgraph.analyze(net, (1, 2, 40))
+    node = "transpose_1"
+    assert a[node].rf == (39,) and a[node].start == (0,)
+    report = validate_analysis(a, [node], budget=60)
+    row = report.rows[0]
+    assert row.status in ("ok", "clipped"), str(report)
+    (axis,) = row.numeric.axes
+    assert axis.input_shape[2] == 40
+    assert list(axis.units) == list(range(19))
+    assert [(lo, hi) for lo, hi in zip(axis.lo, axis.hi)] == [(0, 2 * t + 2) for t in range(19)]
+
+
+class _SpatialGLU(nn.Module):
+    """conv 3x3 (no padding), ``nn.GLU()`` (dim -1: the width), conv 3x3."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.glu = nn.GLU()
+        self.c2 = nn.Conv2d(4, 2, 3)
+
+    def forward(self, x):
+        return self.c2(self.glu(self.conv(x)))
+
+
+def test_spatial_glu_is_measured_where_its_halves_are():
+    """GLU over the width pairs unit v with v + n/2: a map that depends on the length.
+
+    Hand derivation, input 20 x 30: conv -> 18 x 28; GLU -> 18 x 14, unit v reads conv units v and v + 14,
+    i.e. input [v, v + 2] and [v + 14, v + 16]: hull [v, v + 16], rf 17; c2 unit u reads GLU units
+    u .. u + 2: input [u, u + 18], rf 19 (height: two 3-taps, rf 5).  Before, the probe measured c2 at width
+    32 (its margin did not fit in 30), where the halves are 15 apart: rf 20, a false disagreement."""
+    a = rfgraph.analyze(_SpatialGLU(), (1, 2, 20, 30))
+    assert a["glu"].rf == (3, 17) and a["c2"].rf == (5, 19)
+    assert a["c2"].lo[1](4) == 4 and a["c2"].hi[1](4) == 22
+    report = validate_analysis(a, ["glu", "c2"])
+    assert report.ok, str(report)
+    assert all(ax.input_shape[3] == 30 for ax in report.rows[1].numeric.axes if ax.axis == 1)
