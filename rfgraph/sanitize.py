@@ -9,13 +9,13 @@ model is never modified: `sanitized_copy` deep-copies it.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["sanitized_copy", "FUNCTION_REPLACEMENTS", "IDENTITY_METHODS", "IDENTITY_MODULE_TYPES", "NORM_ALIASES", "aten_overloads"]
+__all__ = ["sanitized_copy", "support_safe", "first_unsafe_op", "SUPPORT_SAFE_OPS", "FUNCTION_REPLACEMENTS", "IDENTITY_METHODS", "IDENTITY_MODULE_TYPES", "NORM_ALIASES", "aten_overloads"]
 
 
 # ---------------------------------------------------------------------------
@@ -283,3 +283,127 @@ for _op in aten_overloads("group_norm"):
     NORM_ALIASES[_op] = F.group_norm
 for _op in aten_overloads("instance_norm"):
     NORM_ALIASES[_op] = F.instance_norm
+
+
+# ---------------------------------------------------------------------------
+# the probe's float type: float32 where the support of a gradient is exact in it
+# ---------------------------------------------------------------------------
+
+#: Ops whose local Jacobian on the sanitized copy has no negative entry: the copy's weights are positive,
+#: biases and batchnorm shifts positive, the batchnorm scale positive (statistics mean 0, var 1), inputs
+#: positive, so every value is positive and these ops (linear maps with non-negative coefficients, products
+#: of positive values, index moves) back-propagate a non-negative gradient as a sum of non-negative terms.
+#: Such a sum is zero exactly when every term is: no cancellation, in any float type.  Nor underflow:
+#: the probe renormalises the gradient's magnitudes at every node (to U(0.5, 1.5)) and the values of the
+#: forward (to at most 1e6 and at least 1e-6 in magnitude), so one op's terms are far above float32's
+#: smallest normal number (1e-38).  GroupNorm and InstanceNorm take their statistics over every spatial
+#: dim, so over the measured axis, where the probe detaches them (`rfgraph.probing.runner`): what is left
+#: is an affine map with a positive scale.  A structural zero stays exactly zero (0 * x = 0, 0 + 0 = 0) unless
+#: some value is infinite or NaN, which those bounds exclude.  So the non-zero pattern -- all the probe
+#: reads -- is the same in float32 as in float64.  Ops outside the list (normalisations over channels and
+#: softmax, whose backward subtracts a mean and can cancel; subtraction; exp and its underflow; bicubic
+#: resampling's negative weights; anything unknown) keep the probe in float64.
+SUPPORT_SAFE_OPS = frozenset({
+    # merges and products of positive values
+    "add", "add_", "iadd", "__add__", "__radd__", "mul", "mul_", "imul", "__mul__", "__rmul__",
+    "cat", "concat", "concatenate", "stack", "hstack", "vstack", "sum", "mean",
+    # linear maps with the copy's positive weights
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "convolution",
+    "_convolution", "linear", "addmm", "mm", "bmm", "matmul", "einsum", "batch_norm",
+    "_native_batch_norm_legit_no_training", "group_norm", "instance_norm", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d", "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d",
+    "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d",
+    "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_linear1d", "upsample_bilinear2d",
+    "upsample_trilinear3d", "pad", "constant_pad_nd", "reflection_pad1d", "reflection_pad2d",
+    "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d",
+    # positions moved, copied or selected
+    "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle", "view", "reshape",
+    "_unsafe_view", "view_as", "reshape_as", "permute", "transpose", "t", "flatten", "unflatten", "contiguous",
+    "clone", "squeeze", "unsqueeze", "expand", "expand_as", "repeat", "getitem", "getattr", "slice", "select",
+    "narrow", "split", "split_with_sizes", "chunk", "unbind", "tensor_split", "size", "dim", "numel", "alias",
+    "detach", "to", "type_as", "float", "double", "half", "_to_copy", "flip", "roll", "movedim", "index_select",
+    "gather", "lift_fresh_copy", "sym_size",
+    # identities in eval mode; PReLU's slopes are the copy's positive weights
+    "dropout", "dropout_", "feature_dropout", "feature_dropout_", "alpha_dropout", "alpha_dropout_",
+    "feature_alpha_dropout", "feature_alpha_dropout_", "prelu", "_prelu_kernel",
+})
+#: Products: safe when at most one operand depends on the input (the others are constants or parameters,
+#: positive on the copy): a product of two such values has the other value as a coefficient, and values
+#: can be negative (a batchnorm of an exported graph subtracts a positive random mean).
+_PRODUCTS = frozenset({"mul", "mul_", "imul", "__mul__", "__rmul__", "addmm", "mm", "bmm", "matmul", "einsum"})
+#: Division: safe when the divisor is a constant (not a value of the graph).
+_DIVISIONS = frozenset({"div", "div_", "truediv", "itruediv", "__truediv__", "true_divide", "divide"})
+_SAFE_MODULES: tuple[type, ...] = (
+    nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.Identity, nn.Flatten, nn.Unflatten,
+    nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd, _WindowSum, nn.PixelShuffle,
+    nn.PixelUnshuffle, nn.ChannelShuffle, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
+    nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
+    nn.modules.padding._ReplicationPadNd,
+) + IDENTITY_MODULE_TYPES + tuple(_MAX_POOLS) + tuple(_ADAPTIVE_MAX)
+
+
+def _target_name(target: Any) -> str:
+    packet = getattr(target, "overloadpacket", None)  # an aten OpOverload: "add" of aten.add.Tensor
+    if packet is not None:
+        return getattr(packet, "__name__", str(packet)).split(".")[-1]
+    return target if isinstance(target, str) else getattr(target, "__name__", "")
+
+
+def support_safe(gm: nn.Module, inert: Any = frozenset()) -> bool:
+    """Whether every op of the graph module ``gm`` back-propagates a non-negative gradient on the sanitized
+    copy (`SUPPORT_SAFE_OPS`), so that float32 finds the same non-zero pattern as float64.  Nodes named in
+    ``inert`` (no tensor, or no dependence on the input: shape arithmetic, constants) are not asked."""
+    return first_unsafe_op(gm, inert) is None
+
+
+def first_unsafe_op(gm: nn.Module, inert: Any = frozenset()) -> Optional[str]:
+    """The first op of ``gm`` (computed from the input) that `support_safe` does not accept, described as
+    ``"node (op)"``; ``None`` when there is none."""
+    graph = getattr(gm, "graph", None)
+    if graph is None:
+        return "no graph"
+    depends: set = set()  # nodes computed from the input
+    for n in graph.nodes:
+        if n.op == "placeholder" or any(a in depends for a in n.all_input_nodes):
+            depends.add(n)
+    for n in graph.nodes:
+        if n.op in ("placeholder", "get_attr", "output") or n.name in inert or n not in depends:
+            continue
+        if not _op_support_safe(gm, n, depends):
+            what = n.target if n.op != "call_function" else _target_name(n.target)
+            return f"{n.name} ({what})"
+    return None
+
+
+def _op_support_safe(gm: nn.Module, n: Any, depends: set) -> bool:
+    if n.op == "call_module":
+        try:
+            m = gm.get_submodule(n.target)
+        except AttributeError:
+            return False
+        if not isinstance(m, _SAFE_MODULES) and not (isinstance(m, nn.Upsample) and m.mode != "bicubic"):
+            return False
+        # batch statistics subtract a mean
+        return not (isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.track_running_stats)
+    if n.op == "call_function" and _hashable_key(n.target) and n.target in FUNCTION_REPLACEMENTS:
+        return True  # made an identity or a window sum on the copy
+    name = _target_name(n.target)
+    if n.op == "call_method" and name in IDENTITY_METHODS:
+        return True
+    if name in ("interpolate", "upsample"):
+        return n.kwargs.get("mode", n.args[3] if len(n.args) > 3 else "nearest") != "bicubic"
+    if name in _DIVISIONS:
+        return not (len(n.args) > 1 and n.args[1] in depends)
+    if name not in SUPPORT_SAFE_OPS:
+        return False
+    if name in _PRODUCTS and sum(a in depends for a in n.all_input_nodes) > 1:
+        return False
+    return not (name == "batch_norm" and (n.kwargs.get("training") or (len(n.args) > 5 and n.args[5] is True)))
+
+
+def _hashable_key(v: Any) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True

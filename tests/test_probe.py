@@ -538,3 +538,73 @@ def test_symbolic_channel_slice_after_concat():
     """Found by the probe: slicing one operand's channels back out of a concat must give that
     operand's field (3 / start -1), not the union over channels (7 / -3)."""
     probe_agrees(SliceAfterConcat(), "c", (1, 1, 32, 32))
+
+
+class _SafeNet(nn.Module):
+    """conv / batchnorm / ReLU / max-pool / nearest upsample / concat / a product with a parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.scale = nn.Parameter(torch.ones(1, 8, 1, 1))
+        self.c = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        z = torch.cat([y, self.b(y)], 1) * self.scale
+        return self.c(F.interpolate(z, scale_factor=2.0))
+
+
+class _NormNet(nn.Module):
+    """A LayerNorm over channels (its backward subtracts the channel mean: cancellation can occur)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x):
+        return self.norm(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class _ProductNet(nn.Module):
+    """A product of two values computed from the input (a coefficient of either sign)."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Conv2d(2, 4, 3)
+        self.q = nn.Conv2d(2, 4, 3)
+
+    def forward(self, x):
+        return self.p(x) * self.q(x)
+
+
+def test_float32_only_where_the_support_is_exact():
+    """The default float type: float32 when every op back-propagates a non-negative gradient on the sanitized
+    copy (sums of non-negative terms cannot cancel; magnitudes are renormalised at every node), float64 for
+    a LayerNorm over channels or a product of two computed values."""
+    from rfgraph.sanitize import first_unsafe_op, support_safe
+
+    for net, safe in ((_SafeNet(), True), (_NormNet(), False), (_ProductNet(), False)):
+        a = rfgraph.analyze(net, (1, 2, 16, 16))
+        assert support_safe(a.graph_module) is safe, first_unsafe_op(a.graph_module)
+        r = probe(net, "output", analysis=a)
+        assert r.dtype == (torch.float32 if safe else torch.float64)
+    assert "norm" in first_unsafe_op(rfgraph.analyze(_NormNet(), (1, 2, 16, 16)).graph_module)
+
+
+def test_float32_and_float64_find_the_same_windows():
+    """Brute force: on the support-safe net, every measured window in float32 equals float64's, and both equal
+    the hand derivation.  conv 3 -> pool 2 (s 2) -> conv 3 pad 1 -> x2 nearest -> conv 1: a pooled unit p reads
+    conv units 2p, 2p + 1, i.e. input [2p, 2p + 3]; after the conv 3 pad 1, [2p - 2, 2p + 5] (rf 8, stride 2);
+    after the x2 upsample, output unit u reads pooled unit u // 2: [2(u // 2) - 2, 2(u // 2) + 5]."""
+    net = _SafeNet()
+    a = rfgraph.analyze(net, (1, 2, 40, 40))
+    r32 = probe(net, "output", analysis=a, dtype=torch.float32)
+    r64 = probe(net, "output", analysis=a, dtype=torch.float64)
+    for x32, x64 in zip(r32.axes, r64.axes):
+        assert (x32.units, x32.lo, x32.hi) == (x64.units, x64.lo, x64.hi)
+        for u, lo, hi in zip(x32.units, x32.lo, x32.hi):
+            assert (lo, hi) == (2 * (u // 2) - 2, 2 * (u // 2) + 5)
+    assert r32.rf == (8, 8) and r32.stride == (1, 1)

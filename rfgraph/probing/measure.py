@@ -57,7 +57,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Optional, Sequence
 
 import torch
 import torch.fx as fx
@@ -67,7 +67,7 @@ from ..algebra import FiniteMap, PAMap
 from ..errors import NodeNotFoundError, ProbeError, RFGraphError
 from ..locking import serialized
 from ..passes import analyze
-from ..sanitize import sanitized_copy
+from ..sanitize import sanitized_copy, support_safe
 from ..tracing import cut, trace
 from .runner import Runner
 
@@ -76,7 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 __all__ = ["probe", "ProbeResult", "AxisProbe", "NotIsolableError", "Prober", "MAX_SIZE", "ProbeBudgetError", "Budget", "format_value", "tensor_node",
-           "PROBE_THREADS", "intra_op_threads"]
+           "PROBE_THREADS", "intra_op_threads", "inert_nodes"]
 
 
 # ---------------------------------------------------------------------------
@@ -244,10 +244,14 @@ _GRAD_CHUNK = 16
 class Prober:
     """Probe state shared by the axes of one node: the sanitized truncated graph and the runner."""
 
-    def __init__(self, gm: fx.GraphModule, fx_names: Sequence[str], dtype: torch.dtype, seed: int):
+    def __init__(self, gm: fx.GraphModule, fx_names: Sequence[str], dtype: Optional[torch.dtype], seed: int,
+                 inert: Collection[str] = ()):
         # Only what the nodes need is copied and sanitized: the graph cut at them (the user's graph
         # module is read, never modified).
-        self.sanitized = sanitized_copy(cut(gm, fx_names), dtype, seed)
+        graph = cut(gm, fx_names)
+        if dtype is None:  # float32 where the gradient's support is exact in it (`sanitize.support_safe`)
+            dtype = torch.float32 if support_safe(graph, frozenset(inert)) else torch.float64
+        self.sanitized = sanitized_copy(graph, dtype, seed)
         self.nodes = {n.name: n for n in self.sanitized.graph.nodes}
         self.dtype = dtype
         self.seed = seed
@@ -560,8 +564,8 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     def plan(margin: int) -> tuple[list[int], int]:
         """The units to measure (from the first one whose field starts at >= margin) and the length they
         need.  Up to period 8: T + 1 consecutive units (every phase, the maps are recovered); beyond, a
-        phase-0 unit and the next (start, stride), the phase of the widest estimated window (rf), and the
-        neighbours of the period's ends: each window is compared with the symbolic one by validation."""
+        phase-0 unit ``a`` and ``a + T`` (start, stride) and the phase of the widest estimated window (rf):
+        each window is compared with the symbolic one by validation (every unit is a backward pass)."""
         u0 = 0
         if lo_est(0) < margin:  # lo_est is non-decreasing: jump close, then step
             u0 = max(0, int((margin - lo_est(0)) / lo_est.slope) - T - 1)
@@ -572,7 +576,7 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         else:
             a = -(-u0 // T) * T
             widths = [hi_est(a + r) - lo_est(a + r) for r in range(T)]
-            chosen = sorted({a, a + 1, a + widths.index(max(widths)), a + T - 1, a + T})
+            chosen = sorted({a, a + widths.index(max(widths)), a + T})
         need = max(hi_est(u) for u in chosen) + 1 + margin
         return chosen, need
 
@@ -680,6 +684,12 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     return last
 
 
+def inert_nodes(analysis: "Analysis") -> frozenset[str]:
+    """fx names of the analysis' nodes that hold no tensor or depend on no input position (shape arithmetic,
+    constants): their ops do not matter for the probe's float type."""
+    return frozenset(r.fx_name or r.name for r in analysis if r.source == "nonspatial")
+
+
 def _length_bound(est: "NodeRF", axis: int) -> bool:
     """Whether the node's maps along ``axis`` hold at the analysed length only: a finite table, or a periodic
     map whose period spans the node's whole dim (a causal prefix, ``L(u) = 0`` stored with period ``n``: its
@@ -774,7 +784,7 @@ def probe(
     input_shape: Optional[Sequence[int]] = None,
     *,
     analysis: Optional["Analysis"] = None,
-    dtype: torch.dtype = torch.float64,
+    dtype: Optional[torch.dtype] = None,
     leaf_modules: Sequence[type] = (),
     autowrap_functions: Sequence[Callable] = (),
     axes: Optional[Sequence[int]] = None,
@@ -804,7 +814,9 @@ def probe(
     windows).  ``budget`` (seconds) and ``max_elements`` (positions of a
     probing input) bound the work: beyond them a `ProbeBudgetError` is raised; the seconds are checked at
     every node of every forward and backward run.  ``threads``: torch's intra-op threads while probing
-    (`PROBE_THREADS`; ``None`` keeps torch's setting).
+    (`PROBE_THREADS`; ``None`` keeps torch's setting).  ``dtype`` ``None`` (the default) is float32 when
+    every op between the input and the node keeps the gradient's non-zero pattern exact in float32
+    (`rfgraph.sanitize.support_safe`), float64 otherwise; `ProbeResult.dtype` says which.
 
     >>> import torch.nn as nn
     >>> net = nn.Sequential(nn.Conv1d(1, 1, 3), nn.Conv1d(1, 1, 3, stride=2), nn.Conv1d(1, 1, 3))
@@ -842,7 +854,7 @@ def probe(
     if _prober is not None and _prober.has(fx_name):
         pr = _prober
     else:
-        pr = Prober(gm, [fx_name], dtype, seed)
+        pr = Prober(gm, [fx_name], dtype, seed, inert_nodes(analysis) if analysis is not None else ())
     pr.select(fx_name)
     limits = Budget(budget, max_elements).start()
     pr.budget = limits
@@ -860,4 +872,4 @@ def probe(
                     f"input {tuple(analysis.input_shape)})"
                 ) from exc
             raise
-    return ProbeResult(name, tuple(results), dtype, time.perf_counter() - t0)
+    return ProbeResult(name, tuple(results), pr.dtype, time.perf_counter() - t0)

@@ -21,6 +21,7 @@ from .measure import (
     Prober,
     ProbeResult,
     format_value,
+    inert_nodes,
     probe,
     tensor_node,
 )
@@ -301,7 +302,7 @@ def validate_analysis(
     analysis: "Analysis",
     nodes: Optional[Sequence[str]] = None,
     *,
-    dtype: torch.dtype = torch.float64,
+    dtype: Optional[torch.dtype] = None,
     seed: int = 0,
     max_size: int = MAX_SIZE,
     budget: Optional[float] = NODE_BUDGET,
@@ -311,7 +312,8 @@ def validate_analysis(
     """Probe ``nodes`` (default: `default_nodes`) and compare with the symbolic results of ``analysis``.
 
     Each node gets ``budget`` seconds and probing inputs of at most ``max_elements`` positions; a node
-    over budget, or failing in any way, is a row with its error (never an exception).
+    over budget, or failing in any way, is a row with its error (never an exception).  ``dtype`` ``None``:
+    float32 where the ops keep the gradient's support exact in it, else float64 (see `probe`).
     """
     if analysis.model is None or analysis.graph_module is None:
         raise ProbeError("this analysis holds no model / graph to probe; run rfgraph.analyze() on a model")
@@ -322,7 +324,7 @@ def validate_analysis(
         fx_names = [tensor_node(analysis.graph_module, analysis[n].fx_name or n, n) for n in names
                     if analysis[n].source in ("symbolic", "probed")]
         if fx_names:
-            shared = Prober(analysis.graph_module, fx_names, dtype, seed)
+            shared = Prober(analysis.graph_module, fx_names, dtype, seed, inert_nodes(analysis))
     except Exception:  # noqa: BLE001 - each node then fails (or not) on its own row
         shared = None
     for name in names:
@@ -352,7 +354,7 @@ def validate(
     input_shape: Sequence[int],
     nodes: Optional[Sequence[str]] = None,
     *,
-    dtype: torch.dtype = torch.float64,
+    dtype: Optional[torch.dtype] = None,
     seed: int = 0,
     budget: Optional[float] = NODE_BUDGET,
     **analyze_kwargs: Any,
