@@ -61,6 +61,22 @@ _FACTORIES = textwrap.dedent(
             return -x
 
 
+    class Tokens(nn.Module):
+        """TNT-like: 8x8 patches unfolded into tokens (no feature map ever), a linear, then the tokens
+        mixed by a softmax over them (global)."""
+
+        def __init__(self):
+            super().__init__()
+            self.unfold, self.proj = nn.Unfold(8, stride=8), nn.Linear(3 * 64, 4)
+
+        def forward(self, x):
+            return self.proj(self.unfold(x).transpose(1, 2)).softmax(1)
+
+
+    def tokens():
+        return Tokens()
+
+
     def tiny():
         return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2))
 
@@ -122,6 +138,18 @@ def test_tiny_model_rows(factories):
         ("2", [5, 5], [2, 2], [0, 0]),
     ]
     assert all(r["error"] == "" and r["source"] == "symbolic" for r in result)
+
+
+def test_a_model_of_tokens_only_reports_its_last_token_nodes(factories):
+    """No node of a patch-token model holds the axes as a feature map: the rows are the last node with a
+    local field (the linear over 8x8 patches: rf 8, stride 8, start 0) and the last node holding the
+    axes (global after the softmax over tokens), not an error row."""
+    result = zoo.run([factories("tokens")], progress=False)
+    assert [(r["op"], r["rf"], r["stride"], r["start"], r["global"]) for r in result] == [
+        ("Linear", [8, 8], [8, 8], [0, 0], [False, False]),
+        ("softmax", [None, None], [None, None], [None, None], [True, True]),
+    ]
+    assert all(r["error"] == "" for r in result)
 
 
 def test_failing_models_become_error_rows(factories):

@@ -256,6 +256,15 @@ def run_task(task: ZooModel, validate: bool = False, nodes: Optional[Sequence[st
                 row["error"] = f"NodeNotFoundError: no node or module named {label!r}"
             rows.append(row)
         if not rows:
+            # Tokens from the first op on (TNT unfolds the image into patches): no node holds the axes as
+            # a feature map.  The rows are then the last node with a local field and the last node that
+            # holds the axes in a dim at all (global after attention), in graph order.
+            held = [r for r in analysis.records if r.op not in ("placeholder", "output")
+                    and any(d is not None for d in r.dims)]
+            local = [r for r in held if r.is_spatial]
+            ends = {r.name for r in (local[-1:] + held[-1:])}
+            rows += [dict(base, node=r.name, **_node_fields(r)) for r in held if r.name in ends]
+        if not rows:
             unknown = analysis.unknown()
             why = f"; {len(unknown)} of {len(analysis)} nodes unknown, first: {unknown[0].reason}" if unknown else ""
             rows.append(dict(base, error=f"no spatial node: the model has no stage to report{why}"))
