@@ -147,7 +147,7 @@ def test_a_model_of_tokens_only_reports_its_last_token_nodes(factories):
     result = zoo.run([factories("tokens")], progress=False)
     assert [(r["op"], r["rf"], r["stride"], r["start"], r["global"]) for r in result] == [
         ("Linear", [8, 8], [8, 8], [0, 0], [False, False]),
-        ("softmax", [None, None], [None, None], [None, None], [True, True]),
+        (".softmax", [None, None], [None, None], [None, None], [True, True]),
     ]
     assert all(r["error"] == "" for r in result)
 
