@@ -181,7 +181,9 @@ def family_summary(family: str, result: zoo.ZooResult) -> tuple[str, list[str]]:
         if r["probe"]:
             verdicts[r["probe"]] = verdicts.get(r["probe"], 0) + 1
     s = result.summary()
-    src = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "n/a"
+    n_global = counts.pop("global", 0)
+    src = ", ".join(f"{k} {v}" + (f" (of them global {n_global})" if k == "symbolic" and n_global else "")
+                    for k, v in counts.items() if v) or "n/a"
     per_model_s = sum((r["build_s"] or 0) + (r["analysis_s"] or 0) for r in per.values())
     # A resumed sweep's wall time covers only the models run this time: give the per-model sum instead.
     timed = result.wall_s and not result.resumed
@@ -215,8 +217,8 @@ def family_summary(family: str, result: zoo.ZooResult) -> tuple[str, list[str]]:
 
 def model_table(result: zoo.ZooResult) -> list[str]:
     """One line per model: input, node counts by source, time, first unknown op, probe verdicts."""
-    lines = ["| model | input | symbolic | probed | unknown | nonspatial | time s | first unknown op | probe |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | input | symbolic | of them global | probed | unknown | nonspatial | time s | first unknown op "
+             "| probe |", "|---|---|---|---|---|---|---|---|---|---|"]
     verdicts: dict[str, dict[str, int]] = {}
     for r in result.rows:
         if r["probe"]:
@@ -231,7 +233,8 @@ def model_table(result: zoo.ZooResult) -> list[str]:
             first = zoo.rows.md_escape(r.get("first_unknown") or "")[:200]
         probe = ", ".join(f"{k} {v}" for k, v in sorted(verdicts.get(m, {}).items()))
         lines.append(
-            f"| {m} | {'×'.join(map(str, (r['input'] or [])[2:]))} | {c.get('symbolic', '')} | {c.get('probed', '')} "
+            f"| {m} | {'×'.join(map(str, (r['input'] or [])[2:]))} | {c.get('symbolic', '')} | {c.get('global', '')} "
+            f"| {c.get('probed', '')} "
             f"| {c.get('unknown', '')} | {c.get('nonspatial', '')} | {t:.2f} | {first} | {probe} |"
         )
     return lines

@@ -150,6 +150,9 @@ def test_a_model_of_tokens_only_reports_its_last_token_nodes(factories):
         (".softmax", [None, None], [None, None], [None, None], [True, True]),
     ]
     assert all(r["error"] == "" for r in result)
+    # unfold, transpose, linear local; the softmax over tokens global along both axes
+    assert {k: result.rows[0]["counts"][k] for k in ("symbolic", "global", "unknown")} == {
+        "symbolic": 4, "global": 1, "unknown": 0}
 
 
 def test_failing_models_become_error_rows(factories):

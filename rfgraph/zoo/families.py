@@ -37,7 +37,8 @@ ROW_KEYS = (
     "peak_rss_mb",  # peak resident memory while building + analysing (+ probing)
     "nodes",  # number of tensor nodes in the analysis
     "unknown_nodes",
-    "counts",  # nodes by source: {"symbolic": n, "probed": n, "unknown": n, "nonspatial": n}
+    "counts",  # nodes by source: {"symbolic": n, "probed": n, "unknown": n, "nonspatial": n, "global": n}
+    #          (global: the symbolic or probed nodes global along every axis they hold)
     "first_unknown",  # the first unknown node in graph order: "op (node): reason"; "" when none
     "probe_s",  # seconds spent probing the model's stage nodes
     "probe",  # "agree" / "DISAGREE" / "error" / "" (not validated)

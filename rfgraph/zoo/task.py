@@ -146,11 +146,15 @@ def _stage_nodes(analysis, task: ZooModel, nodes: Optional[Sequence[str]]) -> li
 
 
 def _counts(analysis) -> dict[str, int]:
-    counts = {k: 0 for k in ("symbolic", "probed", "unknown", "nonspatial")}
+    """Nodes by source, and ``global``: those of them (symbolic or probed) global along every axis they
+    hold (after attention or a global pool)."""
+    counts = {k: 0 for k in ("symbolic", "probed", "unknown", "nonspatial", "global")}
     for r in analysis.records:
         if r.op in ("placeholder", "output"):
             continue
         counts[r.source] = counts.get(r.source, 0) + 1
+        held = [g for g, rf in zip(r.is_global, r.rf) if g or rf is not None]
+        counts["global"] += bool(held) and all(held)
     return counts
 
 
