@@ -270,6 +270,7 @@ class Prober:
         """Probe ``fx_name`` next (one of the nodes this copy was made for)."""
         self.runner = Runner(cut(self.sanitized, [fx_name]), self.seed)
         self.target = next(n for n in self.runner.graph.nodes if n.name == fx_name)
+        self.length_dependent = _length_dependent_op(self.runner.module)
 
         def check() -> None:
             if self.budget is not None:
@@ -536,7 +537,8 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     budget = budget or Budget().start()
     nd = len(base) - 2
     n0 = base[2 + axis]
-    if est is not None and est.source in ("symbolic", "probed") and _length_bound(est, axis):
+    if est is not None and est.source in ("symbolic", "probed") and \
+            (_length_bound(est, axis) or pr.length_dependent is not None):
         return _probe_axis_finite(pr, axis, base, est.dims[axis] if axis < len(est.dims) else None)
     upper = [base[2 + j] for j in range(nd)]
     name = pr.target.name
@@ -688,6 +690,30 @@ def inert_nodes(analysis: "Analysis") -> frozenset[str]:
     """fx names of the analysis' nodes that hold no tensor or depend on no input position (shape arithmetic,
     constants): their ops do not matter for the probe's float type."""
     return frozenset(r.fx_name or r.name for r in analysis if r.source == "nonspatial")
+
+
+def _length_dependent_op(gm: fx.GraphModule) -> Optional[str]:
+    """The first resampling with ``align_corners=True`` in ``gm`` (``None`` if none): its map has slope
+    ``(n_in - 1) / (n_out - 1)``, so the node's maps at another input length (even one congruent modulo every
+    stride) are other maps; such a node is measured at the analysed length."""
+    for n in gm.graph.nodes:
+        flag = None
+        if n.op == "call_module":
+            try:
+                flag = getattr(gm.get_submodule(n.target), "align_corners", None)
+            except AttributeError:
+                flag = None
+        elif n.op == "call_function":
+            name = getattr(n.target, "__name__", "")
+            if "align_corners" in n.kwargs:
+                flag = n.kwargs["align_corners"]
+            elif name in ("interpolate", "upsample") and len(n.args) > 4:
+                flag = n.args[4]
+            elif name.startswith(("upsample_", "_upsample_")) and len(n.args) > 2 and isinstance(n.args[2], bool):
+                flag = n.args[2]  # aten upsample_bilinear2d(input, output_size, align_corners, ...)
+        if flag is True:
+            return n.name
+    return None
 
 
 def _length_bound(est: "NodeRF", axis: int) -> bool:

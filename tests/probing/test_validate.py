@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import rfgraph
@@ -299,3 +300,32 @@ def test_spatial_glu_is_measured_where_its_halves_are():
     report = validate_analysis(a, ["glu", "c2"])
     assert report.ok, str(report)
     assert all(ax.input_shape[3] == 30 for ax in report.rows[1].numeric.axes if ax.axis == 1)
+
+
+class _AlignCorners(nn.Module):
+    """conv k3 s2 p1 -> x2 linear resize with align_corners=True -> conv k15 p7 (a field wider than the input)."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv1d(1, 2, 3, stride=2, padding=1)
+        self.head = nn.Conv1d(2, 1, 15, padding=7)
+
+    def forward(self, x):
+        up = F.interpolate(self.down(x), scale_factor=2.0, mode="linear", align_corners=True)
+        return self.head(up)
+
+
+def test_align_corners_resampling_is_measured_at_the_analysed_length():
+    """align_corners=True resamples with slope (n_in - 1) / (n_out - 1): at another input length, even one
+    congruent modulo every stride, the node's maps are other maps (smp FPN measured at 2304 instead of 256:
+    a false disagreement of one coarse unit).
+
+    Hand derivation, length 16: ``down`` unit v reads [2v - 1, 2v + 1] (8 units); ``up`` unit u reads source
+    x = 7u / 15, down units floor(x) .. ceil(x): unit 0 -> [-1, 1], unit 1 -> units 0, 1 -> [-1, 3],
+    unit 15 -> unit 7 -> [13, 15]."""
+    a = rfgraph.analyze(_AlignCorners(), (1, 1, 16))
+    up = a["interpolate"]
+    assert [(up.lo[0](u), up.hi[0](u)) for u in (0, 1, 15)] == [(-1, 1), (-1, 3), (13, 15)]
+    report = validate_analysis(a, ["interpolate", "head"])
+    assert all(r.status in ("ok", "clipped") for r in report.rows), str(report)
+    assert all(ax.input_shape[2] == 16 for r in report.rows for ax in r.numeric.axes)
