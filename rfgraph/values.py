@@ -369,7 +369,8 @@ class SymTensor:
         #: After a concat along a non-spatial dim: ``(dim, ((start, stop, operand), ...))``.
         #: Channels keep their own fields there, so slicing one operand's range back
         #: out (split / chunk / getitem) recovers its exact field instead of the union.
-        #: Only the concat itself and ops returning their input unchanged carry it.
+        #: The concat itself, ops returning their input unchanged and ops moving the dim without mixing
+        #: its channels carry it (docs/design.md, "Concat pieces").
         self.parts: Optional[tuple[int, tuple[tuple[int, int, SymTensor], ...]]] = None
 
     @classmethod
@@ -772,7 +773,13 @@ class SymTensor:
                     for k, f in mixed.tags[d].items():
                         if k not in kept:
                             pinned[k] = GLOBAL if f.is_global else (pinned[k].merge(f) if k in pinned else f)
-        return mixed.like(shape=shape, tags=tags, pinned=pinned)
+        out = mixed.like(shape=shape, tags=tags, pinned=pinned)
+        if self.parts is not None and self.parts[0] not in dims:  # a reduction over other dims: pieces kept
+            pieces = tuple((a, b, piece.reduce(dims, keepdim, what)) for a, b, piece in self.parts[1])
+            if not any(piece.unknown for _, _, piece in pieces):
+                d = self.parts[0]
+                out.parts = (d if keepdim else d - sum(1 for e in dims if e < d), pieces)
+        return out
 
     def globalize(self, dims: Iterable[int], what: str = "") -> SymTensor:
         """Same as `mix` (kept for rules written before it): every position of ``dims`` depends on all of them."""
@@ -847,6 +854,7 @@ class SymTensor:
     def index(self, dim: int, position: int) -> SymTensor:
         """Select one position along ``dim`` and drop the dim (``x[:, :, 3]``)."""
         tag = self.tags[dim]
+        position0 = position
         pinned = dict(self.pinned)
         shape = self.shape[:dim] + self.shape[dim + 1 :]
         tags = list(self.tags[:dim] + self.tags[dim + 1 :])
@@ -872,7 +880,12 @@ class SymTensor:
                         local.add(k)
                 if local:
                     tags = [_demote(t, local) for t in tags]
-        return self.like(shape=shape, tags=tags, pinned=pinned)
+        out = self.like(shape=shape, tags=tags, pinned=pinned)
+        if self.parts is not None and self.parts[0] != dim:  # an index along another dim: pieces kept
+            pieces = tuple((a, b, piece.index(dim, position0)) for a, b, piece in self.parts[1])
+            if not any(piece.unknown for _, _, piece in pieces):
+                out.parts = (self.parts[0] - (dim < self.parts[0]), pieces)
+        return out
 
     def pad_constant(self, dim: int, left: int, right: int) -> Optional[SymTensor]:
         """A constant pad (``F.pad(x, ..., mode="constant")``) by whole positions along ``dim``: the dim
@@ -1292,27 +1305,43 @@ def _reshape(t: SymTensor, new_shape: tuple[int, ...]) -> SymTensor:
             got = m
         new_tags.append(_group(_fuse_copies(acc, t)))
     out = t.like(shape=new_shape, tags=new_tags, pinned=pinned)
-    kept = _kept_dim(t.shape, new_shape, t.parts[0]) if t.parts is not None else None
-    if kept is not None:
-        # the concat dim is carried unchanged (squeeze, unsqueeze, a view regrouping other dims): so are
-        # its pieces, each reshaped alike
-        d = t.parts[0]
-        pieces = []
-        for a, b, piece in t.parts[1]:
-            shape = list(new_shape)
-            shape[kept] = piece.shape[d]
-            pieces.append((a, b, _reshape(piece, tuple(shape))))
-        out.parts = (kept, tuple(pieces))
+    if t.parts is not None:
+        out.parts = _reshaped_parts(t, new_shape)
     return out
 
 
-def _kept_dim(shape: tuple[int, ...], new_shape: tuple[int, ...], d: int) -> Optional[int]:
-    """The dim of ``new_shape`` that holds dim ``d`` of ``shape`` unchanged after a reshape (same size,
-    same number of elements before it), if any."""
-    before = prod(shape[:d])
+def _reshaped_parts(t: SymTensor, new_shape: tuple[int, ...]) -> Optional[tuple]:
+    """The concat pieces of ``t`` after a reshape to ``new_shape``, when the concat dim ``d`` lands on one
+    dim ``j`` starting at the same element (same number of elements before it) by an affine map of its
+    ranges: kept (``m == n``: squeeze, unsqueeze, a view regrouping other dims), its outer digit
+    (``n = m * k``: a piece ``[a, b)`` with ``k | a, b`` is ``[a / k, b / k)``) or merged with the
+    dims after it (``m = n * k``: ``[a * k, b * k)``).  Each piece is reshaped alike.  ``None`` otherwise
+    (an interleaving regrouping, ShuffleNet's channel shuffle: the union, which is exact for its
+    halves)."""
+    d, parts = t.parts
+    n, before = t.shape[d], prod(t.shape[:d])
     for j, m in enumerate(new_shape):
-        if m == shape[d] and prod(new_shape[:j]) == before:
-            return j
+        if prod(new_shape[:j]) != before or (m == 1 and n != 1):
+            continue
+        if m == n:
+            ranges = [(a, b) for a, b, _ in parts]
+        elif n % m == 0 and all(a % (n // m) == 0 and b % (n // m) == 0 for a, b, _ in parts):
+            ranges = [(a // (n // m), b // (n // m)) for a, b, _ in parts]
+        elif m % n == 0 and any(prod(t.shape[d + 1:e]) == m // n for e in range(d + 2, t.ndim + 1)):
+            ranges = [(a * (m // n), b * (m // n)) for a, b, _ in parts]
+        else:
+            return None
+        pieces = []
+        for (a, b), (_, _, piece) in zip(ranges, parts):
+            shape = list(new_shape)
+            shape[j] = b - a
+            try:
+                pieces.append((a, b, _reshape(piece, tuple(shape))))
+            except ValueError:
+                return None
+        if any(piece.unknown for _, _, piece in pieces):
+            return None
+        return j, tuple(pieces)
     return None
 
 

@@ -152,3 +152,15 @@ class Lambda(nn.Module):
 def summary(r: NodeRF, axis: int = 0) -> tuple:
     """(rf, rf_min, stride, start) of one axis."""
     return r.rf[axis], r.rf_min[axis], r.stride[axis], r.start[axis]
+
+
+class CatThen(nn.Module):
+    """``fn(cat([conv1x1(x), conv7x7(x)], 1))`` on ``(1, 2, H, W)``: channels ``[0, near)`` read rf 1,
+    ``[near, near + far)`` rf 7 (the concat pieces' fixture)."""
+
+    def __init__(self, fn, near: int = 2, far: int = 2):
+        super().__init__()
+        self.near, self.far, self.fn = nn.Conv2d(2, near, 1), nn.Conv2d(2, far, 7, padding=3), fn
+
+    def forward(self, x):
+        return self.fn(torch.cat([self.near(x), self.far(x)], 1))

@@ -215,3 +215,45 @@ def test_concat_of_flattened_maps_on_one_grid_merges_index_by_index():
 
     r = last(rfgraph.analyze(Branches(), (1, 1, 8, 8)))
     assert (r.rf, r.stride, r.start) == ((5, 5), (1, 1), (-2, -2))
+
+
+# ---------------------------------------------------------------------------
+# concat pieces through reshapes, indexes and reductions (SymTensor.parts)
+# ---------------------------------------------------------------------------
+
+
+def _cat_rf(fn, near: int = 2, far: int = 2, shape=(1, 2, 12, 12)):
+    from rfcheck import CatThen, check
+
+    return last(check(CatThen(fn, near, far), shape)).rf
+
+
+@pytest.mark.parametrize("fn,rf", [
+    # the concat dim split into (2, 2): its outer digit indexes the operands, [2a, 2b) -> [a, b)
+    (lambda y: y.view(1, 2, 2, 12, 12)[:, 0], (1, 1)),
+    (lambda y: y.view(1, 2, 2, 12, 12)[:, 1], (7, 7)),
+    (lambda y: y.view(1, 2, 2, -1).view(1, 4, 12, 12)[:, :2], (1, 1)),  # split, then merged back
+    (lambda y: y.reshape(1, 2, 2, 144).reshape(1, 4, 12, 12)[:, 2:], (7, 7)),
+    # merged with H: channel c, row h is row 12*c + h; [a, b) -> [12a, 12b)
+    (lambda y: y.view(1, 48, 12)[:, :24].view(1, 2, 12, 12), (1, 1)),
+    (lambda y: y.view(1, 48, 12)[:, 24:].view(1, 2, 12, 12), (7, 7)),
+    # the inner digit of a split mixes both operands: the union, exact here
+    (lambda y: y.view(1, 2, 2, 12, 12)[:, :, 0], (7, 7)),
+    # an index along another dim (the batch), a reduction over another dim: the pieces are kept
+    (lambda y: y[0][:2], (1, 1)),
+    (lambda y: y[0][2:], (7, 7)),
+    (lambda y: y.mean(3, keepdim=True)[:, :2], (1, None)),
+    (lambda y: y.sum(0)[:2], (1, 1)),
+])
+def test_concat_pieces_through_reshapes_indexes_and_reductions(fn, rf):
+    """cat([1x1, 7x7], 1) (2 + 2 channels) then a reshape / index / reduction, then one operand's
+    channels: rf 1 for the 1x1 operand's, 7 for the 7x7's (the union over the concat was 7 for both).
+    ``None``: the axis is global (reduced)."""
+    got = _cat_rf(fn)
+    assert got == rf
+
+
+def test_a_split_not_aligned_with_the_operands_keeps_the_union():
+    """3 + 1 channels viewed as (2, 2): the outer digit's rows hold (0, 1) and (2, 3), the second both
+    operands; the pieces are dropped, both rows report the union (7): over-approximate for row 0 only."""
+    assert _cat_rf(lambda y: y.view(1, 2, 2, 12, 12)[:, 1], near=3, far=1) == (7, 7)

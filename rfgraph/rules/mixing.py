@@ -19,7 +19,7 @@ from ..errors import RuleError
 from ..values import Axis, Cat, Flat, Sub, SymTensor, merge_tensors
 from ..windows import causal_window
 from .call import OpCall, Rule, as_operand, as_tuple, hand_over, norm_dim, run_for_shape, tensor_arg
-from .pointwise import mix_channels
+from .pointwise import merged_parts, mix_channels
 
 __all__ = [
     "cumulative_rule",
@@ -102,6 +102,8 @@ def reduction_rule(call: OpCall) -> Any:
         pieces = [piece.reduce(dims, keepdim, call.describe()) for _, _, piece in x.parts[1]]
         _, info = merge_tensors(pieces, out.shape, call.describe())
         call.note_merge(info)
+        # the operands' own concat pieces (a stack of concats summed over the stack) survive the merge
+        out.parts = merged_parts(call, pieces, out.shape)
     if (call.target in ("max", "min", "median", torch.max, torch.min, torch.median) and dim is not None
             and not isinstance(dim, (list, tuple))):
         return out, out.like(dtype=torch.int64)  # (values, indices)
@@ -146,6 +148,17 @@ def cumulative_rule(call: OpCall) -> Any:
         out = x.window(d, low, high, x.shape[d], call.describe())
     else:
         out = x.globalize([d], call.describe())
+        if x.parts is not None and x.parts[0] == d and not out.unknown:
+            # along the channels of a concat: the channels of piece i read pieces 0 .. i
+            pieces, seen = [], []
+            for a, b, piece in x.parts[1]:
+                seen.append(piece)
+                merged, _ = merge_tensors([p.like(shape=piece.shape) for p in seen], piece.shape, call.describe())
+                if merged.unknown:
+                    break
+                pieces.append((a, b, merged))
+            else:
+                out.parts = (d, tuple(pieces))
     if call.target in ("cummax", "cummin", torch.cummax, torch.cummin):
         return out, out.with_dtype(torch.int64)  # (values, indices)
     return out

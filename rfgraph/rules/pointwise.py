@@ -29,6 +29,7 @@ __all__ = [
     "channel_mixing_rule",
     "dtype_rule",
     "merge_rule",
+    "merged_parts",
     "copy_rule",
     "glu_rule",
     "normalize_rule",
@@ -132,7 +133,7 @@ def merge_rule(call: OpCall) -> SymTensor:
     dtype = next((o.dtype for o in operands if o.dtype.is_floating_point), operands[0].dtype)
     out.dtype = dtype
     if not out.unknown:
-        out.parts = _merged_parts(call, operands, shape)
+        out.parts = merged_parts(call, operands, shape)
     return out
 
 
@@ -146,7 +147,7 @@ def copy_rule(call: OpCall) -> SymTensor:
     return out
 
 
-def _merged_parts(call: OpCall, operands: Sequence[SymTensor], shape: tuple[int, ...]):
+def merged_parts(call: OpCall, operands: Sequence[SymTensor], shape: tuple[int, ...]):
     """Concat pieces survive an elementwise op piece by piece (a residual add, a squeeze-excitation
     gate): each piece merges with the matching slice of the other operands."""
     carrier = next((o for o in operands if o.parts is not None and o.ndim == len(shape)), None)

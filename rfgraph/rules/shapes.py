@@ -104,7 +104,23 @@ def _index_concat_part(call: OpCall, x: SymTensor, expanded: list[Any]) -> Optio
             local = list(expanded)
             local[position] = lo - a if isinstance(entry, int) else slice(lo - a, hi - a)
             return apply_index(call, piece, tuple(local))
-    return None
+    if x.tags[dim] is not None:  # tokens (a class token in front): the windows of the Cat tag handle it
+        return None
+    # channels straddling several pieces: the concat of their overlaps (the union of those pieces only)
+    subs = []
+    for a, b, piece in parts:
+        if a < hi and lo < b:
+            local = list(expanded)
+            local[position] = slice(max(lo, a) - a, min(hi, b) - a)
+            subs.append(apply_index(call, piece, tuple(local)))
+    out_dim = sum(1 for i in expanded[:position] if not isinstance(i, int))
+    shape = list(subs[0].shape)
+    shape[out_dim] = hi - lo
+    out, _ = merge_tensors(subs, shape, call.describe(), concat_dim=out_dim)
+    if out.unknown or any(sub.unknown for sub in subs):
+        return None
+    out.parts = (out_dim, _concat_parts(subs, out_dim))
+    return out
 
 
 def stack_rule(call: OpCall) -> SymTensor:
@@ -206,7 +222,11 @@ def _unsqueeze(x: SymTensor, dim: int) -> SymTensor:
     which later ops may still resample or pad, would be lost)."""
     if x.unknown:
         return x.reshape(x.shape[:dim] + (1,) + x.shape[dim:])
-    return x.like(shape=x.shape[:dim] + (1,) + x.shape[dim:], tags=tuple(x.tags[:dim]) + (None,) + tuple(x.tags[dim:]))
+    out = x.like(shape=x.shape[:dim] + (1,) + x.shape[dim:], tags=tuple(x.tags[:dim]) + (None,) + tuple(x.tags[dim:]))
+    if x.parts is not None:  # the concat dim moves up by one when the new dim comes before it
+        d, parts = x.parts
+        out.parts = (d + (dim <= d), tuple((a, b, _unsqueeze(piece, dim)) for a, b, piece in parts))
+    return out
 
 
 def expand_rule(call: OpCall) -> SymTensor:
@@ -235,7 +255,21 @@ def repeat_rule(call: OpCall) -> SymTensor:
     repeated = [d for d, r in enumerate(reps) if r != 1 and base.shape[d] != 1 and base.tags[d] is not None]
     if repeated:
         return base.as_unknown(f"{call.describe()} tiles a spatial dimension", shape=shape)
-    out, _ = merge_tensors([base], shape, call.describe())
+    return _tile(base, tuple(reps), call.describe())
+
+
+def _tile(x: SymTensor, reps: tuple[int, ...], what: str) -> SymTensor:
+    """``x.repeat(*reps)`` along dims holding no position: fields unchanged; concat pieces tiled (a
+    piece ``[a, b)`` along a dim of ``n`` repeated ``r`` times is ``[a + t*n, b + t*n)``, ``t < r``)."""
+    shape = tuple(s * r for s, r in zip(x.shape, reps))
+    out, _ = merge_tensors([x], shape, what)
+    if x.parts is not None and not out.unknown:
+        d, parts = x.parts
+        n, r = x.shape[d], reps[d]
+        inner = reps[:d] + (1,) + reps[d + 1:]
+        tiled = tuple((a, b, _tile(piece, inner, what)) for a, b, piece in parts)
+        if not any(piece.unknown for _, _, piece in tiled):
+            out.parts = (d, tuple((a + t * n, b + t * n, piece) for t in range(r) for a, b, piece in tiled))
     return out
 
 

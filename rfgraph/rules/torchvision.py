@@ -59,7 +59,24 @@ def swin_patch_merging_pad_rule(call: OpCall) -> SymTensor:
     out = x.windows(per_dim, call.describe())
     shape = list(out.shape)
     shape[-1] = 4 * x.shape[-1]
-    return out.like(shape=shape) if not out.unknown else out.as_unknown(out.unknown, shape=shape)
+    if out.unknown:
+        return out.as_unknown(out.unknown, shape=shape)
+    res = out.like(shape=shape)
+    if x.parts is not None and x.parts[0] == x.ndim - 1:
+        # the output channels are four copies of the input's, the quadrants x[0::2, 0::2], x[1::2, 0::2],
+        # x[0::2, 1::2], x[1::2, 1::2] (H, W): each concat piece appears in each, reading its one position
+        c, h, w = x.shape[-1], x.ndim - 3, x.ndim - 2
+        pieces = []
+        for q, (dh, dw) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
+            for a, b, piece in x.parts[1]:
+                at = {h: (PAMap.affine(2, dh), PAMap.affine(2, dh), per_dim[h][2]),
+                      w: (PAMap.affine(2, dw), PAMap.affine(2, dw), per_dim[w][2])}
+                sub = piece.windows(at, call.describe())
+                if sub.unknown:
+                    return res
+                pieces.append((q * c + a, q * c + b, sub))
+        res.parts = (x.ndim - 1, tuple(pieces))
+    return res
 
 
 def maxvit_partition_attention_rule(call: OpCall) -> SymTensor:

@@ -445,8 +445,29 @@ def _pixel_shuffle(call: OpCall, x: SymTensor, r: int, inverse: bool) -> SymTens
     shape = list(out.shape)
     c = x.shape[-3]
     shape[-3] = c * r * r if inverse else c // (r * r)
-    # a new tensor: channels move into space, so concat pieces along channels do not survive
-    return out.like(shape=shape) if not out.unknown else out.as_unknown(out.unknown, shape=tuple(shape))
+    if out.unknown:
+        return out.as_unknown(out.unknown, shape=tuple(shape))
+    res = out.like(shape=shape)
+    if x.parts is None or x.parts[0] != x.ndim - 3:
+        return res
+    # Concat pieces along the channels: unshuffle sends channel c to channels c*r*r .. c*r*r + r*r - 1,
+    # shuffle sends channels c*r*r + k (k < r*r) to channel c at the r x r sub-positions k.  A piece whose
+    # range maps to whole channels stays a piece; otherwise one output channel holds several operands
+    # at different sub-positions: no rule (the union would be too large at some positions).
+    pieces = []
+    for a, b, piece in x.parts[1]:
+        if not inverse and (a % (r * r) or b % (r * r)):
+            if all(_same_fields(piece, other) for _, _, other in x.parts[1]):
+                return res
+            return x.as_unknown(f"{call.describe()} of a concat whose operands share output channels "
+                                f"(channels {a}..{b - 1}, factor {r}): positions read different operands",
+                                shape=tuple(shape))
+        inner = _pixel_shuffle(call, piece, r, inverse)
+        if inner.unknown:
+            return res
+        pieces.append((a * r * r, b * r * r, inner) if inverse else (a // (r * r), b // (r * r), inner))
+    res.parts = (x.ndim - 3, tuple(pieces))
+    return res
 
 
 def pixel_shuffle_rule(call: OpCall) -> SymTensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from rfcheck import Lambda, assert_windows_match, check, last, summary
+from rfcheck import CatThen, Lambda, assert_windows_match, check, last, summary
 from torch import nn
 
 import rfgraph
@@ -375,3 +375,19 @@ def test_std_and_var_read_unbiased_before_keepdim(fn, shape):
     a = check(Lambda(fn), (1, 3, 12))
     r = last(a)
     assert r.shape == shape
+
+
+@pytest.mark.parametrize("fn,rf", [
+    # a cumulative product over the channels: channel c reads channels 0 .. c, so the first operand's
+    # channels read it alone, the second's both operands
+    (lambda y: y.cumprod(1)[:, :2], (1, 1)),
+    (lambda y: torch.cumsum(y, 1)[:, 1:2], (1, 1)),
+    (lambda y: y.cumprod(1)[:, 2:], (7, 7)),
+    # a stack of concats summed over the stack: a merge, piece by piece
+    (lambda y: torch.stack([y, y * 2], 0).sum(0)[:, :2], (1, 1)),
+    (lambda y: torch.stack([y, y * 2], 1).amax(1)[:, 2:], (7, 7)),
+])
+def test_concat_pieces_through_channel_scans_and_stack_reductions(fn, rf):
+    """cat([1x1, 7x7], 1) (2 + 2 channels), a scan over its channels or a stack reduced over the stack,
+    then one operand's channels: 1 or 7 (the union, 7, was reported for both before)."""
+    assert last(check(CatThen(fn), (1, 2, 12, 12))).rf == rf

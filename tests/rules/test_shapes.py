@@ -12,9 +12,10 @@ from __future__ import annotations
 import operator
 from fractions import Fraction
 
+import pytest
 import torch
 import torch.nn.functional as F
-from rfcheck import Lambda, assert_windows_match, check, last, summary
+from rfcheck import CatThen, Lambda, assert_windows_match, check, last, summary
 from torch import nn
 
 from rfgraph.algebra import PAMap
@@ -297,3 +298,55 @@ def test_stack_and_unsqueeze_keep_a_size_1_spatial_dim():
     assert r.source == "symbolic"
     assert [(r.lo[0](v), r.hi[0](v)) for v in range(2)] == [(0, 3), (0, 3)]
     assert (r.rf, r.stride, r.start) == ((4, 1), (Fraction(2), Fraction(1)), (0, 0))
+
+
+# ---------------------------------------------------------------------------
+# concat pieces through shape ops (SymTensor.parts)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn,rf", [
+    (lambda y: y.unsqueeze(2)[:, :2, 0], (1, 1)),  # unsqueeze before / after the concat dim
+    (lambda y: torch.unsqueeze(y, 0)[0, :, 2:], (7, 7)),
+    (lambda y: y.unsqueeze(1)[:, 0, :2], (1, 1)),
+    (lambda y: y[0, :, 0].t()[:, :2], (1, 1)),  # t moves the concat dim last
+    (lambda y: torch.t(y[0, :, 0])[:, 2:], (7, 7)),
+    (lambda y: y[0, :, 0].t().t()[:2][None, :, None], (1, 1)),
+    # repeat tiles the pieces: channels 4, 5 are channels 0, 1 again; 2 .. 5 straddle both operands
+    (lambda y: y.repeat(1, 2, 1, 1)[:, 4:6], (1, 1)),
+    (lambda y: y.repeat(1, 2, 1, 1)[:, 6:], (7, 7)),
+    (lambda y: y.repeat(1, 2, 1, 1)[:, 2:6], (7, 7)),
+    (lambda y: y.repeat(2, 1, 1, 1)[1:, :2], (1, 1)),
+    (lambda y: y.repeat(3, 1, 1, 1, 1)[2, :, :2], (1, 1)),  # new leading dims: the concat dim moves
+])
+def test_concat_pieces_through_shape_ops(fn, rf):
+    """cat([1x1, 7x7], 1) (2 + 2 channels), a shape op, then one operand's channels: rf 1 or 7 (the union
+    over the concat, 7, was reported for both before)."""
+    assert last(check(CatThen(fn), (1, 2, 12, 12))).rf == rf
+
+
+def test_channel_shuffle_by_views_keeps_the_union_of_both_halves():
+    """ShuffleNetV2's shuffle (view (2, 2), transpose, view back) interleaves the operands: each half of
+    ``chunk(2, 1)`` holds one channel of each, so both read the union (7), exactly."""
+    def shuffle(y):
+        return y.view(1, 2, 2, 12, 12).transpose(1, 2).reshape(1, 4, 12, 12).chunk(2, 1)[0]
+
+    assert last(check(CatThen(shuffle), (1, 2, 12, 12))).rf == (7, 7)
+
+
+def test_a_slice_straddling_concat_pieces_reads_only_those_it_overlaps():
+    """cat([1x1 (2 ch), 7x7 (2 ch), 3x3 (2 ch)]): channels 1 .. 2 overlap the first two operands (rf 7),
+    channels 4 .. 5 the 3x3's only (3); a straddling slice is itself a concat of the overlaps, so slicing
+    it again recovers each (channel 0 of [1 .. 3) is the 1x1's: rf 1; channels 1, 2 of [3 .. 6) the 3x3's)."""
+    class Three(nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+            self.a, self.b, self.c = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 7, padding=3), nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.fn(torch.cat([self.a(x), self.b(x), self.c(x)], 1))
+
+    for fn, rf in [(lambda y: y[:, 1:3], (7, 7)), (lambda y: y[:, 4:], (3, 3)), (lambda y: y[:, 1:3][:, :1], (1, 1)),
+                   (lambda y: y[:, 3:6][:, 1:], (3, 3))]:
+        assert last(check(Three(fn), (1, 2, 12, 12))).rf == rf

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from rfcheck import Lambda, assert_windows_match, check, last, summary
+from rfcheck import CatThen, Lambda, assert_windows_match, check, last, summary
 from torch import nn
 
 import rfgraph
@@ -1228,3 +1228,40 @@ def test_box_filter_written_with_im2col():
     assert r.source == "symbolic" and summary(r, 0) == summary(r, 1) == (5, 5, 2, -2)
     for axis in (0, 1):
         assert_windows_match(model, (1, 1, 10, 10), r, axis)
+
+
+# ---------------------------------------------------------------------------
+# concat pieces through pixel shuffle / unshuffle
+# ---------------------------------------------------------------------------
+
+
+def test_pixel_shuffle_of_whole_channel_groups_keeps_the_operands():
+    """cat([1x1 (4 ch), 7x7 (4 ch)]) then pixel_shuffle(2): channels 4c .. 4c + 3 make output channel c, so
+    channel 0 is the 1x1 operand's (rf 1: u reads u // 2), channel 1 the 7x7's (rf 7)."""
+    assert last(check(CatThen(lambda y: F.pixel_shuffle(y, 2)[:, :1], 4, 4), (1, 2, 12, 12))).rf == (1, 1)
+    assert last(check(CatThen(lambda y: F.pixel_shuffle(y, 2)[:, 1:], 4, 4), (1, 2, 12, 12))).rf == (7, 7)
+
+
+def test_pixel_shuffle_mixing_operands_in_one_channel_is_unknown():
+    """cat([1x1 (2 ch), 7x7 (2 ch)]) then pixel_shuffle(2): the one output channel holds the 1x1 operand
+    at sub-positions (0, 0), (0, 1) and the 7x7's at (1, 0), (1, 1): the field depends on the row's
+    parity, which no union states; unknown, with the op named.  Equal operands (two 1x1) stay exact."""
+    r = last(rfgraph.analyze(CatThen(lambda y: F.pixel_shuffle(y, 2)), (1, 2, 12, 12), fallback="unknown"))
+    assert r.source == "unknown" and "share output channels" in r.reason and "pixel_shuffle" in r.reason
+
+    class Same(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return F.pixel_shuffle(torch.cat([self.a(x), self.b(x)], 1), 2)
+
+    assert last(check(Same(), (1, 2, 12, 12))).rf == (1, 1)
+
+
+def test_pixel_unshuffle_maps_each_operand_to_its_channel_blocks():
+    """cat([1x1, 7x7]) then pixel_unshuffle(2): input channel c becomes channels 4c .. 4c + 3, so channels
+    0 .. 7 read the 1x1 operand's 2x2 blocks (rf 2) and 8 .. 15 the 7x7's (``[2v - 3, 2v + 4]``: rf 8)."""
+    assert last(check(CatThen(lambda y: F.pixel_unshuffle(y, 2)[:, :8]), (1, 2, 12, 12))).rf == (2, 2)
+    assert last(check(CatThen(lambda y: F.pixel_unshuffle(y, 2)[:, 8:]), (1, 2, 12, 12))).rf == (8, 8)
