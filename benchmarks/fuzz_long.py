@@ -1,19 +1,48 @@
 """Long fuzzing run: N random networks, symbolic pass vs numeric measurement.
 
-    .venv/bin/python benchmarks/fuzz_long.py --examples 10000 [--seed 0] [--jobs 2] [--out fuzz.jsonl]
+    .venv/bin/python benchmarks/fuzz_long.py --examples 10000 [--seed 0] [--jobs 1] [--out fuzz.jsonl]
         [--family dag|unet]
 
-Generates networks with the hypothesis strategy of tests/strategies.py and,
+Generates networks with the hypothesis strategies of tests/strategies.py and,
 unlike the pytest run (``make fuzz-long``), does not stop at the first
-disagreement: every disagreeing network is written to ``--out`` (one JSON line
-with the spec and the disagreements) and counted, so one run gives the exact
-number of networks checked, the time, and every failure.  ``--jobs`` splits
-the examples over processes with different seeds.  To keep 10 000 networks
-within an hour on two shared cores, each network is checked along one spatial
-axis (drawn with the network; the pytest run checks every axis).  ``--family unet``
-draws 2-D U-Net-like networks instead (`strategies.unet_specs`: resampling by
-integer and fractional factors, ``align_corners`` both ways, transposed convs
-with holes, pixel (un)shuffle, crops, merges by add / mul / max / cat / stack).
+disagreement: every disagreeing (or crashing) network is written to ``--out``
+(one JSON line with the spec, the axis and the disagreements) and counted, so
+one run gives the exact number of networks checked, the time, and every
+failure.  ``--jobs`` splits the examples over processes with different seeds
+(one torch thread each).  Each network is checked along one spatial axis
+(drawn with the network; the pytest run checks every axis), every node, on
+every unit that the reference network itself finds reading nothing out of
+range (docs/design.md, "Testing: the fuzzing").  ``--family dag`` draws 1-3 d
+DAGs (conv, transposed conv, pooling, pads, upsampling, adaptive pooling,
+crops, add / mul / cat); ``--family unet`` 2-D U-Net-like networks
+(`strategies.unet_specs`: resampling by integer and fractional factors,
+``align_corners`` both ways, transposed convs with holes, output padding and
+dilation, pixel (un)shuffle, crops, merges by add / mul / max / cat / stack).
+
+The statistics: ``compared`` / ``last_node_compared`` count the networks with
+some node / the last node compared; ``nodes`` all nodes, ``nodes_checked``
+those compared on some unit, ``nodes_full_period`` those whose rf, stride and
+start were compared over a full period, ``units`` the unit windows compared;
+``axes_too_big`` axes whose measurement would exceed the element budget;
+``thin_retries`` axes measured again with thicker other axes;
+``features`` how many networks contain each generated feature.
+
+Figures on this machine (2 shared cores, ``--jobs 1``, seed 0, 10 000 networks each):
+
+    family  compared (last node)  nodes checked      units      unknown  failures  too big  wall
+    unet    9996 / 10000          128213 / 128286    3658507    0        0         4        2477 s
+    dag     9963 / 10000          33301 / 33444      600934     0        0         37       470 s
+
+U-Net features in that run (networks containing each): fractional resize 4479,
+integer resize 5100, align_corners True 1353 / False 2983, transposed convs
+2854 (with holes 1772, output padding 1465, dilation 945), pixel shuffle 3472,
+unshuffle 3815, crops 5332, merges add 4257 / mul 3322 / max 2962 / cat 2787 /
+stack 2426; 19 axes were measured again with thicker other axes (a crop keeping only
+transposed-conv holes there).  DAGs: 3349 1-d, 3538 2-d, 3113 3-d networks;
+37 axes would have exceeded the 4M-element budget (`strategies.BUDGET`).  The
+U-Net run shared the machine with test-suite runs for about 25 of its 41 minutes.
+Before the clean-unit measurement, 61 of 100 U-Nets were not
+compared at all (their axis too large for the margin-based input size).
 """
 
 from __future__ import annotations

@@ -528,7 +528,7 @@ class Report:
 
 
 #: Largest number of tensor elements (batch of slabs included) one measurement may allocate.
-BUDGET = 600_000
+BUDGET = 4_000_000
 #: The same for U-Nets (deep, many nodes): 32M float32 elements over all nodes, though each node keeps only its
 #: reachability (slabs x units) once computed.
 UNET_BUDGET = 32_000_000
