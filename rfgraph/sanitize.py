@@ -275,6 +275,34 @@ for _nd in (1, 2, 3):
     for _op in aten_overloads(f"adaptive_max_pool{_nd}d"):
         FUNCTION_REPLACEMENTS[_op] = _adaptive_max_function(_nd, True)
 
+def _no_check(*args, **kwargs):
+    return None
+
+
+# torch.export records the traced dtype and device of some values (``_assert_tensor_metadata(x, dtype=float32,
+# device=meta)``): the copy runs in another dtype, on the CPU, so these checks are skipped.
+for _name in ("_assert_tensor_metadata",):
+    for _op in aten_overloads(_name, ("default",)):
+        FUNCTION_REPLACEMENTS[_op] = _no_check
+
+def _keep_float(op: Callable) -> Callable:
+    """An exported cast (``aten.to(x, torch.float32)``, ``_to_copy``) keeps a floating value in the copy's
+    float type: the traced dtype is baked into the graph, and a cast between float types changes no
+    dependence (``attn.to(v.dtype)`` in MONAI's SwinUNETR met a float64 ``v``)."""
+
+    def replacement(x, *args, **kwargs):
+        dtype = kwargs.get("dtype", next((a for a in args if isinstance(a, torch.dtype)), None))
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and (dtype is None or dtype.is_floating_point):
+            return x
+        return op(x, *args, **kwargs)
+
+    return replacement
+
+
+for _name, _ovs in (("to", ("dtype", "dtype_layout")), ("_to_copy", ("default",))):
+    for _op in aten_overloads(_name, _ovs):
+        FUNCTION_REPLACEMENTS[_op] = _keep_float(_op)
+
 #: aten normalisations with the argument order of their F counterparts.
 NORM_ALIASES: dict[Any, Any] = {}
 for _op in aten_overloads("layer_norm"):
@@ -322,7 +350,7 @@ SUPPORT_SAFE_OPS = frozenset({
     "clone", "squeeze", "unsqueeze", "expand", "expand_as", "repeat", "getitem", "getattr", "slice", "select",
     "narrow", "split", "split_with_sizes", "chunk", "unbind", "tensor_split", "size", "dim", "numel", "alias",
     "detach", "to", "type_as", "float", "double", "half", "_to_copy", "flip", "roll", "movedim", "index_select",
-    "gather", "lift_fresh_copy", "sym_size",
+    "gather", "lift_fresh_copy", "sym_size", "_assert_tensor_metadata",
     # identities in eval mode; PReLU's slopes are the copy's positive weights
     "dropout", "dropout_", "feature_dropout", "feature_dropout_", "alpha_dropout", "alpha_dropout_",
     "feature_alpha_dropout", "feature_alpha_dropout_", "prelu", "_prelu_kernel",

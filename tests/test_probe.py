@@ -608,3 +608,31 @@ def test_float32_and_float64_find_the_same_windows():
         for u, lo, hi in zip(x32.units, x32.lo, x32.hi):
             assert (lo, hi) == (2 * (u // 2) - 2, 2 * (u // 2) + 5)
     assert r32.rf == (8, 8) and r32.stride == (1, 1)
+
+
+class _Casts(nn.Module):
+    """conv -> cast to float64 and back to float32 -> conv: exported, the casts are aten ``_to_copy`` with
+    the traced dtype baked in."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 2, 3)
+        self.b = nn.Conv1d(2, 1, 3)
+
+    def forward(self, x):
+        return self.b(self.a(x).to(torch.float64).to(torch.float32))
+
+
+def test_exported_float_casts_keep_the_probe_float_type():
+    """A cast between float types changes no dependence: on the sanitized copy of an exported graph it keeps
+    the probe's float type (before: the baked float32 met float64 weights and the probe failed).  Two 3-taps:
+    rf 5, stride 1, start 0."""
+    from rfgraph.tracing import export_trace
+
+    net = _Casts()
+    traced = export_trace(net, (torch.rand(1, 1, 32),))
+    a = rfgraph.analyze(net, (1, 1, 32), traced=traced)
+    assert a.meta.get("trace") == "export"
+    for dtype in (torch.float64, torch.float32):
+        r = probe(net, "output", analysis=a, dtype=dtype)
+        assert (r.rf, r.stride, r.start) == ((5,), (1,), (0,)) and r.dtype == dtype
