@@ -497,7 +497,7 @@ def _finite_units(n_out: int, limit: int = 64) -> list[int]:
     return sorted(picks)
 
 
-def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int]) -> AxisProbe:
+def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int], context: bool = False) -> AxisProbe:
     """A node with finite window maps: measured at the analysed length (its maps hold there only), on an
     input thin along the other axes when the model accepts one, else at the analysed shape itself (a graph
     traced by torch.export); the output dim to seed is then the node's dim carrying the axis (``dim``)."""
@@ -509,6 +509,12 @@ def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int
         shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
         units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, _finite_units)
     elif dim is not None and pr.try_shapes(base) is not None:
+        if context:
+            raise ProbeError(
+                f"node {pr.target.name!r} has a global context path, and the model accepts its analysed length "
+                f"{n} only along axis {axis}: without a run at another length the probe cannot tell the context "
+                "operands apart to cut them, so it would measure the whole input"
+            )
         shape = tuple(base)
         units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, {}, _finite_units, dim_hint=dim)
     else:
@@ -539,7 +545,8 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     n0 = base[2 + axis]
     if est is not None and est.source in ("symbolic", "probed") and \
             (_length_bound(est, axis) or pr.length_dependent is not None):
-        return _probe_axis_finite(pr, axis, base, est.dims[axis] if axis < len(est.dims) else None)
+        return _probe_axis_finite(pr, axis, base, est.dims[axis] if axis < len(est.dims) else None,
+                                  bool(est.global_context))
     upper = [base[2 + j] for j in range(nd)]
     name = pr.target.name
     lo_est = hi_est = None
