@@ -1327,6 +1327,8 @@ def _reshaped_parts(t: SymTensor, new_shape: tuple[int, ...]) -> Optional[tuple]
             ranges = [(a, b) for a, b, _ in parts]
         elif n % m == 0 and all(a % (n // m) == 0 and b % (n // m) == 0 for a, b, _ in parts):
             ranges = [(a // (n // m), b // (n // m)) for a, b, _ in parts]
+        elif n % m == 0 and t.tags[d] is None:
+            return _block_parts(t, new_shape, j, n // m)
         elif m % n == 0 and any(prod(t.shape[d + 1:e]) == m // n for e in range(d + 2, t.ndim + 1)):
             ranges = [(a * (m // n), b * (m // n)) for a, b, _ in parts]
         else:
@@ -1343,6 +1345,42 @@ def _reshaped_parts(t: SymTensor, new_shape: tuple[int, ...]) -> Optional[tuple]
             return None
         return j, tuple(pieces)
     return None
+
+
+def _block_parts(t: SymTensor, new_shape: tuple[int, ...], j: int, k: int) -> Optional[tuple]:
+    """Concat pieces of channels ``t.parts`` whose boundaries are not multiples of ``k`` when the concat
+    dim is split as ``(n / k, k)`` onto dim ``j``: index ``q`` of dim ``j`` holds channels ``[q*k, q*k + k)``,
+    the concat of the overlapping pieces' channels (the union of those pieces only); neighbouring
+    blocks with the same fields are one piece."""
+    d, parts = t.parts
+    blocks: list[tuple[int, int, SymTensor]] = []
+    for q in range(t.shape[d] // k):
+        lo, hi = q * k, q * k + k
+        subs = [piece.like(shape=tuple(min(b, hi) - max(a, lo) if e == d else s for e, s in enumerate(piece.shape)))
+                for a, b, piece in parts if a < hi and lo < b]
+        block, _ = merge_tensors(subs, tuple(k if e == d else s for e, s in enumerate(t.shape)), "", concat_dim=d)
+        if block.unknown:
+            return None
+        if blocks and _same_fields(blocks[-1][2], block):
+            blocks[-1] = (blocks[-1][0], q + 1, blocks[-1][2])
+        else:
+            blocks.append((q, q + 1, block))
+    if len(blocks) < 2:
+        return None
+    pieces = []
+    for a, b, block in blocks:
+        whole = block.like(shape=tuple((b - a) * k if e == d else s for e, s in enumerate(block.shape)))
+        shape = list(new_shape)
+        shape[j] = b - a
+        piece = _reshape(whole, tuple(shape))
+        if piece.unknown:
+            return None
+        pieces.append((a, b, piece))
+    return j, tuple(pieces)
+
+
+def _same_fields(a: SymTensor, b: SymTensor) -> bool:
+    return (a.tags, a.pinned, a.global_context, a.probed) == (b.tags, b.pinned, b.global_context, b.probed)
 
 
 def _irregular(t: SymTensor, new_shape: tuple[int, ...], pinned: dict) -> SymTensor:

@@ -253,7 +253,12 @@ def test_concat_pieces_through_reshapes_indexes_and_reductions(fn, rf):
     assert got == rf
 
 
-def test_a_split_not_aligned_with_the_operands_keeps_the_union():
-    """3 + 1 channels viewed as (2, 2): the outer digit's rows hold (0, 1) and (2, 3), the second both
-    operands; the pieces are dropped, both rows report the union (7): over-approximate for row 0 only."""
+def test_a_split_not_aligned_with_the_operands_keeps_blocks():
+    """3 + 1 channels viewed as (2, 2): the outer digit's index q holds channels 2q, 2q + 1: q = 0 the 1x1
+    operand's only (rf 1), q = 1 one channel of each (the union, 7).  3 + 3 viewed as (3, 2): blocks
+    (0, 1), (2, 3), (4, 5) read the 1x1, both, the 7x7."""
+    assert _cat_rf(lambda y: y.view(1, 2, 2, 12, 12)[:, 0], near=3, far=1) == (1, 1)
     assert _cat_rf(lambda y: y.view(1, 2, 2, 12, 12)[:, 1], near=3, far=1) == (7, 7)
+    assert _cat_rf(lambda y: y.view(1, 3, 2, 12, 12)[:, :1].reshape(1, 2, 12, 12), near=3, far=3) == (1, 1)
+    assert _cat_rf(lambda y: y.view(1, 3, 2, 12, 12)[:, 1:], near=3, far=3) == (7, 7)
+    assert _cat_rf(lambda y: y.view(1, 3, 2, 12, 12)[:, 2], near=3, far=3) == (7, 7)

@@ -148,7 +148,7 @@ def cumulative_rule(call: OpCall) -> Any:
         out = x.window(d, low, high, x.shape[d], call.describe())
     else:
         out = x.globalize([d], call.describe())
-        if x.parts is not None and x.parts[0] == d and not out.unknown:
+        if x.parts is not None and x.parts[0] == d and tag is None and not out.unknown:
             # along the channels of a concat: the channels of piece i read pieces 0 .. i
             pieces, seen = [], []
             for a, b, piece in x.parts[1]:
