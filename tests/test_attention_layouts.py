@@ -553,5 +553,6 @@ def test_hf_hiera_query_pooling_max_values():
     assert a.counts()["unknown"] == 0
     assert any(r.op.endswith("max") for r in a)
     report = rfgraph.validate(model, (1, 3, 64, 64), nodes=[last(a).name])
-    # (fixed size: the field is wider than the input along H, measured clipped, compared clipped)
-    assert not report.disagreements and not report.errors and [r.status for r in report] == ["clipped"], report
+    # (fixed size: measured at 64; the probed units' fields (rf 53) fit inside it with a one-pixel margin,
+    # so they are measured unclipped, exactly)
+    assert not report.disagreements and not report.errors and [r.status for r in report] == ["ok"], report
