@@ -18,13 +18,14 @@ import copy
 import operator
 import os
 import types
+from math import lcm
 from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.fx as fx
 from torch import nn
 
-from .algebra import GLOBAL, Field, SlopeMismatch
+from .algebra import GLOBAL, Field, PAMap, SlopeMismatch
 from .errors import InputShapeError, InputTooSmallError, NotAModuleError, RFGraphError, RuleError
 from .fallback import fallback as probe_fallback
 from .inputs import check_input_shape, example_input, explain_too_small, ordered_inputs
@@ -33,7 +34,7 @@ from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target, named_function_rules
 from .rules.channels import ChannelError, check_channels
 from .tracing import Traced, export_trace, trace
-from .values import MergeInfo, SymTensor, collect, shape_by_execution
+from .values import Axis, MergeInfo, SymTensor, collect, shape_by_execution
 
 __all__ = ["analyze", "SymbolicPass", "contains_sym", "shape_by_execution"]
 
@@ -383,11 +384,12 @@ class SymbolicPass(fx.Interpreter):
         source = "probed" if value.probed else "symbolic"
         if all(f is None for f in fields):
             source = "nonspatial"
+        widths = [_unit_widths(f, value, dims.get(k)) for k, f in enumerate(fields)]
         return NodeRF(
             **base,
             dims=tuple(dims.get(k) for k in range(ndim)),
-            rf=tuple(None if f is None else f.rf for f in fields),
-            rf_min=tuple(None if f is None else f.rf_min for f in fields),
+            rf=tuple(None if f is None else w[0] if w else f.rf for f, w in zip(fields, widths)),
+            rf_min=tuple(None if f is None else w[1] if w else f.rf_min for f, w in zip(fields, widths)),
             rf_path_min=tuple(None if f is None else f.rf_path_min for f in fields),
             stride=tuple(None if f is None else f.stride for f in fields),
             start=tuple(None if f is None else f.start for f in fields),
@@ -401,6 +403,22 @@ class SymbolicPass(fx.Interpreter):
             global_context=value.global_context,
             source=source,
         )
+
+
+def _unit_widths(f: Optional[Field], value: SymTensor, d: Optional[int]) -> Optional[tuple[int, int]]:
+    """``(rf, rf_min)`` over the node's own units when the field's period is longer than the dim holding
+    the axis: a causal prefix is periodic with the input's length ``n``, and after a valid conv the node
+    has fewer than ``n`` units (the summary over one period would count units that do not exist).
+    None when the per-period summary is exact."""
+    if f is None or d is None or not isinstance(value.tags[d], Axis):
+        return None
+    if not (isinstance(f.lo, PAMap) and isinstance(f.hi, PAMap)):
+        return None
+    n = value.shape[d]
+    if n < 1 or lcm(f.lo.period, f.hi.period) <= n:
+        return None
+    w = [f.hi(u) - f.lo(u) + 1 for u in range(n)]
+    return max(0, max(w)), max(0, min(w))
 
 
 def _union_of_outputs(value: Any) -> SymTensor:

@@ -329,3 +329,32 @@ def test_align_corners_resampling_is_measured_at_the_analysed_length():
     report = validate_analysis(a, ["interpolate", "head"])
     assert all(r.status in ("ok", "clipped") for r in report.rows), str(report)
     assert all(ax.input_shape[2] == 16 for r in report.rows for ax in r.numeric.axes)
+
+
+class _RecurrentConv(nn.Module):
+    """A unidirectional GRU over time, then a conv k3 without padding (the node is shorter than the
+    input)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(2, 4, batch_first=True)
+        self.conv = nn.Conv1d(4, 4, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x.transpose(1, 2))
+        return self.conv(y.transpose(1, 2))
+
+
+def test_causal_prefix_summaries_count_only_the_units_that_exist():
+    """Hand derivation, length 40: step t of the GRU reads [0, t]; the conv's unit u (38 units) reads
+    steps u..u+2, i.e. [0, u + 2]: rf 40 (u = 37), rf_min 3 (u = 0).  The prefix is periodic with the
+    input's length, 40, and a summary over that period counted units 38 and 39 that the node does not
+    have (rf 42).  The probe measures every unit at the analysed length and agrees."""
+    a = rfgraph.analyze(_RecurrentConv(), (1, 2, 40))
+    r = a["conv"]
+    assert (r.rf, r.rf_min, r.start) == ((40,), (3,), (0,))
+    assert [(r.lo[0](u), r.hi[0](u)) for u in (0, 37)] == [(0, 2), (0, 39)]
+    row = validate_analysis(a, ["conv"], budget=60).rows[0]
+    assert row.status in ("ok", "clipped"), str(row)
+    (axis,) = row.numeric.axes
+    assert [(lo, hi) for lo, hi in zip(axis.lo, axis.hi)] == [(0, u + 2) for u in axis.units]
