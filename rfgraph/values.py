@@ -474,6 +474,10 @@ class SymTensor:
                 # the queries' own fields)
                 field = field.merge(f, size=length)
             for f in beside:
+                if not (_periodic(field) and _periodic(f)):
+                    # a finite table indexes its own segment's positions only: another segment's units
+                    # are not its units
+                    raise SlopeMismatch("segments of one dim hold positions on different grids (a finite map)")
                 field = field.merge(f)  # (no length: different slopes raise SlopeMismatch)
             for f in others:
                 field = field.merge(f, size=length)
@@ -1139,6 +1143,11 @@ def _group_field(f: Field, low: PAMap, high: PAMap, digits: set) -> Field:
         return PAMap(period, m.advance * (period // m.period), table)
 
     return Field(extreme(f.lo, min), extreme(f.hi, max), extreme(f.path_lo, min), extreme(f.path_hi, max))
+
+
+def _periodic(f: Field) -> bool:
+    """Global, or periodic-affine bounds (no finite table)."""
+    return f.lo is None or (isinstance(f.lo, PAMap) and isinstance(f.hi, PAMap))
 
 
 def _demote(tag: Optional[Tag], axes: set) -> Optional[Tag]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from rfcheck import last
 from torch import nn
 
@@ -262,3 +263,21 @@ def test_a_split_not_aligned_with_the_operands_keeps_blocks():
     assert _cat_rf(lambda y: y.view(1, 3, 2, 12, 12)[:, :1].reshape(1, 2, 12, 12), near=3, far=3) == (1, 1)
     assert _cat_rf(lambda y: y.view(1, 3, 2, 12, 12)[:, 1:], near=3, far=3) == (7, 7)
     assert _cat_rf(lambda y: y.view(1, 3, 2, 12, 12)[:, 2], near=3, far=3) == (7, 7)
+
+
+def test_concat_of_a_finite_map_and_another_grid_is_not_one_field():
+    """A 10x10 map whose field is a finite table (a stride-1 path plus a stride-2 path upsampled with
+    align_corners, slope 4/9), flattened and concatenated with a 5x5 crop of a stride-1 map: the table
+    indexes its own 10 positions per row, not the other segment's 5, so the node is unknown with the
+    reason (it was merged index by index into a table: rf 5, stride 8/9)."""
+    class FiniteAndCrop(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            y = self.a(x) + F.interpolate(self.b(x), size=x.shape[-2:], mode="bilinear", align_corners=True)
+            return torch.cat([y.flatten(2), self.a(x)[:, :, :5, :5].flatten(2)], 2)
+
+    r = last(rfgraph.analyze(FiniteAndCrop(), (1, 1, 10, 10)))
+    assert r.shape == (1, 2, 125) and r.source == "unknown" and "different grids" in r.reason
