@@ -726,13 +726,14 @@ def run_case(recipe: Recipe, selecting: bool = False, honest: bool = False) -> l
 CASES = [(kind, key) for kind, key in entries() if key not in SKIP]
 
 
-def _params():
-    for kind, key in CASES:
-        marks = [pytest.mark.xfail(reason=KNOWN[key], strict=True)] if key in KNOWN else []
-        yield pytest.param(kind, key, id=f"{kind}:{_label(key)}", marks=marks)
+def _params(cases: list, known: dict) -> list:
+    """One pytest case per ``(kind, key)``; keys in ``known`` are strict xfails with their reason."""
+    return [pytest.param(kind, key, id=f"{kind}:{_label(key)}",
+                         marks=[pytest.mark.xfail(reason=known[key], strict=True)] if key in known else [])
+            for kind, key in cases]
 
 
-@pytest.mark.parametrize("kind,key", list(_params()))
+@pytest.mark.parametrize("kind,key", _params(CASES, KNOWN))
 def test_entry_against_measurement(kind, key):
     problems = run_case(recipe_for(kind, key), selecting=key in SELECTING, honest=key in HONEST)
     assert not problems, "\n".join(problems)
@@ -782,13 +783,7 @@ EXPORT_CASES = [
 ]
 
 
-def _export_params():
-    for kind, key in EXPORT_CASES:
-        marks = [pytest.mark.xfail(reason=EXPORT_KNOWN[key], strict=True)] if key in EXPORT_KNOWN else []
-        yield pytest.param(kind, key, id=f"{kind}:{_label(key)}", marks=marks)
-
-
-@pytest.mark.parametrize("kind,key", list(_export_params()))
+@pytest.mark.parametrize("kind,key", _params(EXPORT_CASES, EXPORT_KNOWN))
 def test_aten_spellings_via_export(kind, key):
     recipe = recipe_for(kind, key)
     case, shape = _build(recipe)
