@@ -382,6 +382,30 @@ class Prober:
                 grads.append(g)
         return grads
 
+    def partial_alt(self, shape: Sequence[int], axis: int, alt_n: int) -> tuple[dict, str]:
+        """Context information for a graph that accepts its analysed length only along ``axis``: the node
+        shapes of a shape-only run at length ``alt_n`` (the other sizes of ``shape``) up to the node that
+        refuses it (`Runner.partial_shapes`), with a note, when no node from that one on cuts context (reads
+        the other run's shapes, `Runner.reads_alt`): those would go uncut.  Else ``({}, "")``.
+
+        A torch.export graph of a length-agnostic model bakes the analysed length into a final ``view``
+        (torchaudio's ConvTasNet moves its sources from the batch into the channels with
+        ``view(batch, sources, frames)``): every node before it tells, by its shapes, which of its dims carry
+        the axis, as a full run at ``alt_n`` would.
+        """
+        other = list(shape)
+        other[2 + axis] = alt_n
+        shapes, refused = self.runner.partial_shapes(other, self.dtype)
+        if not shapes:
+            return {}, ""
+        if refused is None:
+            return shapes, ""
+        order = list(self.runner.graph.nodes)
+        if any(self.runner.reads_alt(n) for n in order[order.index(refused):]):
+            return {}, ""
+        return shapes, (f"context cut by the shapes of a run at length {alt_n}, which stops at node "
+                        f"{refused.name!r} (a size fixed at the analysed length; no context op from there on)")
+
     def minimal_thin(self, base: list[int], axis: int, n: int, upper: Sequence[int], alt_n: Optional[int]):
         """The smallest sizes (powers of two, then bisected, capped by ``upper``) of the other axes with
         which the model accepts length ``n`` (and ``alt_n``, when given) along ``axis``.
@@ -504,19 +528,21 @@ def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int
     nd = len(base) - 2
     n = base[2 + axis]
     found = pr.minimal_thin(base, axis, n, [max(base[2 + j], 1) for j in range(nd)], 2 * n)
+    partial_note = ""
     if found is not None:
         thin, alt = found
         shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
         units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, _finite_units)
     elif dim is not None and pr.try_shapes(base) is not None:
-        if context:
+        shape = tuple(base)
+        alt, partial_note = pr.partial_alt(shape, axis, 2 * n)
+        if context and not alt:
             raise ProbeError(
                 f"node {pr.target.name!r} has a global context path, and the model accepts its analysed length "
                 f"{n} only along axis {axis}: without a run at another length the probe cannot tell the context "
                 "operands apart to cut them, so it would measure the whole input"
             )
-        shape = tuple(base)
-        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, {}, _finite_units, dim_hint=dim)
+        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, _finite_units, dim_hint=dim)
     else:
         raise ProbeError(f"the model rejects its analysed input length {n} along axis {axis}")
     if out_dim is None:
@@ -525,7 +551,8 @@ def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int
     start = next((Fraction(lo) for u, lo in zip(units, los) if u == 0 and lo is not None), None)
     a = AxisProbe(axis=axis, rf=max(inner) if inner else None, stride=None, start=start, exact=bool(inner),
                   is_global=False, input_shape=shape, units=tuple(units), lo=tuple(los), hi=tuple(his),
-                  note="finite maps: measured at the analysed length", finite=True)
+                  note="finite maps: measured at the analysed length" + (f"; {partial_note}" if partial_note else ""),
+                  finite=True)
     return _with_note(a, f"{cut} context operand(s) detached") if cut else a
 
 
@@ -640,6 +667,9 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         thin, alt = found
         shape = tuple(base[:2]) + tuple(thin[j] if j != axis else n for j in range(nd))
         budget.check_size(name, shape)
+        partial_note = ""
+        if fixed and not alt:  # only the analysed length runs: the shapes up to the node that refuses others
+            alt, partial_note = pr.partial_alt(shape, axis, n0 + max(P, n0))
         # a unit's window settles a global axis (it reads the whole input) or refutes it: two units suffice
         k = min(T, 8) + 1 if lo_est is not None else (2 if global_est else 5)
         fits = regular and plan(margin)[1] <= n
@@ -667,9 +697,10 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         if lo_est is None and len(units) > 2:
             T_used = _smallest_period(los, his)
         fixed_note = note
-        if fixed and not alt:
+        if fixed and (partial_note or not alt):
             fixed_note = (note + "; " if note else "") + \
-                f"measured at the analysed length {n0} only (the model accepts no other); no context cut"
+                f"measured at the analysed length {n0} only (the model accepts no other); " + \
+                (partial_note or "no context cut")
         last = _axis_from_measure(axis, shape, units, los, his, T_used, n, fixed_note,
                                   can_be_global=global_est or not fixed)
         if cut:

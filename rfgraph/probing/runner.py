@@ -44,6 +44,11 @@ _EXPAND_FUNCTIONS = {torch.broadcast_to} | {op for name in ("expand", "expand_as
                                             for op in aten_overloads(name)}
 
 
+#: Normalisation modules whose statistics are detached when they span a dim carrying the measured axis.
+_NORM_MODULES: tuple[type, ...] = (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm) + \
+    ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+
+
 def _norm(x, dims, weight, bias, eps, detach, rms=False):
     if rms:
         scale = x.pow(2).mean(dims, keepdim=True)
@@ -130,6 +135,39 @@ class Runner(fx.Interpreter):
         with torch.no_grad():
             _, shapes = self.run(torch.rand(tuple(input_shape), dtype=dtype), None, True)
         return shapes
+
+    def partial_shapes(self, input_shape: Sequence[int], dtype: torch.dtype) \
+            -> tuple[Optional[dict[fx.Node, Any]], Optional[fx.Node]]:
+        """Node output shapes of a shape-only (meta) run at ``input_shape`` that the graph may refuse part way:
+        ``(shapes of the nodes computed, the node that refused it)``, the node ``None`` when none did.
+
+        A graph traced by torch.export bakes sizes of the analysed input into some ops (a ``view`` to the
+        analysed length): every other length fails there, after the nodes before it have their shapes.
+        Only once a meta run of this graph has worked (a failure is then the size's, not the meta device's);
+        otherwise ``(None, None)``, with nothing run.
+        """
+        if not self._meta_worked:
+            return None, None
+        try:
+            return self.shapes(input_shape, dtype), None
+        except RFGraphError:
+            raise
+        except Exception:
+            return dict(self.node_shapes), self._node
+
+    def reads_alt(self, n: fx.Node) -> bool:
+        """Whether running ``n`` consults the other run's shapes to cut a context path (a normalisation's
+        statistics, an operand broadcast, expanded or resampled from size 1): mirrors `_call`."""
+        if n.op == "call_module":
+            return isinstance(self.fetch_attr(n.target), _NORM_MODULES + (nn.Upsample,))
+        if n.op == "call_method":
+            return n.target in _BROADCAST_METHODS or n.target in _EXPAND_METHODS
+        if n.op != "call_function" or not _hashable(n.target):
+            return False
+        fn = n.target
+        return fn in _BROADCAST_FUNCTIONS or fn in _EXPAND_FUNCTIONS or fn in _RESAMPLE_FUNCTIONS or \
+            fn in NORM_ALIASES or fn in (F.layer_norm, F.group_norm, F.instance_norm) or \
+            fn is getattr(F, "rms_norm", None)
 
     def _state(self) -> dict[str, torch.Tensor]:
         if self._state_cache is None:
@@ -233,8 +271,7 @@ class Runner(fx.Interpreter):
         shapes, alt = self.node_shapes, self.alt
         if n.op == "call_module":
             m = self.fetch_attr(n.target)
-            if alt is not None and isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm))\
-                    or alt is not None and hasattr(nn, "RMSNorm") and isinstance(m, nn.RMSNorm):
+            if alt is not None and isinstance(m, _NORM_MODULES):
                 out = self._norm_module(n, m, args, kwargs, shapes, alt)
                 if out is not None:
                     return out
