@@ -259,6 +259,11 @@ class Prober:
         #: thin sizes of the other axes that worked last, per measured axis (tried first for the next node)
         self.thin_hint: dict[int, int] = {}
         self.batched_ok = True
+        #: input shapes refused by a shape-only run -> the nodes at which its runs failed (`try_shapes`)
+        self.refused: dict[tuple[int, ...], frozenset[str]] = {}
+        #: an input shape the model accepts (the analysed one, set by `probe`): tells a refused size from a graph
+        #: that cannot run on meta (`Runner.shapes`)
+        self.accepted: Optional[tuple[int, ...]] = None
         #: the node being probed's limits: checked at every node of every run, forward and backward
         self.budget: Optional[Budget] = None
         self.select(fx_names[0])
@@ -269,6 +274,7 @@ class Prober:
     def select(self, fx_name: str) -> None:
         """Probe ``fx_name`` next (one of the nodes this copy was made for)."""
         self.runner = Runner(cut(self.sanitized, [fx_name]), self.seed)
+        self.runner_nodes = frozenset(n.name for n in self.runner.graph.nodes)
         self.target = next(n for n in self.runner.graph.nodes if n.name == fx_name)
         self.length_dependent = _length_dependent_op(self.runner.module)
 
@@ -283,11 +289,24 @@ class Prober:
         return (torch.rand(tuple(shape), generator=self.gen, dtype=self.dtype) + 0.5) * 0.1
 
     def try_shapes(self, shape: Sequence[int]) -> Optional[dict]:
+        """Node shapes for an input of ``shape`` (a shape-only run), ``None`` when the model refuses it.
+
+        A refusal is remembered with the nodes at which the runs failed: a later node's cut graph holding
+        those nodes computes them exactly as before (a cut keeps every ancestor of a kept node, and the
+        in-place ops on them that precede it), so it refuses the shape too and is not run again (a fixed-size
+        exported graph refuses every thin size, each refusal a shape-only run through the whole encoder)."""
+        key = tuple(shape)
+        failed = self.refused.get(key)
+        if failed is not None and failed <= self.runner_nodes:
+            return None
         try:
-            return self.runner.shapes(shape, self.dtype)
+            return self.runner.shapes(shape, self.dtype, self.accepted)
         except RFGraphError:
             raise
         except Exception:
+            at = frozenset(self.runner.refused_at)
+            if at and None not in at and "output" not in at:
+                self.refused[key] = at
             return None
 
     def measure(self, shape: tuple[int, ...], axis: int, alt: dict, units_of: Callable,
@@ -920,6 +939,7 @@ def probe(
     else:
         pr = Prober(gm, [fx_name], dtype, seed, inert_nodes(analysis) if analysis is not None else ())
     pr.select(fx_name)
+    pr.accepted = tuple(base)
     limits = Budget(budget, max_elements).start()
     pr.budget = limits
     results = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 import random
+import weakref
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
@@ -111,29 +112,62 @@ class Runner(fx.Interpreter):
         self.cut = 0
         #: called at every node of a run and of the backward (the probe's time budget: raises when spent)
         self.check: Optional[Callable[[], None]] = None
+        #: the tensors hooked in the current run, by (id, version)
+        self._hooked: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._node: Optional[fx.Node] = None
+        #: the nodes at which the last refused shape-only run failed (`shapes`)
+        self.refused_at: list[Optional[str]] = []
 
     # -- shape-only runs -------------------------------------------------------
 
-    def shapes(self, input_shape: Sequence[int], dtype: torch.dtype) -> dict[fx.Node, Any]:
-        """Node output shapes for an input of ``input_shape``: on the meta device (a real run as a last resort)."""
-        from torch.nn.utils.stateless import _reparametrize_module
+    def shapes(self, input_shape: Sequence[int], dtype: torch.dtype,
+               accepted: Optional[Sequence[int]] = None) -> dict[fx.Node, Any]:
+        """Node output shapes for an input of ``input_shape``: on the meta device (a real run as a last resort).
 
+        ``accepted``: a shape the model is known to accept (the analysed one); when the meta run fails and no
+        meta run has worked yet, a meta run at ``accepted`` tells whether every op runs on meta (then the size
+        is refused, with no real run) before a real run is tried.  When the size is refused (an exception),
+        `refused_at` names the node at which each run failed."""
+        self.refused_at = []
         if self._meta_ok:
-            tensors = {k: torch.empty_like(v, device="meta") for k, v in self._state().items()}
             try:
-                with _reparametrize_module(self.module, tensors):
-                    _, shapes = self.run(torch.empty(tuple(input_shape), dtype=dtype, device="meta"), None, True)
+                shapes = self._meta_shapes(input_shape, dtype)
                 self._meta_worked = True
                 return shapes
             except RFGraphError:
                 raise
             except Exception:
+                self.refused_at.append(self._node.name if self._node is not None else None)
+                if not self._meta_worked and accepted is not None and tuple(accepted) != tuple(input_shape):
+                    failed_at = self.refused_at
+                    try:
+                        self._meta_shapes(accepted, dtype)
+                        self._meta_worked = True
+                    except RFGraphError:
+                        raise
+                    except Exception:
+                        pass
+                    self.refused_at = failed_at
                 if self._meta_worked:
                     # Every op of this graph runs on meta (it did at another size): the size is refused.
                     # No real run (a real forward of a refused size costs as much as a probe).
                     raise
-        with torch.no_grad():
-            _, shapes = self.run(torch.rand(tuple(input_shape), dtype=dtype), None, True)
+        try:
+            with torch.no_grad():
+                _, shapes = self.run(torch.rand(tuple(input_shape), dtype=dtype), None, True)
+        except RFGraphError:
+            raise
+        except Exception:
+            self.refused_at.append(self._node.name if self._node is not None else None)
+            raise
+        return shapes
+
+    def _meta_shapes(self, input_shape: Sequence[int], dtype: torch.dtype) -> dict[fx.Node, Any]:
+        from torch.nn.utils.stateless import _reparametrize_module
+
+        tensors = {k: torch.empty_like(v, device="meta") for k, v in self._state().items()}
+        with _reparametrize_module(self.module, tensors):
+            _, shapes = self.run(torch.empty(tuple(input_shape), dtype=dtype, device="meta"), None, True)
         return shapes
 
     def partial_shapes(self, input_shape: Sequence[int], dtype: torch.dtype) \
@@ -184,7 +218,12 @@ class Runner(fx.Interpreter):
         self.node_shapes = {}
         self.cut = 0
         self._first_input = True
-        (out,) = super().run(x)
+        self._node = None
+        self._hooked = weakref.WeakValueDictionary()
+        try:
+            (out,) = super().run(x)
+        finally:
+            self._hooked = weakref.WeakValueDictionary()
         return out, self.node_shapes
 
     def run_node(self, n: fx.Node) -> Any:
@@ -220,11 +259,21 @@ class Runner(fx.Interpreter):
         return self._call(self._node, args, kwargs)
 
     def call_function(self, target, args, kwargs):
+        if self.shape_only and _hashable(target) and target in _SHAPE_KEEPING_FUNCTIONS:
+            return args[0] if args else kwargs["input"]
         return self._call(self._node, args, kwargs)
 
     def _hook(self, value: Any) -> None:
+        """Register the renormalising hook on each tensor of ``value``, once per tensor object: a value that
+        is the same tensor as an earlier node's (``getitem`` of a tuple, an activation made an identity,
+        ``relu_`` included) is not hooked again (a second hook would renormalise the same gradient twice: the same
+        non-zero pattern, another full pass over it)."""
         if isinstance(value, torch.Tensor):
             if value.requires_grad and value.is_floating_point():
+                key = (id(value), value._version)  # an in-place op bumps the version: hooked again
+                if self._hooked.get(key) is value:
+                    return
+                self._hooked[key] = value
                 self._pool_for(value.dtype, value.numel())  # drawn now: no random op inside the backward
                 value.register_hook(self._renormalise)
         elif isinstance(value, (list, tuple)):
@@ -246,7 +295,7 @@ class Runner(fx.Interpreter):
         numel = g.numel()
         pool = self._pool_for(g.dtype, numel)
         offset = self.offsets.randrange(pool.numel() - numel + 1)
-        return pool[offset: offset + numel].view(g.shape) * (g != 0)
+        return torch.where(g != 0, pool[offset: offset + numel].view(g.shape), 0.0)
 
     def _pool_for(self, dtype: torch.dtype, numel: int) -> torch.Tensor:
         pool = self._pools.get(dtype)
@@ -417,6 +466,11 @@ class Runner(fx.Interpreter):
 _SHAPE_KEEPING: tuple[type, ...] = (
     nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.Identity, nn.modules.instancenorm._InstanceNorm,
 ) + IDENTITY_MODULE_TYPES
+
+
+#: Functions whose single tensor output has their input's shape: skipped by shape-only runs (batch norm runs
+#: a Python decomposition on meta: half the time of a shape-only run of an exported smp model).
+_SHAPE_KEEPING_FUNCTIONS = {F.batch_norm, torch.batch_norm} | set(aten_overloads("batch_norm", ("default",)))
 
 
 def _rescale(value: Any) -> Any:

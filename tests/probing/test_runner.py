@@ -1,0 +1,161 @@
+"""`rfgraph.probing.runner` (and the shape-only runs `Prober.try_shapes` makes with it): the renormalising
+hooks, shape-only runs, refused sizes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import rfgraph
+from rfgraph.probing.measure import Prober
+from rfgraph.probing.runner import Runner
+from rfgraph.sanitize import sanitized_copy
+from rfgraph.tracing import cut, export_trace, trace
+
+
+def _runnable(gm, dtype=torch.float32):
+    """The sanitized copy of ``gm`` cut at its returned tensor (a runner's graph returns a tuple)."""
+    last = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    while isinstance(last, (tuple, list)):
+        last = last[0]
+    return sanitized_copy(cut(gm, [last.name]), dtype, 0)
+
+
+class _Aliases(nn.Module):
+    """conv -> relu (an identity on the copy: the same tensor) -> in-place add (the same tensor object, a new
+    autograd value) -> conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 2, 3)
+        self.b = nn.Conv1d(2, 1, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        y.add_(1.0)
+        return self.b(y)
+
+
+def test_renormalising_hook_once_per_autograd_value():
+    """The relu made an identity returns the conv's tensor: hooked once, not twice.  The in-place add keeps
+    the tensor object but makes a new autograd value (its version moved): hooked again.  Hooked values: the
+    input, conv a's output, the add's, conv b's output (before: the relu's too, the same tensor as conv a's); the
+    input gradient's support is unchanged (two 3-taps: 5 wide)."""
+    gm = _runnable(trace(_Aliases()).graph_module, torch.float64)
+    runner = Runner(gm)
+    calls = []
+    inner = runner._renormalise
+    runner._renormalise = lambda g: calls.append(tuple(g.shape)) or inner(g)
+    alt = runner.shapes((1, 1, 40), torch.float64)
+    x = torch.rand(1, 1, 32, dtype=torch.float64, requires_grad=True)
+    out, _ = runner.run(x.clone(), alt)
+    seed = torch.zeros_like(out)
+    seed[0, 0, 10] = 1.0
+    (g,) = torch.autograd.grad(out, x, seed)
+    assert calls == [(1, 1, 28), (1, 2, 30), (1, 2, 30), (1, 1, 32)], calls
+    assert torch.nonzero(g[0, 0]).flatten().tolist() == [10, 11, 12, 13, 14]
+
+
+class _FixedSize(nn.Module):
+    """Two convs, a reshape to a fixed size (the model accepts length 32 only), a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 4, 3, padding=1)
+        self.b = nn.Conv1d(4, 4, 3, padding=1)
+        self.c = nn.Conv1d(4, 1, 3, padding=1)
+
+    def forward(self, x):
+        return self.c(self.b(self.a(x)).reshape(1, 4, 32))
+
+
+def _counting(pr: Prober, calls: list) -> None:
+    inner = pr.runner.shapes
+
+    def shapes(shape, *args, **kwargs):
+        calls.append(tuple(shape))
+        return inner(shape, *args, **kwargs)
+
+    pr.runner.shapes = shapes
+
+
+def test_refused_size_remembered_only_for_graphs_holding_the_failing_node():
+    """A size refused at the reshape is not run again for a later node whose cut holds the reshape (it
+    computes the reshape exactly as before); a node upstream of the reshape still runs it, and accepts it."""
+    a = rfgraph.analyze(_FixedSize(), (1, 1, 32))
+    names = {r.name: r.fx_name or r.name for r in a}
+    pr = Prober(a.graph_module, [names["c"], names["a"]], torch.float32, 0)
+    pr.select(names["c"])
+    calls: list = []
+    _counting(pr, calls)
+    assert pr.try_shapes((1, 1, 48)) is None and calls == [(1, 1, 48)]
+    assert pr.refused[(1, 1, 48)] == frozenset({"reshape"})
+    assert pr.try_shapes((1, 1, 32)) is not None
+    pr.select(names["c"])  # a new runner, the same graph: the refusal is known
+    calls.clear()
+    _counting(pr, calls)
+    assert pr.try_shapes((1, 1, 48)) is None and calls == []
+    pr.select(names["a"])  # upstream of the reshape: runs, and accepts
+    calls.clear()
+    _counting(pr, calls)
+    assert pr.try_shapes((1, 1, 48)) is not None and calls == [(1, 1, 48)]
+
+
+def test_refused_size_no_real_run_when_the_graph_runs_on_meta():
+    """A refused size fails on meta; with a shape the model accepts (``accepted``), a meta run there shows
+    that every op runs on meta, so the size is refused without the real run (which costs a forward)."""
+    gm = _runnable(trace(_FixedSize()).graph_module)
+    devices: list = []
+
+    def recording(runner):
+        inner = runner.run
+
+        def run(x, alt, shape_only=False):
+            devices.append(x.device.type)
+            return inner(x, alt, shape_only)
+
+        runner.run = run
+        return runner
+
+    runner = recording(Runner(gm))
+    try:
+        runner.shapes((1, 1, 48), torch.float32, (1, 1, 32))
+        raise AssertionError("length 48 accepted")
+    except RuntimeError:
+        pass
+    assert devices == ["meta", "meta"] and runner.refused_at == ["reshape"]
+    devices.clear()
+    runner = recording(Runner(gm))
+    try:
+        runner.shapes((1, 1, 48), torch.float32)
+        raise AssertionError("length 48 accepted")
+    except RuntimeError:
+        pass
+    assert devices == ["meta", "cpu"] and runner.refused_at == ["reshape", "reshape"]
+
+
+class _Norms(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, stride=2)
+        self.bn = nn.BatchNorm2d(4)
+        self.b = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[-1] > 4:  # defeats torch.fx: exported, batch norm is aten.batch_norm
+            x = x * 1
+        return self.b(F.relu(self.bn(self.a(x))))
+
+
+def test_shape_only_runs_skip_batch_norm_with_the_same_shapes():
+    """Shape-only runs return batch norm's input as its output (its meta decomposition was half the time of
+    a shape-only run of an exported smp model): every node's shape equals the real run's."""
+    traced = export_trace(_Norms().eval(), (torch.rand(1, 3, 20, 24),))
+    assert any("batch_norm" in str(n.target) for n in traced.graph_module.graph.nodes)
+    gm = _runnable(traced.graph_module)
+    runner = Runner(gm)
+    meta = runner.shapes((1, 3, 20, 24), torch.float32)
+    with torch.no_grad():
+        _, real = Runner(gm).run(torch.rand(1, 3, 20, 24), None)
+    assert {n.name: s for n, s in meta.items()} == {n.name: s for n, s in real.items()}
