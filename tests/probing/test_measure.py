@@ -165,3 +165,26 @@ def test_small_torchaudio_convtasnet_output_agrees():
     ax = out.axes[0]
     for u, lo, hi in zip(ax.units, ax.lo, ax.hi):
         assert (lo, hi) == (8 * (u // 8) - 32, 8 * (u // 8) + 39)
+
+
+@pytest.mark.parametrize("batched_ok", [True, False])
+def test_grads_of_every_seed_in_order_batched_or_not(batched_ok):
+    """`Prober._grads` times one unit alone against two batched and batches the rest only when that is not
+    slower: every seed still gets its own gradient, in order (two 3-taps: unit u reads [u - 2, u + 2])."""
+    net = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.Conv1d(2, 1, 3, padding=1))
+    a = rfgraph.analyze(net, (1, 1, 32))
+    pr = Prober(a.graph_module, [a["1"].fx_name], torch.float64, 0)
+    pr.batched_ok = batched_ok
+    x = pr.input_tensor((1, 1, 32)).requires_grad_(True)
+    out, _ = pr.runner.run(x.clone(), {})
+    units = [3, 9, 14, 20, 27]
+    seeds = []
+    for u in units:
+        s = torch.zeros_like(out)
+        s[0, 0, u] = 1.0
+        seeds.append(s)
+    grads = pr._grads(out, x, seeds, None)
+    assert len(grads) == len(units)
+    for u, g in zip(units, grads):
+        idx = torch.nonzero(g[0, 0]).flatten().tolist()
+        assert idx == list(range(max(u - 2, 0), min(u + 2, 31) + 1))
