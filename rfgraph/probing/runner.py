@@ -107,6 +107,7 @@ class Runner(fx.Interpreter):
         self._meta_worked = False
         self._state_cache: Optional[dict[str, torch.Tensor]] = None
         self.alt: Optional[dict[fx.Node, Any]] = None
+        self.device = torch.device("cpu")
         self.shape_only = False
         self.node_shapes: dict[fx.Node, Any] = {}
         self.cut = 0
@@ -215,6 +216,7 @@ class Runner(fx.Interpreter):
     def run(self, x: torch.Tensor, alt: Optional[dict[fx.Node, Any]], shape_only: bool = False):  # type: ignore[override]
         """The probed node's value for input ``x``, and the output shape of every node."""
         self.alt, self.shape_only = alt, shape_only
+        self.device = x.device
         self.node_shapes = {}
         self.cut = 0
         self._first_input = True
@@ -256,12 +258,12 @@ class Runner(fx.Interpreter):
         return self._call(self._node, args, kwargs)
 
     def call_method(self, target, args, kwargs):
-        return self._call(self._node, args, kwargs)
+        return self._call(self._node, *_on_device(args, kwargs, self.device))
 
     def call_function(self, target, args, kwargs):
         if self.shape_only and _hashable(target) and target in _SHAPE_KEEPING_FUNCTIONS:
             return args[0] if args else kwargs["input"]
-        return self._call(self._node, args, kwargs)
+        return self._call(self._node, *_on_device(args, kwargs, self.device))
 
     def _hook(self, value: Any) -> None:
         """Register the renormalising hook on each tensor of ``value``, once per tensor object: a value that
@@ -471,6 +473,23 @@ _SHAPE_KEEPING: tuple[type, ...] = (
 #: Functions whose single tensor output has their input's shape: skipped by shape-only runs (batch norm runs
 #: a Python decomposition on meta: half the time of a shape-only run of an exported smp model).
 _SHAPE_KEEPING_FUNCTIONS = {F.batch_norm, torch.batch_norm} | set(aten_overloads("batch_norm", ("default",)))
+
+
+def _on_device(args: tuple, kwargs: dict, device: torch.device) -> tuple[tuple, dict]:
+    """``args`` and ``kwargs`` with every device in them (``torch.zeros(..., device=x.device)``) made the run's.
+
+    A graph records the device of the traced values as constants: a graph exported from a model on the ``meta``
+    device creates ``aten.zeros(..., device=meta)`` and ``aten.scalar_tensor(k, device=meta)`` (MONAI's
+    SwinUNETR builds its shifted-window attention mask so, in ``forward``).  On the CPU copy those made tensors
+    with no values, which no CPU op accepts; the copy's shape-only runs are on ``meta`` and its real runs on
+    the CPU, and the tensors a graph creates follow them (their values are computed for real).
+    """
+    def fix(v: Any) -> Any:
+        return device if isinstance(v, torch.device) and v != device else v
+
+    if any(isinstance(v, torch.device) for v in args) or any(isinstance(v, torch.device) for v in kwargs.values()):
+        return tuple(fix(v) for v in args), {k: fix(v) for k, v in kwargs.items()}
+    return args, kwargs
 
 
 def _rescale(value: Any) -> Any:

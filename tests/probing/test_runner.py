@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rfgraph
+from rfgraph.probing import probe
 from rfgraph.probing.measure import Prober
 from rfgraph.probing.runner import Runner
 from rfgraph.sanitize import sanitized_copy
@@ -159,3 +160,35 @@ def test_shape_only_runs_skip_batch_norm_with_the_same_shapes():
     with torch.no_grad():
         _, real = Runner(gm).run(torch.rand(1, 3, 20, 24), None)
     assert {n.name: s for n, s in meta.items()} == {n.name: s for n, s in real.items()}
+
+
+class MadeMask(nn.Module):
+    """A constant made in ``forward`` on the input's device, as MONAI's SwinUNETR makes its shifted-window
+    attention mask (``torch.zeros(..., device=x.device)``, then slices filled).  Control flow on a shape
+    defeats torch.fx: the graph is exported, and exported from a model on ``meta`` it records
+    ``aten.zeros(..., device=meta)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 2, 3, padding=1)
+        self.b = nn.Conv1d(2, 1, 5)
+
+    def forward(self, x):
+        if x.shape[-1] > 4:
+            x = x * 1
+        mask = torch.zeros(1, 1, x.shape[-1], device=x.device)
+        mask[..., : x.shape[-1] // 2] = 1.0
+        return self.b(self.a(x) + mask)
+
+
+def test_tensors_made_by_the_graph_follow_the_runs_device():
+    """Analysed on ``meta``: the copy's real runs make the mask on the CPU (before: a meta tensor met the
+    CPU activations, "Tensor on device meta is not on the expected device cpu").  conv 3 p1 (rf 3, start
+    -1), conv 5: rf 7, stride 1, start -1."""
+    with torch.device("meta"):
+        net = MadeMask()
+    a = rfgraph.analyze(net, (1, 1, 32))
+    assert a.meta["trace"] == "export"
+    assert any(n.kwargs.get("device") == torch.device("meta") for n in a.graph_module.graph.nodes)
+    r = probe(net, "output", analysis=a)
+    assert (r.rf, r.stride, r.start) == ((7,), (1,), (-1,))
