@@ -249,8 +249,13 @@ class Prober:
         # Only what the nodes need is copied and sanitized: the graph cut at them (the user's graph
         # module is read, never modified).
         graph = cut(gm, fx_names)
+        self.inert = frozenset(inert)
+        #: the (unsanitized) cut graph: which ops a node's cut holds (`support_safe`, per node)
+        self.graph = graph
+        #: every op of the cut back-propagates a non-negative gradient (`sanitize.support_safe`)
+        self.safe = support_safe(graph, self.inert)
         if dtype is None:  # float32 where the gradient's support is exact in it (`sanitize.support_safe`)
-            dtype = torch.float32 if support_safe(graph, frozenset(inert)) else torch.float64
+            dtype = torch.float32 if self.safe else torch.float64
         self.sanitized = sanitized_copy(graph, dtype, seed)
         self.nodes = {n.name: n for n in self.sanitized.graph.nodes}
         self.dtype = dtype
@@ -277,6 +282,9 @@ class Prober:
         self.runner_nodes = frozenset(n.name for n in self.runner.graph.nodes)
         self.target = next(n for n in self.runner.graph.nodes if n.name == fx_name)
         self.length_dependent = _length_dependent_op(self.runner.module)
+        # A support-safe graph cannot cancel (every backward term is non-negative): its renormalising hooks
+        # only keep magnitudes in range, and the ops that move, copy or boundedly scale the gradient need none.
+        self.runner.sparse_hooks = self.safe or support_safe(cut(self.graph, [fx_name]), self.inert)
 
         def check() -> None:
             if self.budget is not None:
@@ -559,20 +567,46 @@ def _axis_from_measure(axis, shape, units, los, his, period, n_in, note, can_be_
     )
 
 
-def _finite_units(n_out: int, limit: int = 64) -> list[int]:
-    """Every unit when there are at most ``limit``, else the first and last 8 and a spread between."""
+def _finite_units(n_out: int, limit: int = 64, whole: Optional[Callable[[int], bool]] = None,
+                  whole_limit: int = 8) -> list[int]:
+    """Every unit when there are at most ``limit``, else the first and last 8 and a spread between.
+
+    ``whole(u)``: the symbolic window of unit ``u`` covers the whole probing input (given only where every
+    unit is a backward pass through the full-size model, `_probe_axis_finite`).  Such a unit's measured
+    window can only be compared with the whole input, so of them are kept: those next to a unit that is not
+    whole (where the symbolic window's ends cross the borders: the least margin; chosen above or not) and of
+    the chosen ones a spread of
+    ``whole_limit`` (the first and last of them included); every other unit chosen above is kept.  The
+    symbolic estimate chooses units, never a measured value."""
     if n_out <= limit:
-        return list(range(n_out))
-    inner = limit - 16
-    picks = set(range(8)) | set(range(n_out - 8, n_out))
-    picks |= {8 + (k * (n_out - 17)) // (inner - 1) for k in range(inner)}
-    return sorted(picks)
+        picks = list(range(n_out))
+    else:
+        inner = limit - 16
+        chosen = set(range(8)) | set(range(n_out - 8, n_out))
+        chosen |= {8 + (k * (n_out - 17)) // (inner - 1) for k in range(inner)}
+        picks = sorted(chosen)
+    if whole is None:
+        return picks
+    flags = [whole(u) for u in range(n_out)]
+    spread = [u for u in picks if flags[u]]
+    keep = {u for u in picks if not flags[u]}
+    keep |= {u for u in range(n_out) if flags[u] and ((u > 0 and not flags[u - 1]) or
+                                                      (u + 1 < n_out and not flags[u + 1]))}
+    if spread:
+        k = min(whole_limit, len(spread))
+        keep |= {spread[(i * (len(spread) - 1)) // max(k - 1, 1)] for i in range(k)}
+    return sorted(keep)
 
 
-def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int], context: bool = False) -> AxisProbe:
+def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int], context: bool = False,
+                       maps: Optional[tuple] = None) -> AxisProbe:
     """A node with finite window maps: measured at the analysed length (its maps hold there only), on an
     input thin along the other axes when the model accepts one, else at the analysed shape itself (a graph
-    traced by torch.export); the output dim to seed is then the node's dim carrying the axis (``dim``)."""
+    traced by torch.export); the output dim to seed is then the node's dim carrying the axis (``dim``).
+
+    At the analysed shape every unit is a backward pass through the full-size model: with the symbolic
+    ``maps`` ``(lo, hi)`` of the axis, units whose symbolic window covers the whole input are thinned
+    (`_finite_units`: those next to other units and a spread of 8)."""
     nd = len(base) - 2
     n = base[2 + axis]
     found = pr.minimal_thin(base, axis, n, [max(base[2 + j], 1) for j in range(nd)], 2 * n)
@@ -590,7 +624,20 @@ def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int
                 f"{n} only along axis {axis}: without a run at another length the probe cannot tell the context "
                 "operands apart to cut them, so it would measure the whole input"
             )
-        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, _finite_units, dim_hint=dim)
+        units_of = _finite_units
+        if maps is not None and maps[0] is not None and maps[1] is not None:
+            lo_map, hi_map = maps
+
+            def whole(u: int) -> bool:
+                try:
+                    lo, hi = lo_map(u), hi_map(u)
+                except Exception:  # noqa: BLE001 - a unit the symbolic maps do not cover: measured
+                    return False
+                return lo is not None and hi is not None and lo <= 0 and hi >= n - 1
+
+            def units_of(n_out: int) -> list[int]:
+                return _finite_units(n_out, whole=whole)
+        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, units_of, dim_hint=dim)
     else:
         raise ProbeError(f"the model rejects its analysed input length {n} along axis {axis}")
     if out_dim is None:
@@ -620,8 +667,9 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
     n0 = base[2 + axis]
     if est is not None and est.source in ("symbolic", "probed") and \
             (_length_bound(est, axis) or pr.length_dependent is not None):
+        maps = (est.lo[axis], est.hi[axis]) if axis < len(est.lo) and axis < len(est.hi) else None
         return _probe_axis_finite(pr, axis, base, est.dims[axis] if axis < len(est.dims) else None,
-                                  bool(est.global_context))
+                                  bool(est.global_context), maps)
     upper = [base[2 + j] for j in range(nd)]
     name = pr.target.name
     lo_est = hi_est = None

@@ -13,7 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ProbeError, RFGraphError
-from ..sanitize import FUNCTION_REPLACEMENTS, IDENTITY_METHODS, IDENTITY_MODULE_TYPES, NORM_ALIASES, aten_overloads
+from ..sanitize import (
+    FUNCTION_REPLACEMENTS,
+    IDENTITY_METHODS,
+    IDENTITY_MODULE_TYPES,
+    NORM_ALIASES,
+    _target_name,
+    aten_overloads,
+)
 
 __all__ = ["Runner"]
 
@@ -113,6 +120,9 @@ class Runner(fx.Interpreter):
         self.cut = 0
         #: called at every node of a run and of the backward (the probe's time budget: raises when spent)
         self.check: Optional[Callable[[], None]] = None
+        #: renormalise only the outputs of ops that may change magnitudes (`_passes_magnitude`); set by the
+        #: prober for support-safe graphs, where the hooks guard against underflow only (no cancellation)
+        self.sparse_hooks = False
         #: the tensors hooked in the current run, by (id, version)
         self._hooked: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._node: Optional[fx.Node] = None
@@ -237,7 +247,7 @@ class Runner(fx.Interpreter):
             return value
         if self.alt is not None:
             value = _rescale(value)
-            self._hook(value)
+            self._hook(value, self.sparse_hooks and self._passes_magnitude(n))
         self.node_shapes[n] = _shapes_of(value)
         return value
 
@@ -265,7 +275,26 @@ class Runner(fx.Interpreter):
             return args[0] if args else kwargs["input"]
         return self._call(self._node, *_on_device(args, kwargs, self.device))
 
-    def _hook(self, value: Any) -> None:
+    def _passes_magnitude(self, n: fx.Node) -> bool:
+        """Whether ``n``'s backward hands each input the output gradient moved (views, concatenation,
+        indexing), copied (a sum of operands) or scaled per channel by a factor the sanitized copy bounds to
+        about [0.4, 2.1] (eval batch norm): no magnitude drifts through it, so with `sparse_hooks` its output
+        is not renormalised (the ops around it are)."""
+        if n.op == "call_module":
+            try:
+                m = self.fetch_attr(n.target)
+            except AttributeError:
+                return False
+            return isinstance(m, _MAGNITUDE_MODULES)
+        if n.op == "call_method":
+            return n.target in _MAGNITUDE_OPS
+        if n.op == "call_function":
+            if n.kwargs.get("alpha", 1) != 1:
+                return False
+            return _target_name(n.target) in _MAGNITUDE_OPS
+        return False
+
+    def _hook(self, value: Any, skip: bool = False) -> None:
         """Register the renormalising hook on each tensor of ``value``, once per tensor object: a value that
         is the same tensor as an earlier node's (``getitem`` of a tuple, an activation made an identity,
         ``relu_`` included) is not hooked again (a second hook would renormalise the same gradient twice: the same
@@ -276,11 +305,13 @@ class Runner(fx.Interpreter):
                 if self._hooked.get(key) is value:
                     return
                 self._hooked[key] = value
+                if skip:  # (marked seen: an identity after it returns it again, not to be hooked then)
+                    return
                 self._pool_for(value.dtype, value.numel())  # drawn now: no random op inside the backward
                 value.register_hook(self._renormalise)
         elif isinstance(value, (list, tuple)):
             for v in value:
-                self._hook(v)
+                self._hook(v, skip)
 
     def _renormalise(self, g: torch.Tensor) -> torch.Tensor:
         """Keep the gradient's non-zero pattern; give it fresh positive random magnitudes.
@@ -468,6 +499,17 @@ class Runner(fx.Interpreter):
 _SHAPE_KEEPING: tuple[type, ...] = (
     nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.Identity, nn.modules.instancenorm._InstanceNorm,
 ) + IDENTITY_MODULE_TYPES
+
+
+#: Ops whose backward moves, copies or boundedly scales the gradient (`Runner._passes_magnitude`), by name
+#: (methods, functions, aten ops).
+_MAGNITUDE_OPS = frozenset({
+    "add", "add_", "iadd", "__add__", "__radd__", "__iadd__", "batch_norm", "_native_batch_norm_legit_no_training",
+    "view", "reshape", "_unsafe_view", "view_as", "reshape_as", "permute", "transpose", "t", "flatten", "unflatten",
+    "unsqueeze", "squeeze", "contiguous", "clone", "cat", "concat", "getitem", "expand", "expand_as", "alias",
+})
+_MAGNITUDE_MODULES: tuple[type, ...] = (nn.modules.batchnorm._BatchNorm, nn.Identity, nn.Flatten, nn.Unflatten) \
+    + IDENTITY_MODULE_TYPES
 
 
 #: Functions whose single tensor output has their input's shape: skipped by shape-only runs (batch norm runs

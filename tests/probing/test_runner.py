@@ -192,3 +192,69 @@ def test_tensors_made_by_the_graph_follow_the_runs_device():
     assert any(n.kwargs.get("device") == torch.device("meta") for n in a.graph_module.graph.nodes)
     r = probe(net, "output", analysis=a)
     assert (r.rf, r.stride, r.start) == ((7,), (1,), (-1,))
+
+
+class _Chain(nn.Module):
+    """conv -> batch norm -> add of a skip -> flatten / unflatten -> conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 2, 3)
+        self.bn = nn.BatchNorm1d(2)
+        self.b = nn.Conv1d(2, 1, 3)
+
+    def forward(self, x):
+        y = self.a(x)
+        z = (self.bn(y) + y).flatten(1).unflatten(1, (2, -1))
+        return self.b(z)
+
+
+def _hooked_shapes(sparse: bool):
+    gm = _runnable(trace(_Chain()).graph_module, torch.float32)
+    runner = Runner(gm)
+    runner.sparse_hooks = sparse
+    calls: list = []
+    inner = runner._renormalise
+    runner._renormalise = lambda g: calls.append(tuple(g.shape)) or inner(g)
+    alt = runner.shapes((1, 1, 40), torch.float32)
+    x = torch.rand(1, 1, 32, requires_grad=True)
+    out, _ = runner.run(x.clone(), alt)
+    seed = torch.zeros_like(out)
+    seed[0, 0, 12] = 1.0
+    (g,) = torch.autograd.grad(out, x, seed)
+    return calls, torch.nonzero(g[0, 0]).flatten().tolist()
+
+
+def test_sparse_hooks_skip_ops_that_move_copy_or_boundedly_scale():
+    """With `Runner.sparse_hooks` (support-safe graphs) the batch norm, the add, the flatten and the
+    unflatten outputs are not renormalised; the input, both convs' outputs are.  Every output otherwise.
+    The gradient's support is the same: two 3-taps, unit 12 reads [12, 16]."""
+    dense, support = _hooked_shapes(False)
+    sparse, support_sparse = _hooked_shapes(True)
+    assert support == support_sparse == [12, 13, 14, 15, 16]
+    assert sorted(sparse) == sorted([(1, 1, 28), (1, 2, 30), (1, 1, 32)])
+    assert len(dense) == 7  # input, a, bn, add, flatten, unflatten, b
+
+
+def test_sparse_hooks_only_for_support_safe_cuts():
+    """The prober renormalises every op's output in a cut that is not support-safe (a LayerNorm's backward
+    subtracts a mean: its incoming gradient must stay random), sparsely in one that is."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv1d(1, 4, 3)
+            self.norm = nn.LayerNorm(4)
+            self.b = nn.Conv1d(4, 1, 3)
+
+        def forward(self, x):
+            y = self.a(x)
+            return self.b(self.norm(y.transpose(1, 2)).transpose(1, 2))
+
+    a = rfgraph.analyze(Net(), (1, 1, 32))
+    names = {r.name: r.fx_name or r.name for r in a}
+    pr = Prober(a.graph_module, [names["b"], names["a"]], None, 0)
+    assert pr.dtype == torch.float64 and not pr.safe
+    pr.select(names["b"])
+    assert not pr.runner.sparse_hooks
+    pr.select(names["a"])
+    assert pr.runner.sparse_hooks

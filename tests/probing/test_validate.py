@@ -358,3 +358,54 @@ def test_causal_prefix_summaries_count_only_the_units_that_exist():
     assert row.status in ("ok", "clipped"), str(row)
     (axis,) = row.numeric.axes
     assert [(lo, hi) for lo, hi in zip(axis.lo, axis.hi)] == [(0, u + 2) for u in axis.units]
+
+
+def test_finite_units_thin_the_units_reading_the_whole_input():
+    """`_finite_units` with ``whole``: units whose symbolic window covers the whole input are kept next to
+    other units and in a spread of 8 (first and last included); every other unit as before."""
+    from rfgraph.probing.measure import _finite_units
+
+    every = _finite_units(256, whole=lambda u: True)  # a spread of the 64 chosen units
+    assert len(every) == 8 and every[0] == 0 and every[-1] == 255 and set(every) <= set(_finite_units(256))
+    picks = _finite_units(64)
+    assert picks == list(range(64))
+    units = _finite_units(64, whole=lambda u: 21 <= u <= 42)
+    assert [u for u in units if not 21 <= u <= 42] == [u for u in range(64) if not 21 <= u <= 42]
+    assert {21, 42} <= set(units) and len([u for u in units if 21 <= u <= 42]) <= 10
+    assert _finite_units(300, whole=None) == _finite_units(300)
+
+
+class _AlignCornersFixed(nn.Module):
+    """conv k3 s2 p1 (32 units) -> x2 linear resize with align_corners=True (64) -> conv k81 p40 -> a reshape
+    to the analysed size (the model accepts length 64 only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv1d(1, 2, 3, stride=2, padding=1)
+        self.head = nn.Conv1d(2, 1, 81, padding=40)
+
+    def forward(self, x):
+        up = F.interpolate(self.down(x), scale_factor=2.0, mode="linear", align_corners=True)
+        return self.head(up).reshape(1, 1, 64)
+
+
+def test_fixed_size_finite_node_measures_whole_input_units_thinned():
+    """Hand derivation, length 64: ``down`` unit v reads [2v - 1, 2v + 1]; ``up`` unit w reads down units
+    floor(31 w / 63) .. ceil(31 w / 63); ``head`` unit u reads up units max(u - 40, 0) .. min(u + 40, 63).
+    Its window starts at <= 0 while floor(31 (u - 40) / 63) = 0, i.e. u <= 42, and ends at 63 once
+    ceil(31 (u + 40) / 63) = 31, i.e. u + 40 >= 61: units 21..42 read the whole input.  The model accepts
+    length 64 only, so every unit is a backward pass at that length: the whole-input run is measured at its
+    ends and a spread (at most 10 of its 22 units), every other unit as before; all agree."""
+    a = rfgraph.analyze(_AlignCornersFixed(), (1, 1, 64))
+    r = a["reshape"]
+    whole = [u for u in range(64) if r.lo[0](u) <= 0 and r.hi[0](u) >= 63]
+    assert whole == list(range(21, 43))
+    row = validate_analysis(a, ["reshape"]).rows[0]
+    assert row.status in ("ok", "clipped") and not row.disagreements, str(row)
+    (axis,) = row.numeric.axes
+    assert axis.finite and axis.input_shape == (1, 1, 64)
+    measured = set(axis.units)
+    assert set(range(21)) | set(range(43, 64)) | {21, 42} <= measured
+    assert len(measured & set(whole)) <= 10
+    for u, lo, hi in zip(axis.units, axis.lo, axis.hi):
+        assert (lo, hi) == (max(r.lo[0](u), 0), min(r.hi[0](u), 63))
