@@ -461,7 +461,10 @@ class SymTensor:
         other elements, not paired ones: they merge index by index, which only makes sense when
         their slopes agree.  Raises `SlopeMismatch` when fields cannot merge that way."""
         out: dict[int, Field] = {}
+        spread = self._digits_in_channels()
         for k, fs in self._axis_copies().items():
+            if k in spread:
+                fs = _block_copies(self, fs, *spread[k])
             primary, primary_dim = next(((key, d) for key, _, d in fs if key is not None), (None, None))
             length = primary[-1] if primary is not None else None
             same = [f for key, f, _ in fs if key is None or key == primary]
@@ -486,12 +489,45 @@ class SymTensor:
 
     def axis_dims(self) -> dict[int, int]:
         """Tensor dim carrying each input axis (the first one, if several do)."""
-        out: dict[int, int] = {}
+        out: dict[int, int] = {k: d for k, (d, _) in self._digits_in_channels().items()}
         for d, tag in enumerate(self.tags):
             if tag is not None:
                 for k, _ in tag.items():
                     out.setdefault(k, d)
         return out
+
+    def _digits_in_channels(self) -> dict[int, tuple[int, Sub]]:
+        """Input axes held as space-to-depth holds them: the top digit first in a dim (followed there by
+        positions holding no axis, or lower digits of other axes), every lower digit in dims that hold other things too (the
+        channels: ``pixel_unshuffle`` written as ``view`` / ``permute`` / ``reshape``, TResNet's
+        ``SpaceToDepth``).  The node convention (a node's field is the union over its non-spatial dims)
+        then reports the top digit's dim by its own units, each the union over its block of the axis,
+        as for ``pixel_unshuffle``.  Windows (digits alone in their dims, or top digits sharing a dim
+        with other axes) stay reported by axis position.  ``axis -> (dim of the top digit, its leaf)``."""
+        tops: dict[tuple, tuple[int, Sub]] = {}
+        lower_in_channels: dict[tuple, bool] = {}
+        for d, (size, tag) in enumerate(zip(self.shape, self.tags)):
+            if isinstance(tag, Cat):
+                for leaf in _leaves(tag):
+                    if isinstance(leaf, Sub):
+                        lower_in_channels[(leaf.axis, leaf.n, leaf.shift)] = False
+                continue
+            parts = tag.parts if isinstance(tag, Flat) else ((size, tag),)
+            for i, (part, leaf) in enumerate(parts):
+                if not isinstance(leaf, Sub) or part <= 1:
+                    continue
+                key = (leaf.axis, leaf.n, leaf.shift)
+                if leaf.stride * leaf.size == leaf.n:
+                    if i == 0 and leaf.stride > 1 and all(t is None or _lower_digit(t) for _, t in parts[1:]):
+                        tops[key] = (d, leaf)
+                    else:
+                        lower_in_channels[key] = False
+                elif len(parts) == 1:
+                    lower_in_channels[key] = False
+                else:
+                    lower_in_channels.setdefault(key, True)
+        return {key[0]: top for key, top in tops.items()
+                if key[2] == 0 and lower_in_channels.get(key) and key[0] not in self.pinned}
 
     def paired_axes(self) -> set[int]:
         """Input axes that several dims carry, each holding every position (an attention matrix
@@ -538,6 +574,7 @@ class SymTensor:
         tags = list(self.tags)
         pinned = self.pinned
         local: dict[int, tuple] = {}  # dims holding the position in a window, read window by window
+        tops: dict[tuple, tuple] = {}  # axes whose top digit is read, the lower digits in the channels
         for d, (low, high, size, *taps) in per_dim.items():
             tag = tags[d]
             if tag is None or (low == high == _IDENTITY and size == self.shape[d] and not taps):
@@ -570,6 +607,9 @@ class SymTensor:
             elif (isinstance(tag, Sub) and not taps and d not in local
                   and (plan := _in_window(self, tag, low, high, size)) is not None):
                 local[d] = plan
+            elif isinstance(tag, Sub) and (plan := _top_digit_window(self, d, tag, (low, high, size, *taps),
+                                                                     per_dim)) is not None:
+                tops[(tag.axis, tag.n, tag.shift)] = plan
             elif all(f.is_global for _, f in tag.items()):
                 # Every position already reads the whole of its axes.  A window that changes the
                 # length (a pad, a slice) no longer matches the tag's factors: the positions become
@@ -596,6 +636,18 @@ class SymTensor:
                 return Sub(leaf.axis, field, leaf.n // m * new_m, leaf.stride // m * new_m, leaf.size, leaf.shift)
 
             tags = [_replace_sized(s, t, leaf_fn) for s, t in zip(shape, tags)]
+        if tops:
+            if local and {(p[0].axis, p[0].n, p[0].shift) if isinstance(p[0], Sub) else p[0] for p in local.values()} & set(tops):
+                return self.as_unknown(f"{what} reads two dims holding digits of one axis", shape=shape)
+
+            def top_fn(_size: int, leaf):
+                if not isinstance(leaf, Sub) or (leaf.axis, leaf.n, leaf.shift) not in tops:
+                    return leaf
+                new_n, new_size, field = tops[leaf.axis, leaf.n, leaf.shift]
+                top = leaf.stride * leaf.size == leaf.n
+                return Sub(leaf.axis, field, new_n, leaf.stride, new_size if top else leaf.size, leaf.shift)
+
+            tags = [_replace_sized(s, t, top_fn) for s, t in zip(shape, tags)]
         out = self.like(shape=shape, tags=tags, pinned=pinned)
         if self.parts is not None and self.parts[0] not in per_dim:
             # A crop or window along other dims keeps each concat piece's channels apart.
@@ -1020,6 +1072,38 @@ def _sole_digits(t: SymTensor, d: int, tag: Sub) -> Optional[Field]:
     return _held_field(tag.field, tag.n, 0, tag.stride)
 
 
+def _top_digit_window(t: SymTensor, d: int, tag: Sub, window: tuple, per_dim: dict) -> Optional[tuple]:
+    """A window op along dim ``d`` holding the top digit (place value ``s``) of an axis whose lower
+    digits other dims hold (space-to-depth: the channels), e.g. a depthwise conv after
+    ``pixel_unshuffle``: element ``(o, r)`` (top digit ``o``, lower digits ``r``) reads ``(o', r)``
+    for ``o'`` in the window of ``o``, i.e. axis position ``q = s*o + r`` reads ``s*o' + r``: a window
+    op along the axis with the maps lifted (`_lift_map`), every ``s``-th position.  Returns ``(new n,
+    new top digit size, new field)`` for every digit of the axis, or ``None`` when this is not that
+    case (a roll, pinned fields, another dim of the op holding digits of the axis, finite maps)."""
+    low, high, size, *taps = window
+    key = (tag.axis, tag.n, tag.shift)
+    s = tag.stride
+    if tag.shift or s <= 1 or s * tag.size != tag.n or tag.axis in t.pinned:
+        return None
+    if not (isinstance(low, PAMap) and isinstance(high, PAMap)):
+        return None
+    held = _axis_layouts(t).get(key, set())
+    if held == {(s, tag.size)} or not held:
+        return None  # the axis's only digits: `_sole_digits` reads them as an ordinary axis
+    for dd in per_dim:
+        if dd != d and any(isinstance(leaf, Sub) and (leaf.axis, leaf.n, leaf.shift) == key
+                           for leaf in _leaves(t.tags[dd])):
+            return None
+    new_n = s * size
+    step = s * (taps[0] if taps else 1)
+    return new_n, size, tag.field.through(_lift_map(low, s), _lift_map(high, s), step, new_n)
+
+
+def _lift_map(m: PAMap, s: int) -> PAMap:
+    """``q -> s * m(q // s) + q % s``: a map of a top digit (place value ``s``) as a map of the axis."""
+    return PAMap(s * m.period, s * m.advance, [s * m(q // s) + q % s for q in range(s * m.period)])
+
+
 def _held_field(f: Field, n: int, shift: int, step: int) -> Field:
     """The field of a tensor holding the digits ``>= step`` of an axis of length ``n`` rolled by ``shift``,
     indexed by ``o = q // step`` (the storage index without the dropped digits, over which ``f`` is
@@ -1262,6 +1346,50 @@ def _fuse_copies(atoms: list[tuple[int, Any]], t: SymTensor) -> list[tuple[int, 
     return out
 
 
+def _lower_digit(leaf: Any) -> bool:
+    """Whether ``leaf`` is a digit of an axis below its top one (``Sub`` with ``stride * size < n``)."""
+    return isinstance(leaf, Sub) and leaf.stride * leaf.size < leaf.n
+
+
+def _block_copies(t: SymTensor, fs: list, d_top: int, top: Sub) -> list:
+    """`SymTensor._axis_copies` entries of one axis with its digits (held as space-to-depth holds them)
+    replaced by one copy indexed by the units ``X`` of the top digit's dim: ``X`` holds top digit
+    ``o = X // m`` (``m`` the positions after it in that dim: channels, or lower digits of other axes
+    that a depthwise conv with a multiplier and a shuffle moved there) and reads the union over the
+    block ``[s*o, s*o + s - 1]`` of the axis (``s`` the top digit's place value).  (A dim holding the
+    top digits of several axes, tokens, is reported by axis position.)"""
+    s, n = top.stride, t.shape[d_top]
+    m = n // top.size
+    lo, hi = PAMap(m, s, [0] * m), PAMap(m, s, [s - 1] * m)  # X -> s * (X // m) (+ s - 1)
+    block = top.field.through(lo, hi, size=n)
+    kept = [(key, f, d) for key, f, d in fs if not (key is not None and key[:3] == ("sub", top.n, top.shift))]
+    return [(("axis", n), block, d_top)] + kept
+
+
+def _axis_with_channels(tag: Optional[Tag], size: int, t: SymTensor) -> Optional[Tag]:
+    """A dim holding an axis (or the only digit left of one: its top digit, the field constant over
+    the lower ones) followed by ``m`` positions holding no axis is an axis of ``size`` positions again,
+    position ``X`` reading the axis's position (the digit) ``X // m``.
+
+    Depth-to-space written as ``view`` / ``permute`` / ``reshape`` (the channels' sub-positions moved
+    behind the rows): without this the dim's units were the axis's positions (stride ``m`` where the
+    image's unit moves by 1 on average), and a conv along the dim was unknown."""
+    if not isinstance(tag, Flat):
+        return tag
+    (part, leaf), rest = tag.parts[0], tag.parts[1:]
+    if any(r is not None for _, r in rest) or not isinstance(leaf, (Axis, Sub)) or leaf.field.is_global:
+        return tag  # (a global field reads the same at every position: nothing to re-index)
+    m = size // part
+    if isinstance(leaf, Axis):
+        at = PAMap(m, 1, [0] * m)  # X -> X // m
+        return Axis(leaf.axis, leaf.field.through(at, at, size=size))
+    if (isinstance(leaf, Sub) and leaf.shift == 0 and leaf.stride * leaf.size == leaf.n
+            and not _has_lower_digit(t, leaf) and leaf.axis not in t.pinned):
+        at = PAMap(m, leaf.stride, [0] * m)  # X -> s * (X // m)
+        return Axis(leaf.axis, leaf.field.through(at, at, size=size))
+    return tag
+
+
 def _has_lower_digit(t: SymTensor, digit: Sub) -> bool:
     """Whether some dim of ``t`` holds a digit of ``digit``'s axis below ``digit``'s place value."""
     return any(isinstance(leaf, Sub) and (leaf.axis, leaf.n, leaf.shift) == (digit.axis, digit.n, digit.shift)
@@ -1312,7 +1440,7 @@ def _reshape(t: SymTensor, new_shape: tuple[int, ...]) -> SymTensor:
             acc.append(split[0])
             queue.append(split[1])
             got = m
-        new_tags.append(_group(_fuse_copies(acc, t)))
+        new_tags.append(_axis_with_channels(_group(_fuse_copies(acc, t)), m, t))
     out = t.like(shape=new_shape, tags=new_tags, pinned=pinned)
     if t.parts is not None:
         out.parts = _reshaped_parts(t, new_shape)

@@ -16,7 +16,7 @@ import torch
 
 from ..algebra import PAMap
 from ..errors import InputShapeError, RuleError
-from ..values import Axis, Offsets, SymTensor, merge_tensors
+from ..values import Axis, Flat, Offsets, Sub, SymTensor, merge_tensors
 from ..windows import (
     WindowParams,
     adaptive_window,
@@ -83,9 +83,18 @@ def _spatial_windows(call: OpCall, x: SymTensor, nd: int, make, taps: Optional[S
 
 def _apply(call: OpCall, x: SymTensor, per_dim, channels: Optional[int] = None, groups: int = 1) -> SymTensor:
     c = x.ndim - len(per_dim) - 1
+    multiplier = None  # a depthwise conv keeps channels that hold spatial positions
     if channels is not None and x.tags[c] is not None and x.shape[c] > 1:
-        x = _mix_channel_positions(call, x, c, groups)
+        if groups == x.shape[c] and channels % groups == 0 and isinstance(x.tags[c], (Flat, Sub)):
+            multiplier = channels // groups
+        else:
+            x = _mix_channel_positions(call, x, c, groups)
     out = x.windows(per_dim, call.describe())
+    if multiplier is not None and not out.unknown:
+        # (the channel tag after the windows: a window along the axis's top digit re-reads its digits)
+        tags = list(out.tags)
+        tags[c] = _depthwise_channel_tag(out.shape[c], out.tags[c], multiplier)
+        return out.like(shape=tuple(channels if d == c else n for d, n in enumerate(out.shape)), tags=tuple(tags))
     if channels is not None and not out.unknown:
         shape = list(out.shape)
         shape[x.ndim - len(per_dim) - 1] = channels
@@ -126,6 +135,16 @@ def _group_parts(call: OpCall, out: SymTensor, c: int, groups: int, channels: in
 
 def _same_fields(a: SymTensor, b: SymTensor) -> bool:
     return (a.tags, a.pinned, a.global_context, a.probed) == (b.tags, b.pinned, b.global_context, b.probed)
+
+
+def _depthwise_channel_tag(n: int, tag, multiplier: int):
+    """The channel tag after a depthwise conv (one group per input channel): output channel ``j`` reads
+    input channel ``j // multiplier`` only, so the positions the channels hold stay where they were,
+    each repeated ``multiplier`` times (a trailing factor holding no axis)."""
+    if multiplier == 1:
+        return tag
+    parts = tag.parts if isinstance(tag, Flat) else ((n, tag),)
+    return Flat(tuple(parts) + ((multiplier, None),))
 
 
 def _mix_channel_positions(call: OpCall, x: SymTensor, c: int, groups: int) -> SymTensor:
@@ -441,6 +460,10 @@ def _pixel_shuffle(call: OpCall, x: SymTensor, r: int, inverse: bool) -> SymTens
             per_dim[d] = (PAMap.affine(r, 0), PAMap.affine(r, r - 1), n // r)
         else:
             per_dim[d] = (PAMap.floor_div(r), PAMap.floor_div(r), n * r)
+    if x.parts is None:
+        moved = _shuffle_by_reshape(x, r, inverse)
+        if not moved.unknown:
+            return moved
     out = x.windows(per_dim, call.describe())
     shape = list(out.shape)
     c = x.shape[-3]
@@ -468,6 +491,24 @@ def _pixel_shuffle(call: OpCall, x: SymTensor, r: int, inverse: bool) -> SymTens
         pieces.append((a * r * r, b * r * r, inner) if inverse else (a // (r * r), b // (r * r), inner))
     res.parts = (x.ndim - 3, tuple(pieces))
     return res
+
+
+def _shuffle_by_reshape(x: SymTensor, r: int, inverse: bool) -> SymTensor:
+    """``pixel_(un)shuffle`` as the ``reshape`` / ``permute`` / ``reshape`` it is, so that the channels
+    hold the sub-positions as digits of the axes: a depthwise op keeps them apart, a shuffle back or a
+    channel slice reads exactly the sub-positions it holds, and a conv reading every channel takes
+    their union (`_mix_channel_positions`).  The windows spelling gave every channel the union of its
+    block, too large after a shuffle back (unshuffle then shuffle is the identity, not 2x2 blocks)."""
+    *lead, c, h, w = x.shape
+    b = len(lead)
+    lead = list(lead)
+    if inverse:
+        split = x.reshape(lead + [c, h // r, r, w // r, r])
+        order = list(range(b)) + [b, b + 2, b + 4, b + 1, b + 3]
+        return split.permute(order).reshape(lead + [c * r * r, h // r, w // r])
+    split = x.reshape(lead + [c // (r * r), r, r, h, w])
+    order = list(range(b)) + [b, b + 3, b + 1, b + 4, b + 2]
+    return split.permute(order).reshape(lead + [c // (r * r), h * r, w * r])
 
 
 def pixel_shuffle_rule(call: OpCall) -> SymTensor:

@@ -534,11 +534,11 @@ SELECTING: set = {
     "count_nonzero", torch.count_nonzero, "bool",
 }
 
-#: Entries whose symbolic answer is known to be larger than the measured one (never smaller).  Marked
-#: xfail(strict): fixing one makes its case pass and the mark must go.
-_SUB_POSITIONS = ("pixel unshuffle puts the r x r sub-positions in the channels (channel c*r*r + k reads "
-                  "sub-position k): a channel slice of its output reads fewer positions than the block, with "
-                  "or without a concat, and channel ranges cannot express the interleaving")
+#: Entries whose symbolic answer is known to be unknown or larger than the measured one (never smaller).
+#: Marked xfail(strict): fixing one makes its case pass and the mark must go.
+_SUB_POSITIONS = ("pixel unshuffle puts the r x r sub-positions in the channels as digits of the axes "
+                  "(channel c*r*r + k holds sub-position k): a channel slice that cuts into those digits has "
+                  "no rule yet and is unknown (it was the block's union, too large, before)")
 KNOWN: dict[Any, str] = {
     nn.PixelUnshuffle: _SUB_POSITIONS, F.pixel_unshuffle: _SUB_POSITIONS, torch.pixel_unshuffle: _SUB_POSITIONS,
 }

@@ -791,6 +791,91 @@ def test_pixel_unshuffle():
 
 
 
+def _unshuffle_by_view(y, r):
+    b, c, h, w = y.shape
+    return y.view(b, c, h // r, r, w // r, r).permute(0, 1, 3, 5, 2, 4).reshape(b, c * r * r, h // r, w // r)
+
+
+def _shuffle_by_view(y, r):
+    b, c, h, w = y.shape
+    return y.view(b, c // (r * r), r, r, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // (r * r), h * r, w * r)
+
+
+class _SubPositions(nn.Module):
+    """conv 3x3 (pad 1) on (1, 2, 16, 16), then space-to-depth by 2, ``middle``, and depth-to-space."""
+
+    def __init__(self, middle: str, by_view: bool):
+        super().__init__()
+        self.middle, self.by_view = middle, by_view
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        self.ops = nn.ModuleDict({
+            "depthwise": nn.Conv2d(8, 8, 1, groups=8), "depthwise3": nn.Conv2d(8, 8, 3, padding=1, groups=8),
+            "depthwise3x2": nn.Conv2d(8, 16, 3, padding=1, groups=8),
+            "full": nn.Conv2d(8, 8, 1), "full3": nn.Conv2d(8, 8, 3, padding=1)})
+
+    def forward(self, x):
+        down, up = (_unshuffle_by_view, _shuffle_by_view) if self.by_view else (F.pixel_unshuffle, F.pixel_shuffle)
+        y = down(self.conv(x), 2)
+        if self.middle == "none_down":
+            return y
+        if self.middle in self.ops:
+            y = self.ops[self.middle](y)
+        return up(y, 2)
+
+
+@pytest.mark.parametrize("by_view", [False, True], ids=["functional", "view"])
+@pytest.mark.parametrize("middle,expected", [
+    # the space-to-depth node: unit i (all channels) reads the conv outputs [2i, 2i + 1], input [2i - 1, 2i + 2]
+    ("none_down", (4, 4, 2, -1)),
+    # unshuffle then shuffle is the identity: the conv's own field
+    ("identity", (3, 3, 1, -1)),
+    # a depthwise 1x1 keeps each channel's sub-position: still the identity on positions
+    ("depthwise", (3, 3, 1, -1)),
+    # depthwise 3x3: X = 2i + a reads conv outputs 2(i - 1) + a .. 2(i + 1) + a, input [X - 3, X + 3]
+    ("depthwise3", (7, 7, 1, -3)),
+    # the same with a channel multiplier 2: output channel j reads input channel j // 2, so the shuffle
+    # puts the row's sub-position into the channels (c' % 2) and the column's into the row's (X % 2):
+    # over the channels X reads rows 2(X // 2) .. 2(X // 2) + 1 of blocks X // 2 - 1 .. X // 2 + 1,
+    # input [2(X // 2) - 3, 2(X // 2) + 4]
+    ("depthwise3x2", (8, 8, 1, -3)),
+    # a 1x1 conv over every channel joins the block: X reads [2(X // 2) - 1, 2(X // 2) + 2]
+    ("full", (4, 4, 1, -1)),
+    # 3x3 over every channel: blocks i - 1 .. i + 1, input [2(X // 2) - 3, 2(X // 2) + 4]
+    ("full3", (8, 8, 1, -3)),
+])
+def test_sub_positions_in_the_channels(middle, expected, by_view):
+    """pixel_(un)shuffle, and the same written as view / permute / reshape, keep the sub-positions as digits
+    of the axes in the channels: exact after a shuffle back, through depthwise convs, and the union where
+    a conv reads every channel.  (Every channel carried its block's union before: the identity was
+    reported as rf 4; the view spelling reported depth-to-space with stride 2.)  Hand-derived values,
+    every unit checked against back-propagation."""
+    m = _SubPositions(middle, by_view)
+    r = last(check(m, (1, 2, 16, 16)))
+    assert r.source == "symbolic"
+    assert summary(r, 0) == summary(r, 1) == tuple(Fraction(v) for v in expected)
+    assert r.dims == (2, 3)
+    assert_windows_match(m, (1, 2, 16, 16), r, 0)
+
+
+def test_depth_to_space_by_view_then_conv():
+    """conv 3x3 (pad 1, 2 -> 8 channels) on 16 x 16, depth-to-space by view / permute / reshape (32 x 32),
+    then a valid conv 3x3: unit u reads the shuffled positions u .. u + 2, i.e. blocks u // 2 .. (u + 2) // 2,
+    input [u // 2 - 1, (u + 2) // 2 + 1]: 4 wide, start -1, stride 1/2.  (The dim holding an axis followed
+    by channel sub-positions was a flattened dim, and the conv along it unknown.)"""
+    m = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), Lambda(lambda y: _shuffle_by_view(y, 2)), nn.Conv2d(2, 2, 3))
+    r = last(check(m, (1, 2, 16, 16)))
+    assert summary(r, 0) == (4, 4, HALF, -1)
+    assert_windows_match(m, (1, 2, 16, 16), r, 0)
+
+
+def test_channel_slice_of_sub_positions_is_unknown():
+    """A channel slice of pixel_unshuffle's output that cuts into the sub-positions (channel 0 holds
+    sub-position (0, 0) only: rf 3, stride 2) has no rule: unknown with the reason, never the block's
+    union (rf 4, which it reported before)."""
+    r = last(check(Lambda(lambda x: F.pixel_unshuffle(x, 2)[:, :1]), (1, 1, 8, 8)))
+    assert r.source == "unknown" and "flattened or shuffled" in r.reason
+
+
 # ---------------------------------------------------------------------------
 # symbolic vs numeric on random configurations
 # ---------------------------------------------------------------------------
