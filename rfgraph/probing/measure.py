@@ -618,12 +618,6 @@ def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int
     elif dim is not None and pr.try_shapes(base) is not None:
         shape = tuple(base)
         alt, partial_note = pr.partial_alt(shape, axis, 2 * n)
-        if context and not alt:
-            raise ProbeError(
-                f"node {pr.target.name!r} has a global context path, and the model accepts its analysed length "
-                f"{n} only along axis {axis}: without a run at another length the probe cannot tell the context "
-                "operands apart to cut them, so it would measure the whole input"
-            )
         units_of = _finite_units
         if maps is not None and maps[0] is not None and maps[1] is not None:
             lo_map, hi_map = maps
@@ -638,6 +632,16 @@ def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int
             def units_of(n_out: int) -> list[int]:
                 return _finite_units(n_out, whole=whole)
         units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, units_of, dim_hint=dim)
+        structural = pr.runner.structural_cuts if not alt else 0
+        if context and not alt and not structural:
+            raise ProbeError(
+                f"node {pr.target.name!r} has a global context path, and the model accepts its analysed length "
+                f"{n} only along axis {axis}: without a run at another length the probe cannot tell the context "
+                "operands apart to cut them, so it would measure the whole input"
+            )
+        if structural:
+            partial_note = (f"{structural} instance-norm statistics detached (context by structure: no run at "
+                            "another length)")
     else:
         raise ProbeError(f"the model rejects its analysed input length {n} along axis {axis}")
     if out_dim is None:
@@ -793,6 +797,9 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         if lo_est is None and len(units) > 2:
             T_used = _smallest_period(los, his)
         fixed_note = note
+        if fixed and not alt and pr.runner.structural_cuts:
+            partial_note = (f"{pr.runner.structural_cuts} instance-norm statistics detached (context by structure: "
+                            "no run at another length)")
         if fixed and (partial_note or not alt):
             fixed_note = (note + "; " if note else "") + \
                 f"measured at the analysed length {n0} only (the model accepts no other); " + \

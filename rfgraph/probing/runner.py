@@ -118,6 +118,8 @@ class Runner(fx.Interpreter):
         self.shape_only = False
         self.node_shapes: dict[fx.Node, Any] = {}
         self.cut = 0
+        #: instance-norm statistics detached in a run with no other length to compare with (`_instance_stats_cut`)
+        self.structural_cuts = 0
         #: called at every node of a run and of the backward (the probe's time budget: raises when spent)
         self.check: Optional[Callable[[], None]] = None
         #: renormalise only the outputs of ops that may change magnitudes (`_passes_magnitude`); set by the
@@ -229,6 +231,7 @@ class Runner(fx.Interpreter):
         self.device = x.device
         self.node_shapes = {}
         self.cut = 0
+        self.structural_cuts = 0
         self._first_input = True
         self._node = None
         self._hooked = weakref.WeakValueDictionary()
@@ -427,6 +430,25 @@ class Runner(fx.Interpreter):
         varying = self._varies(src, shapes, alt)
         return any(d in varying for d in dims)
 
+    def _instance_stats_cut(self, src: Any, dims: Iterable[int], shapes, alt) -> bool:
+        """Whether an instance normalisation's statistics (over every dim after the channels) are detached: when
+        those dims carry the measured axis (their sizes differ in the other run), and, in a run with no other
+        run to compare with (``alt`` empty: a graph that accepts its analysed length only), always.
+
+        Always, because an instance norm's output at ``(n, c, s)`` reads ``x[n, c, s]`` itself and, through
+        the statistics, ``x[n, c, :]``.  If the axis is carried by the dims after the channels, the statistics
+        span all of it: a context path, which the probe cuts.  If it is carried by the channels only, the
+        positions ``s`` of a channel all sit at that channel's place along the axis, and the probe's seeds are
+        whole slices along every other dim: the statistics add no place along the axis that the direct path
+        does not read.  So detaching them removes a context path or (in such layouts, up to the sparsity of the
+        gradient inside a slice) nothing local.  `structural_cuts` counts these detachments."""
+        if self._stat_dims_vary(src, dims, shapes, alt):
+            return True
+        if alt is not None and not alt:
+            self.structural_cuts += 1
+            return True
+        return False
+
     def _norm_module(self, n, m, args, kwargs, shapes, alt):
         x = args[0] if args else kwargs.get("input")
         if not isinstance(x, torch.Tensor) or len(args) > 1:
@@ -443,7 +465,7 @@ class Runner(fx.Interpreter):
             if m.track_running_stats and not m.training:
                 return None
             dims = tuple(range(2, x.ndim))
-            if not self._stat_dims_vary(src, dims, shapes, alt):
+            if not self._instance_stats_cut(src, dims, shapes, alt):
                 return None
             y, _, _ = _norm(x, dims, None, None, m.eps, True)
             return _affine(y, m.weight, m.bias, 1)
@@ -475,10 +497,12 @@ class Runner(fx.Interpreter):
             return _affine(y.reshape(x.shape), a["weight"], a["bias"], 1)
         if fn is F.instance_norm:
             names = ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats", "momentum", "eps")
+            if call in _ATEN_INSTANCE_NORM:  # aten's order: weight and bias before the running statistics
+                names = ("input", "weight", "bias", "running_mean", "running_var", "use_input_stats", "momentum", "eps")
             a = {"running_mean": None, "running_var": None, "weight": None, "bias": None, "use_input_stats": True,
                  "momentum": 0.1, "eps": 1e-5, **dict(zip(names, args)), **kwargs}
             dims = tuple(range(2, x.ndim))
-            if not a["use_input_stats"] or not self._stat_dims_vary(src, dims, shapes, alt):
+            if not a["use_input_stats"] or not self._instance_stats_cut(src, dims, shapes, alt):
                 return fn_call(*args, **kwargs)
             y, _, _ = _norm(x, dims, None, None, a["eps"], True)
             return _affine(y, a["weight"], a["bias"], 1)
@@ -511,6 +535,8 @@ _MAGNITUDE_OPS = frozenset({
 _MAGNITUDE_MODULES: tuple[type, ...] = (nn.modules.batchnorm._BatchNorm, nn.Identity, nn.Flatten, nn.Unflatten) \
     + IDENTITY_MODULE_TYPES
 
+
+_ATEN_INSTANCE_NORM = frozenset(aten_overloads("instance_norm"))
 
 #: Functions whose single tensor output has their input's shape: skipped by shape-only runs (batch norm runs
 #: a Python decomposition on meta: half the time of a shape-only run of an exported smp model).

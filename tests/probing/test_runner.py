@@ -258,3 +258,46 @@ def test_sparse_hooks_only_for_support_safe_cuts():
     assert not pr.runner.sparse_hooks
     pr.select(names["a"])
     assert pr.runner.sparse_hooks
+
+
+class _NormAfterFixedView(nn.Module):
+    """conv 3 p1, a reshape baked to length 32 (the model accepts no other length), an instance norm (its
+    statistics span the whole length: a context path), conv 3 p1."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 4, 3, padding=1)
+        self.norm = nn.InstanceNorm1d(4)
+        self.b = nn.Conv1d(4, 1, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(self.norm(self.a(x).reshape(1, 4, 32)))
+
+
+def test_instance_norm_statistics_cut_by_structure_in_a_fixed_size_graph():
+    """No run at another length tells the context apart (the refusal comes before the norm, so the partial
+    shape-only run does not reach it): the instance norm's statistics are detached by structure, and the local
+    field is measured -- two 3-taps p1: rf 5, stride 1, start -2 (before: the statistics were kept, and
+    every unit read the whole input)."""
+    net = _NormAfterFixedView()
+    a = rfgraph.analyze(net, (1, 1, 32))
+    r = a["b"]
+    assert r.global_context and (r.rf, r.start) == ((5,), (-2,))
+    p = probe(net, "b", analysis=a)
+    assert (p.rf, p.stride, p.start) == ((5,), (1,), (-2,))
+    assert "instance-norm statistics detached" in p.axes[0].note
+
+
+def test_instance_norm_of_an_exported_graph_reads_aten_argument_order():
+    """``aten.instance_norm(input, weight, bias, running_mean, running_var, ...)`` puts the affine parameters
+    before the statistics (F.instance_norm after): with the statistics detached by structure, the runner
+    computes the value the graph itself computes (before: the weight was read as running_mean and dropped)."""
+    net = _NormAfterFixedView()
+    net.norm = nn.InstanceNorm1d(4, affine=True)
+    gm = _runnable(export_trace(net, (torch.rand(1, 1, 32),)).graph_module, torch.float64)
+    runner = Runner(gm)
+    x = torch.rand(1, 1, 32, dtype=torch.float64)
+    out, _ = runner.run(x.clone().requires_grad_(True), {})
+    assert runner.structural_cuts == 1
+    (expected,) = gm(x)
+    torch.testing.assert_close(out.detach(), expected)
