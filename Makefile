@@ -42,7 +42,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py
 
-## The zoo: docs/zoo.md is exactly what `make zoo` writes (its header repeats the command; tests/test_zoo_docs.py
+## The zoo: docs/zoo.md is exactly what `make zoo` writes (its header repeats the command; tests/zoo/test_docs.py
 ## checks the two agree).  Per-family logs in build/zoo_logs: an interrupted `make zoo` continues where it stopped.
 ZOO_ARGS := --timm --third-party --validate-families monai,torchaudio,open_clip --jobs 2 --timeout 900 --validate-timeout 300 --resume --no-progress --readme-marker zoo-summary
 zoo: $(STAMP)
