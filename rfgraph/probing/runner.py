@@ -280,9 +280,10 @@ class Runner(fx.Interpreter):
 
     def _passes_magnitude(self, n: fx.Node) -> bool:
         """Whether ``n``'s backward hands each input the output gradient moved (views, concatenation,
-        indexing), copied (a sum of operands) or scaled per channel by a factor the sanitized copy bounds to
-        about [0.4, 2.1] (eval batch norm): no magnitude drifts through it, so with `sparse_hooks` its output
-        is not renormalised (the ops around it are)."""
+        indexing), copied (a sum of operands) or scaled per channel by one positive factor (eval batch norm,
+        weight / sqrt(var + eps): in about [0.4, 2.1] with the copy's weights and statistics, real running
+        statistics of an exported graph kept): no magnitude drifts far through one such op, so with
+        `sparse_hooks` its output is not renormalised (the next op that mixes positions, a conv, is)."""
         if n.op == "call_module":
             try:
                 m = self.fetch_attr(n.target)
