@@ -774,11 +774,19 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         k = min(T, 8) + 1 if lo_est is not None else (2 if global_est else 5)
         fits = regular and plan(margin)[1] <= n
 
-        def units_of(n_out, k=k, chosen=chosen, fits=fits):
+        def units_of(n_out, k=k, chosen=chosen, fits=fits, whole_only=fixed and n == n0, n=n):
             if fits:
                 return [u for u in chosen if u < n_out] or [0]
             start = max(0, n_out // 2 - k // 2)
-            return [u for u in range(start, start + k) if u < n_out] or [0]
+            units = [u for u in range(start, start + k) if u < n_out] or [0]
+            if whole_only and lo_est is not None and len(units) > 3 and \
+                    all(lo_est(u) <= 0 and hi_est(u) >= n - 1 for u in units):
+                # Measured clipped at the only length the model accepts, and every chosen unit's symbolic
+                # window covers the whole input: each measured window can only be compared with the whole
+                # input (no period, stride or start is read from clipped windows), and every unit is a
+                # backward pass through the full-size model: the first, middle and last of them.
+                units = [units[0], units[len(units) // 2], units[-1]]
+            return units
 
         units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, units_of, dim_hint, budget)
         if out_dim is None:

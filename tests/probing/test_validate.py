@@ -409,3 +409,38 @@ def test_fixed_size_finite_node_measures_whole_input_units_thinned():
     assert len(measured & set(whole)) <= 10
     for u, lo, hi in zip(axis.units, axis.lo, axis.hi):
         assert (lo, hi) == (max(r.lo[0](u), 0), min(r.hi[0](u), 63))
+
+
+class _NearestFixed(nn.Module):
+    """conv k3 s4 p1 (16 units) -> x4 nearest resize (64, period 4) -> conv k81 p40 -> a reshape to the
+    analysed size (the model accepts length 64 only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv1d(1, 2, 3, stride=4, padding=1)
+        self.head = nn.Conv1d(2, 1, 81, padding=40)
+
+    def forward(self, x):
+        up = F.interpolate(self.down(x), scale_factor=4.0, mode="nearest")
+        return self.head(up).reshape(1, 1, 64)
+
+
+def test_fixed_size_clipped_units_reading_the_whole_input_thinned():
+    """Hand derivation, length 64: ``head`` unit u reads resized units u - 40 .. u + 40, i.e. conv units
+    floor((u - 40) / 4) .. floor((u + 40) / 4), input [4 floor((u - 40) / 4) - 1, 4 floor((u + 40) / 4) + 1]
+    (unit 24: [-17, 65], unit 43: [-1, 81]): it starts at <= 0 for u <= 43 and ends at >= 63 once
+    floor((u + 40) / 4) >= 16, u >= 24.  The field (about
+    165) does not fit in 64 and the model accepts no other length: measured clipped at 64.  The period is
+    4, so 5 middle units (30..34) would be measured; all read the whole input symbolically, so only the
+    first, middle and last (30, 32, 34), each compared with the whole input.  Measured: [0, 61] (the last
+    conv unit, 15, reads [59, 61]: inputs 62 and 63 feed nothing), inside the clipped symbolic [0, 63]
+    (clipped on both sides)."""
+    a = rfgraph.analyze(_NearestFixed(), (1, 1, 64))
+    r = a["reshape"]
+    assert [u for u in range(64) if r.lo[0](u) <= 0 and r.hi[0](u) >= 63] == list(range(24, 44))
+    assert [(r.lo[0](u), r.hi[0](u)) for u in (24, 43)] == [(-17, 65), (-1, 81)]
+    row = validate_analysis(a, ["reshape"]).rows[0]
+    assert row.status == "clipped" and not row.disagreements, str(row)
+    (axis,) = row.numeric.axes
+    assert axis.input_shape == (1, 1, 64) and not axis.finite
+    assert axis.units == (30, 32, 34) and axis.lo == (0, 0, 0) and axis.hi == (61, 61, 61)
