@@ -377,9 +377,40 @@ def _may_mutate(n: fx.Node) -> bool:
     return name.endswith("_") and not name.endswith("__")
 
 
+#: Ops (by name: methods, torch functions) whose result may share its first argument's storage.
+_VIEW_NAMES = frozenset({
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze", "permute",
+    "transpose", "t", "expand", "expand_as", "narrow", "select", "slice", "diagonal", "unfold", "as_strided",
+    "alias", "movedim", "split", "chunk", "unbind", "tensor_split", "contiguous", "detach", "_unsafe_view",
+})
+
+
+def _may_alias(n: fx.Node) -> bool:
+    """Whether ``n``'s value may be a view of its first argument (so mutating it mutates that argument):
+    an aten op whose schema says its result aliases an input, a known view op, or indexing."""
+    if n.op not in ("call_function", "call_method") or not n.args or not isinstance(n.args[0], fx.Node):
+        return False
+    if n.target is operator.getitem:
+        return True
+    schema = getattr(n.target, "_schema", None)
+    if schema is not None:
+        returns = schema.returns
+        return bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
+    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+    return name in _VIEW_NAMES
+
+
+def _view_base(v: Any) -> Any:
+    """The value ``v`` is (possibly) a view of: followed through view ops back to one that is not."""
+    while isinstance(v, fx.Node) and _may_alias(v):
+        v = v.args[0]
+    return v
+
+
 def _drop_unneeded(graph: fx.Graph, targets: Sequence[fx.Node]) -> None:
     """Erase every node the targets do not need: their ancestors are kept, and so is an op that mutates a kept
-    value in place (its first argument) before the last target, with its own ancestors.
+    value in place (its first argument, or a view of it: ``mask[:, a:b] = k`` is exported as ``copy_`` into
+    ``slice(slice(mask))``) before the last target, with its own ancestors.
 
     Not `fx.Graph.eliminate_dead_code`: it keeps every impure node, and the in-place ops of a graph exported by
     `torch.export` (``aten.relu_``) are impure, so a cut at the stem of an exported model kept the whole model.
@@ -394,7 +425,7 @@ def _drop_unneeded(graph: fx.Graph, targets: Sequence[fx.Node]) -> None:
     while changed:
         changed = False
         for n in mutating:
-            if n not in keep and n.args[0] in keep:
+            if n not in keep and _view_base(n.args[0]) in keep:
                 keep |= ancestors(n)
                 changed = True
     for n in reversed(list(graph.nodes)):

@@ -310,3 +310,33 @@ def test_cut_keeps_an_in_place_op_on_a_kept_value_before_the_node():
     x = torch.rand(5)
     (got,) = cut(gm, [z.name])(x)
     assert torch.equal(got, (x + 1) * 2 - 3)
+
+
+class _SliceFilledMask(nn.Module):
+    """A mask made in ``forward`` and filled slice by slice, as MONAI's SwinUNETR builds its shifted-window
+    attention mask (``img_mask[:, d, h, w, :] = cnt``): exported, each fill is ``fill_`` or ``copy_`` into a ``slice`` of a
+    ``slice`` of the ``zeros``, not into the zeros node itself.  Control flow on a shape defeats torch.fx."""
+
+    def forward(self, x):
+        if x.shape[-1] > 4:
+            x = x * 1
+        mask = torch.zeros(1, 1, x.shape[-1])
+        mask[:, :, :4] = 1.0
+        mask[:, :, 6:8] = 2.0
+        return x * mask
+
+
+def test_cut_keeps_in_place_fills_of_a_view_of_a_kept_value():
+    """The cut at the output keeps the in-place nodes writing into slices of the mask (before: only in-place
+    ops on the kept node itself were kept, so the mask stayed zeros and the output did not depend on the input;
+    SwinUNETR's probe then read across its shifted windows' masked borders)."""
+    from rfgraph.tracing import cut, export_trace
+
+    model = _SliceFilledMask()
+    x = torch.rand(1, 1, 12)
+    gm = export_trace(model, (x,)).graph_module
+    assert any(str(n.target).split(".")[-2] in ("copy_", "fill_") for n in gm.graph.nodes if n.op == "call_function")
+    out = next(n for n in gm.graph.nodes if n.op == "output").args[0][0]
+    (got,) = cut(gm, [out.name])(x)
+    expected = x * torch.tensor([1.0] * 4 + [0.0] * 2 + [2.0] * 2 + [0.0] * 4)
+    assert torch.equal(got, expected)
