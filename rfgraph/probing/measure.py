@@ -631,14 +631,24 @@ def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int
 
             def units_of(n_out: int) -> list[int]:
                 return _finite_units(n_out, whole=whole)
-        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, units_of, dim_hint=dim)
-        structural = pr.runner.structural_cuts if not alt else 0
-        if context and not alt and not structural:
-            raise ProbeError(
+
+        def no_context_cut() -> ProbeError:
+            return ProbeError(
                 f"node {pr.target.name!r} has a global context path, and the model accepts its analysed length "
                 f"{n} only along axis {axis}: without a run at another length the probe cannot tell the context "
                 "operands apart to cut them, so it would measure the whole input"
             )
+
+        def units_checked(n_out: int, units_of=units_of) -> list[int]:
+            # called after the forward run, before any backward pass: the error below is known by then (the
+            # structural cuts are made in the forward), and the backward passes would be thrown away
+            if context and not alt and not pr.runner.structural_cuts:
+                raise no_context_cut()
+            return units_of(n_out)
+        units, los, his, n_out, out_dim, cut = pr.measure(shape, axis, alt, units_checked, dim_hint=dim)
+        structural = pr.runner.structural_cuts if not alt else 0
+        if context and not alt and not structural:
+            raise no_context_cut()
         if structural:
             partial_note = (f"{structural} instance-norm statistics detached (context by structure: no run at "
                             "another length)")

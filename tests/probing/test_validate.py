@@ -444,3 +444,34 @@ def test_fixed_size_clipped_units_reading_the_whole_input_thinned():
     (axis,) = row.numeric.axes
     assert axis.input_shape == (1, 1, 64) and not axis.finite
     assert axis.units == (30, 32, 34) and axis.lo == (0, 0, 0) and axis.hi == (61, 61, 61)
+
+
+class _AlignCornersFixedContext(nn.Module):
+    """conv -> x2 linear resize with align_corners=True (a length-bound node) -> a reshape to the analysed
+    size (the only length accepted) -> plus its own mean over the length (a global context path after the
+    refusal: no partial run informs it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv1d(1, 2, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        up = F.interpolate(self.down(x), scale_factor=2.0, mode="linear", align_corners=True).reshape(1, 2, 32)
+        return up + up.mean(-1, keepdim=True)
+
+
+def test_fixed_size_context_error_before_any_backward_pass(monkeypatch):
+    """The error row of a length-bound node with a global context path that nothing can cut is known after
+    the forward run: no backward pass is made for it (they were, and thrown away: 20 s per smp UPerNet
+    head node under load)."""
+    from rfgraph.probing.measure import Prober
+
+    a = rfgraph.analyze(_AlignCornersFixedContext(), (1, 1, 32))
+    node = a.resolve("add")
+    assert a[node].global_context
+    calls = []
+    inner = Prober._grads
+    monkeypatch.setattr(Prober, "_grads", lambda self, *args, **kw: calls.append(1) or inner(self, *args, **kw))
+    row = validate_analysis(a, [node]).rows[0]
+    assert row.status == "error" and "cannot tell the context operands apart" in row.error, str(row)
+    assert calls == []
