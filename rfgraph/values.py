@@ -522,8 +522,6 @@ class SymTensor:
                         tops[key] = (d, leaf)
                     else:
                         lower_in_channels[key] = False
-                elif len(parts) == 1:
-                    lower_in_channels[key] = False
                 else:
                     lower_in_channels.setdefault(key, True)
         return {key[0]: top for key, top in tops.items()
@@ -575,6 +573,7 @@ class SymTensor:
         pinned = self.pinned
         local: dict[int, tuple] = {}  # dims holding the position in a window, read window by window
         tops: dict[tuple, tuple] = {}  # axes whose top digit is read, the lower digits in the channels
+        picks: dict[tuple, list] = {}  # axes with a digit fixed by a slice of the dim holding it
         for d, (low, high, size, *taps) in per_dim.items():
             tag = tags[d]
             if tag is None or (low == high == _IDENTITY and size == self.shape[d] and not taps):
@@ -617,6 +616,10 @@ class SymTensor:
                 tags[d] = tag if size == self.shape[d] else Mixed(tuple(dict.fromkeys(tag.items())))
             elif (straddled := _straddling_blocks(self, d, (low, high, size, *taps))) is not None:
                 tags[d] = straddled
+            elif (sliced := _digit_slice(self, d, (low, high, size, *taps))) is not None:
+                tags[d], fixed = sliced
+                for key, at in fixed:
+                    picks.setdefault(key, []).append(at)
             else:
                 return self.as_unknown(
                     f"{what} reads along a dimension that holds flattened or shuffled spatial positions",
@@ -648,6 +651,23 @@ class SymTensor:
                 return Sub(leaf.axis, field, new_n, leaf.stride, new_size if top else leaf.size, leaf.shift)
 
             tags = [_replace_sized(s, t, top_fn) for s, t in zip(shape, tags)]
+        if picks:
+            if set(picks) & set(tops) or local or any(k[0] in pinned for k in picks):
+                return self.as_unknown(f"{what} reads two dims holding digits of one axis", shape=shape)
+            if any(not any(isinstance(leaf, Sub) and (leaf.axis, leaf.n, leaf.shift) == key
+                           for tag in tags for leaf in _leaves(tag)) for key in picks):
+                return self.as_unknown(f"{what} keeps one position of an axis held in the channels only",
+                                       shape=shape)
+
+            def pick_fn(_size: int, leaf):
+                if not isinstance(leaf, Sub) or (leaf.axis, leaf.n, leaf.shift) not in picks:
+                    return leaf
+                field = leaf.field
+                for at in picks[leaf.axis, leaf.n, leaf.shift]:
+                    field = field.through(at, at, size=leaf.n)
+                return replace(leaf, field=field)
+
+            tags = [_replace_sized(s, t, pick_fn) for s, t in zip(shape, tags)]
         out = self.like(shape=shape, tags=tags, pinned=pinned)
         if self.parts is not None and self.parts[0] not in per_dim:
             # A crop or window along other dims keeps each concat piece's channels apart.
@@ -860,6 +880,20 @@ class SymTensor:
         whole = leaf.stride == 1 and new_shift == 0
         tags[dim] = Axis(leaf.axis, leaf.field) if whole else replace(leaf, shift=new_shift)
         return self.like(tags=tags)
+
+    def with_digits_as_axes(self) -> SymTensor:
+        """Dims holding the only digits left of an axis (its top digit: a reduction took the lower ones)
+        as ordinary axes of ``n / stride`` positions, as a window op reads them (`_sole_digits`), so
+        that they merge with ordinary feature maps."""
+        tags, pinned = list(self.tags), self.pinned
+        for d, tag in enumerate(self.tags):
+            if isinstance(tag, Sub) and (held := _sole_digits(self, d, tag)) is not None:
+                tags[d] = Axis(tag.axis, held)
+                if tag.axis in pinned and pinned[tag.axis] == tag.field:
+                    pinned = {k: f for k, f in pinned.items() if k != tag.axis}  # (see `windows`)
+                elif tag.axis in pinned:
+                    pinned = {**pinned, tag.axis: _held_field(pinned[tag.axis], tag.n, 0, tag.stride)}
+        return self if tags == list(self.tags) else self.like(tags=tags, pinned=pinned)
 
     def join_axes(self, axes: Iterable[int]) -> SymTensor:
         """Keep the shape, but every position now depends on the whole of input ``axes``.
@@ -1172,6 +1206,59 @@ def _straddling_blocks(t: SymTensor, d: int, window: tuple) -> Optional[Mixed]:
         lo_map, hi_map = _digit_range_maps(m, place, s, top=(i == 0))
         pairs.append((leaf.axis, leaf.field.through(lo_map, hi_map)))
     return Mixed(tuple(pairs), complete=True)
+
+
+def _digit_slice(t: SymTensor, d: int, window: tuple) -> Optional[tuple[Optional[Tag], list]]:
+    """A slice ``[a, a + size)`` of a dim made of channels and digits of axes (``pixel_unshuffle``'s
+    channels, ``Flat((C, None), (r, Sub), (r, Sub))``) that keeps whole sub-blocks: the parts above
+    some level hold one value each, that level a range, the parts below all their values.  A channel
+    part keeps its range; a digit fixed to value ``v`` leaves the dim, and the axis then holds only
+    positions whose digit is ``v``: every copy's field is read at ``q`` with that digit set to ``v``
+    (constant over it, as for a digit no dim holds).  Returns ``(new tag, [(axis key, map)])``, or
+    ``None`` when not that case (a digit cut to part of its range, other leaves, a roll)."""
+    low, high, size, *taps = window
+    tag, n = t.tags[d], t.shape[d]
+    if taps or size < 1 or not isinstance(tag, Flat) or not isinstance(low, PAMap) or low != high:
+        return None
+    if low.period != 1 or low.advance != 1:
+        return None
+    a = low(0)
+    b = a + size
+    if a < 0 or b > n:
+        return None
+    parts = tag.parts
+    if not all(leaf is None or (isinstance(leaf, Sub) and leaf.shift == 0) for _, leaf in parts):
+        return None
+    places = [prod(s for s, _ in parts[i + 1:]) for i in range(len(parts))]
+    # the level j: the first part whose value is not the same over the slice
+    j = next((i for i, p in enumerate(places) if a // p != (b - 1) // p), len(parts) - 1)
+    if a % places[j] or b % places[j]:
+        return None
+    new_parts: list[tuple[int, Any]] = []
+    fixed: list[tuple[tuple, PAMap]] = []
+    for i, (s_i, leaf) in enumerate(parts):
+        p = places[i]
+        if i < j:
+            v = a // p % s_i
+            if leaf is not None:
+                st, sz = leaf.stride, leaf.size
+                fixed.append(((leaf.axis, leaf.n, leaf.shift),
+                               PAMap(st * sz, st * sz, [u + (v - u // st % sz) * st for u in range(st * sz)])))
+        elif i == j:
+            lo_v, count = a // p % s_i, (b - a) // p
+            if leaf is not None and count != s_i:
+                if count != 1:
+                    return None  # part of a digit's range: no layout holds it
+                st, sz = leaf.stride, leaf.size
+                fixed.append(((leaf.axis, leaf.n, leaf.shift),
+                               PAMap(st * sz, st * sz, [u + (lo_v - u // st % sz) * st for u in range(st * sz)])))
+            elif count > 1 or leaf is None:
+                new_parts.append((count, leaf))
+        else:
+            new_parts.append((s_i, leaf))
+    new_parts = [(s_i, leaf) for s_i, leaf in new_parts if s_i > 1]
+    new_tag = _group(new_parts) if new_parts else None
+    return new_tag, fixed
 
 
 def _digit_range_maps(m: int, place: int, radix: int, top: bool) -> tuple[PAMap, PAMap]:

@@ -16,7 +16,7 @@ import torch
 
 from ..algebra import PAMap
 from ..errors import InputShapeError, RuleError
-from ..values import Axis, Flat, Offsets, Sub, SymTensor, merge_tensors
+from ..values import Axis, Flat, Mixed, Offsets, SymTensor, merge_tensors
 from ..windows import (
     WindowParams,
     adaptive_window,
@@ -83,15 +83,15 @@ def _spatial_windows(call: OpCall, x: SymTensor, nd: int, make, taps: Optional[S
 
 def _apply(call: OpCall, x: SymTensor, per_dim, channels: Optional[int] = None, groups: int = 1) -> SymTensor:
     c = x.ndim - len(per_dim) - 1
-    multiplier = None  # a depthwise conv keeps channels that hold spatial positions
+    multiplier = None  # the groups keep what the channels hold above the group size (positions as digits)
     if channels is not None and x.tags[c] is not None and x.shape[c] > 1:
-        if groups == x.shape[c] and channels % groups == 0 and isinstance(x.tags[c], (Flat, Sub)):
-            multiplier = channels // groups
-        else:
-            x = _mix_channel_positions(call, x, c, groups)
+        x = _mix_within_groups(call, x, c, groups)
+        if x.unknown:
+            return x.as_unknown(x.unknown, shape=tuple(channels if d == c else n for d, n in enumerate(x.shape)))
+        multiplier = channels // groups
     out = x.windows(per_dim, call.describe())
     if multiplier is not None and not out.unknown:
-        # (the channel tag after the windows: a window along the axis's top digit re-reads its digits)
+        # (the channel tag after the windows: a window along an axis's top digit re-reads its digits)
         tags = list(out.tags)
         tags[c] = _depthwise_channel_tag(out.shape[c], out.tags[c], multiplier)
         return out.like(shape=tuple(channels if d == c else n for d, n in enumerate(out.shape)), tags=tuple(tags))
@@ -141,25 +141,54 @@ def _depthwise_channel_tag(n: int, tag, multiplier: int):
     """The channel tag after a depthwise conv (one group per input channel): output channel ``j`` reads
     input channel ``j // multiplier`` only, so the positions the channels hold stay where they were,
     each repeated ``multiplier`` times (a trailing factor holding no axis)."""
-    if multiplier == 1:
+    if tag is None or multiplier == 1:
         return tag
     parts = tag.parts if isinstance(tag, Flat) else ((n, tag),)
     return Flat(tuple(parts) + ((multiplier, None),))
 
 
-def _mix_channel_positions(call: OpCall, x: SymTensor, c: int, groups: int) -> SymTensor:
-    """A conv whose channel dim ``c`` holds spatial digits (space-to-depth written as view / permute,
-    TResNet's ``SpaceToDepth``): with one group every output channel reads every input channel, so
-    the positions the channel dim holds are mixed (their block's field, `SymTensor.mix`) and the dim
-    is then an ordinary channel dim; the windows read the digits left in the spatial dims (exactly
-    ``pixel_unshuffle`` then conv).  Grouped convs read part of the channels: unknown."""
-    if groups != 1:
-        return x.as_unknown(f"{call.describe()} with {groups} groups reads channels that hold spatial positions; "
-                            "no exact rule")
-    reduced = x.reduce([c], keepdim=False, what=call.describe())
-    if reduced.unknown:
-        return x.as_unknown(reduced.unknown)
-    return reduced.like(shape=x.shape, tags=reduced.tags[:c] + (None,) + reduced.tags[c:])
+def _mix_within_groups(call: OpCall, x: SymTensor, c: int, groups: int) -> SymTensor:
+    """A conv whose channel dim ``c`` holds spatial digits (``pixel_unshuffle``, space-to-depth written as
+    view / permute, TResNet's ``SpaceToDepth``; tokens fed to a ``Conv1d`` as its channels): output group
+    ``g`` reads input group ``g``, ``C / groups`` consecutive channels.  When the group size splits the
+    channels' factors (the channels viewed as ``(groups, C / groups)`` by whole factors), each group
+    mixes the positions of its own factors (their block's field, `SymTensor.reduce`) and keeps those
+    above: one group mixes them all (exactly ``pixel_unshuffle`` then a conv), a depthwise conv none.
+    Returns ``x`` with a channel dim of ``groups`` positions (what each group keeps) and the axes whose
+    digits are all mixed away as ordinary axes of the digits left; unknown when a group cuts a factor."""
+    n = x.shape[c]
+    split = x.reshape(x.shape[:c] + (groups, n // groups) + x.shape[c + 1:])
+    if split.unknown or _cuts_a_factor(split.tags[c]) or _cuts_a_factor(split.tags[c + 1]):
+        block, size = _positions_block(n, x.tags[c]), n // groups
+        if not all(-(-k * size // block) * block + block <= (k + 1) * size for k in range(groups)):
+            return x.as_unknown(f"{call.describe()} with {groups} groups reads channels that hold spatial "
+                                "positions, its groups cutting their factors; no exact rule")
+        # every group holds a whole block of the positions (3 channels x 2 x 2 sub-positions, 2 groups of
+        # 6: channels 0-3 and 8-11): each reads their whole union
+        mixed = x.reduce([c], keepdim=False, what=call.describe())
+        if mixed.unknown:
+            return x.as_unknown(mixed.unknown)
+        return mixed.like(shape=x.shape[:c] + (groups,) + x.shape[c + 1:],
+                          tags=mixed.tags[:c] + (None,) + mixed.tags[c:]).with_digits_as_axes()
+    mixed = split.reduce([c + 1], keepdim=False, what=call.describe())
+    if mixed.unknown:
+        return x.as_unknown(mixed.unknown)
+    return mixed.with_digits_as_axes()
+
+
+def _positions_block(n: int, tag) -> int:
+    """How many consecutive channels one block of the positions they hold spans: the product of the
+    channel dim's factors from the first one holding positions down (``n`` when not a `Flat`)."""
+    if not isinstance(tag, Flat):
+        return n
+    sizes = [s for s, _ in tag.parts]
+    first = next((i for i, (_, leaf) in enumerate(tag.parts) if leaf is not None), len(sizes))
+    return math.prod(sizes[first:]) if first < len(sizes) else 1
+
+
+def _cuts_a_factor(tag) -> bool:
+    """Whether a dim made by a reshape holds part of a factor it could not keep whole (`Mixed`)."""
+    return isinstance(tag, Mixed)
 
 
 def _conv(call: OpCall, x: SymTensor, kernel, stride, padding, dilation, out_channels, groups: int = 1) -> SymTensor:
@@ -497,7 +526,7 @@ def _shuffle_by_reshape(x: SymTensor, r: int, inverse: bool) -> SymTensor:
     """``pixel_(un)shuffle`` as the ``reshape`` / ``permute`` / ``reshape`` it is, so that the channels
     hold the sub-positions as digits of the axes: a depthwise op keeps them apart, a shuffle back or a
     channel slice reads exactly the sub-positions it holds, and a conv reading every channel takes
-    their union (`_mix_channel_positions`).  The windows spelling gave every channel the union of its
+    their union (`_mix_within_groups`).  The windows spelling gave every channel the union of its
     block, too large after a shuffle back (unshuffle then shuffle is the identity, not 2x2 blocks)."""
     *lead, c, h, w = x.shape
     b = len(lead)

@@ -536,12 +536,7 @@ SELECTING: set = {
 
 #: Entries whose symbolic answer is known to be unknown or larger than the measured one (never smaller).
 #: Marked xfail(strict): fixing one makes its case pass and the mark must go.
-_SUB_POSITIONS = ("pixel unshuffle puts the r x r sub-positions in the channels as digits of the axes "
-                  "(channel c*r*r + k holds sub-position k): a channel slice that cuts into those digits has "
-                  "no rule yet and is unknown (it was the block's union, too large, before)")
-KNOWN: dict[Any, str] = {
-    nn.PixelUnshuffle: _SUB_POSITIONS, F.pixel_unshuffle: _SUB_POSITIONS, torch.pixel_unshuffle: _SUB_POSITIONS,
-}
+KNOWN: dict[Any, str] = {}  # (pixel unshuffle's, the last, closed: its channels hold the sub-positions as digits)
 #: The same for the torch.export spellings.
 EXPORT_KNOWN: dict[Any, str] = dict(KNOWN)
 #: Entries whose concat case is honestly unknown (the op alone must still agree): pixel shuffle of a

@@ -868,11 +868,106 @@ def test_depth_to_space_by_view_then_conv():
     assert_windows_match(m, (1, 2, 16, 16), r, 0)
 
 
-def test_channel_slice_of_sub_positions_is_unknown():
-    """A channel slice of pixel_unshuffle's output that cuts into the sub-positions (channel 0 holds
-    sub-position (0, 0) only: rf 3, stride 2) has no rule: unknown with the reason, never the block's
-    union (rf 4, which it reported before)."""
-    r = last(check(Lambda(lambda x: F.pixel_unshuffle(x, 2)[:, :1]), (1, 1, 8, 8)))
+class _GroupedAfterUnshuffle(nn.Module):
+    """conv 3x3 (pad 1, 2 -> c channels) on (1, 2, 16, 16), pixel_unshuffle(2) (channel 4k + 2a + b holds
+    sub-position (a, b) of channel k), a 1x1 conv with ``groups``, then pixel_shuffle(2) back."""
+
+    def __init__(self, c: int, groups: int):
+        super().__init__()
+        self.conv = nn.Conv2d(2, c, 3, padding=1)
+        self.grouped = nn.Conv2d(4 * c, 4 * c, 1, groups=groups)
+
+    def forward(self, x):
+        return F.pixel_shuffle(self.grouped(F.pixel_unshuffle(self.conv(x), 2)), 2)
+
+
+@pytest.mark.parametrize("c,groups,rows,cols", [
+    # one group: every channel reads the 2x2 block, X reads [2(X // 2) - 1, 2(X // 2) + 2]
+    (2, 1, (4, -1), (4, -1)),
+    # groups of 4 channels = one channel's block: the same
+    (2, 2, (4, -1), (4, -1)),
+    # groups of 2 channels: group 2k + a holds row sub-position a, both columns; the shuffle puts
+    # output row X = 2i + a on group 2c' + a: row 2i + a exactly, columns the block
+    (2, 4, (3, -1), (4, -1)),
+    # depthwise: the identity on positions
+    (2, 8, (3, -1), (3, -1)),
+    # 3 channels (12), 2 groups of 6: each group holds a whole block (channels 0-3, 8-11): the block
+    (3, 2, (4, -1), (4, -1)),
+])
+def test_grouped_conv_over_sub_positions(c, groups, rows, cols):
+    """Grouped convs over channels holding sub-positions: a group keeps the factors above its size and
+    mixes those below (the block's union where it holds whole blocks).  Hand-derived values above,
+    every unit against back-propagation (before: unknown for every grouped conv but the depthwise)."""
+    m = _GroupedAfterUnshuffle(c, groups)
+    r = last(check(m, (1, 2, 16, 16)))
+    assert r.source == "symbolic"
+    for axis, (rf, start) in enumerate((rows, cols)):
+        assert (r.rf[axis], r.start[axis]) == (rf, start), axis
+        assert_windows_match(m, (1, 2, 16, 16), r, axis)
+
+
+def test_unshuffled_map_after_a_conv_merges_with_an_ordinary_map():
+    """Found by the U-Net fuzzing: pixel_unshuffle, a 1x1 conv (the channels' sub-positions mixed away,
+    the rows left as their top digit), added to a conv 3x3 stride 2 of the input: both read blocks of
+    the input, [2i - 1, 2i + 2] and [2i - 1, 2i + 1], so rf 4, stride 2, start -1 (the top digit is an
+    ordinary axis again; it was an unknown merge)."""
+    class Merge(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.mix = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(8, 4, 1)
+            self.down = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.mix(F.pixel_unshuffle(self.conv(x), 2)) + self.down(x)
+
+    m = Merge()
+    r = last(check(m, (1, 2, 16, 16)))
+    assert summary(r, 0) == summary(r, 1) == (4, 4, 2, -1)
+    assert_windows_match(m, (1, 2, 16, 16), r, 0)
+
+
+class _UnshuffleSlice(nn.Module):
+    """conv 3x3 (pad 1, 2 -> 3 channels), pixel_unshuffle(2) (channel 4c + 2a + b holds row sub-position a,
+    column sub-position b), an optional depthwise 3x3, then a channel slice."""
+
+    def __init__(self, channels: slice, depthwise: bool):
+        super().__init__()
+        self.channels = channels
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.depthwise = nn.Conv2d(12, 12, 3, padding=1, groups=12) if depthwise else nn.Identity()
+
+    def forward(self, x):
+        return self.depthwise(F.pixel_unshuffle(self.conv(x), 2))[:, self.channels]
+
+
+@pytest.mark.parametrize("channels,rows,cols", [
+    # channel 0: sub-position (0, 0), unit i reads row 2i of the conv, input [2i - 1, 2i + 1]
+    (slice(0, 1), (3, 2, -1), (3, 2, -1)),
+    # channel 1: (0, 1), the column one to the right: input columns [2j, 2j + 2]
+    (slice(1, 2), (3, 2, -1), (3, 2, 0)),
+    # channels 0 and 1: row sub-position 0, both columns: columns [2j - 1, 2j + 2]
+    (slice(0, 2), (3, 2, -1), (4, 2, -1)),
+    # channels 4..7: all of channel 1's block
+    (slice(4, 8), (4, 2, -1), (4, 2, -1)),
+])
+@pytest.mark.parametrize("depthwise", [False, True], ids=["", "depthwise3"])
+def test_channel_slice_of_sub_positions(channels, rows, cols, depthwise):
+    """A channel slice of pixel_unshuffle's output keeps the sub-positions it holds: exact, every unit
+    checked against back-propagation (before, every channel carried its 2x2 block: rf 4).  With a
+    depthwise 3x3 in between the slice reads rows 2(i - 1) + a .. 2(i + 1) + a: rf 3 + 4, start 2 lower."""
+    m = _UnshuffleSlice(channels, depthwise)
+    r = last(check(m, (1, 2, 16, 16)))
+    grow = 4 if depthwise else 0
+    for axis, (rf, stride, start) in enumerate((rows, cols)):
+        want = (rf + grow, rf + grow, Fraction(stride), Fraction(start - grow // 2))
+        assert summary(r, axis) == want, axis
+        assert_windows_match(m, (1, 2, 16, 16), r, axis)
+
+
+def test_channel_slice_across_sub_positions_is_unknown():
+    """Channels 0..2 of pixel_unshuffle's output hold sub-positions (0, 0), (0, 1) and (1, 0): no layout
+    holds that set, so the slice is unknown with the reason, never the block's union (rf 4)."""
+    r = last(check(Lambda(lambda x: F.pixel_unshuffle(x, 2)[:, :3]), (1, 1, 8, 8)))
     assert r.source == "unknown" and "flattened or shuffled" in r.reason
 
 
@@ -1095,9 +1190,34 @@ def test_conv_after_space_to_depth_mixes_the_channel_digits(k, bs, expected):
         assert_windows_match(model, shape, r, axis)
 
 
-def test_grouped_conv_after_space_to_depth_is_unknown():
-    """Two groups read half of the channels each (half of the inner offsets of one axis): no rule."""
-    r = last(rfgraph.analyze(_SpaceToDepth(3, 2, groups=2), (1, 2, 8, 8), fallback="unknown"))
+def test_grouped_conv_after_space_to_depth_keeps_each_groups_offsets():
+    """TResNet's channel order (row offset, column offset, channel): two groups of 4 read row offset 0
+    and 1 respectively, each both column offsets.  Output group g keeps its row offset (a digit of the
+    channels); over all channels a unit still reads the 2x2 blocks of its 3x3 window: [2u - 2, 2u + 3]
+    (rf 6, stride 2, start -2) along both axes, every unit against back-propagation (it was unknown)."""
+    model = _SpaceToDepth(3, 2, groups=2)
+    r = last(check(model, (1, 2, 8, 8)))
+    assert r.source == "symbolic"
+    assert summary(r, 0) == summary(r, 1) == (6, 6, 2, -2)
+    for axis in (0, 1):
+        assert_windows_match(model, (1, 2, 8, 8), r, axis)
+
+
+def test_grouped_conv_cutting_the_offsets_is_unknown():
+    """Groups of 2 channels over TResNet's (row offset, column offset, 3 channels) cut the channel factor
+    (group 1 holds channel 2 of offset (0, 0) and channel 0 of offset (0, 1)) and hold no whole block of
+    the offsets: no rule, unknown with the reason."""
+    class Cut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(12, 6, 1, groups=6)
+
+        def forward(self, x):
+            n, c, h, w = x.shape
+            x = x.view(n, c, h // 2, 2, w // 2, 2).permute(0, 3, 5, 1, 2, 4).reshape(n, 4 * c, h // 2, w // 2)
+            return self.conv(x)
+
+    r = last(rfgraph.analyze(Cut(), (1, 3, 8, 8), fallback="unknown"))
     assert r.source == "unknown"
     assert "groups" in r.reason
 
