@@ -447,18 +447,34 @@ class Prober:
         A torch.export graph of a length-agnostic model bakes the analysed length into a final ``view``
         (torchaudio's ConvTasNet moves its sources from the batch into the channels with
         ``view(batch, sources, frames)``): every node before it tells, by its shapes, which of its dims carry
-        the axis, as a full run at ``alt_n`` would.
+        the axis, as a full run at ``alt_n`` would.  Not when a baked size comes earlier, on a context path:
+        smp PSPNet's global pooling branch, ``F.interpolate(pool(x), size=(h, w))`` with ``(h, w)`` fixed, has
+        the same shape in both runs, so nothing tells that it spreads one value along the axis, and the run
+        stops only at the ``cat`` that joins it to the local path.  A node that spreads an input-dependent
+        value from size 1 to a size the same in both runs (`Runner.spreads_fixed`) makes the shapes unusable:
+        ``({}, note)``, the note naming it.
         """
         other = list(shape)
         other[2 + axis] = alt_n
+        main = self.try_shapes(shape)
         shapes, refused = self.runner.partial_shapes(other, self.dtype)
-        if not shapes:
+        if not shapes or main is None:
             return {}, ""
         if refused is None:
             return shapes, ""
         order = list(self.runner.graph.nodes)
         if any(self.runner.reads_alt(n) for n in order[order.index(refused):]):
             return {}, ""
+        dependent: set[fx.Node] = set()
+        for n in order:
+            if n.op == "placeholder" and not dependent or any(a in dependent for a in n.all_input_nodes):
+                dependent.add(n)
+        fixed = next((n for n in order[:order.index(refused)] if n in shapes and self.runner.reads_alt(n)
+                      and self.runner.spreads_fixed(n, main, shapes, dependent)), None)
+        if fixed is not None:
+            return {}, (f"no context cut: a run at length {alt_n} stops at node {refused.name!r}, and before it "
+                        f"node {fixed.name!r} spreads a value to a size that is the same in both runs (maybe the "
+                        "analysed length baked in): the shapes cannot tell whether that is a context path")
         return shapes, (f"context cut by the shapes of a run at length {alt_n}, which stops at node "
                         f"{refused.name!r} (a size fixed at the analysed length; no context op from there on)")
 
@@ -637,6 +653,7 @@ def _probe_axis_finite(pr: Prober, axis: int, base: list[int], dim: Optional[int
                 f"node {pr.target.name!r} has a global context path, and the model accepts its analysed length "
                 f"{n} only along axis {axis}: without a run at another length the probe cannot tell the context "
                 "operands apart to cut them, so it would measure the whole input"
+                + (f" ({partial_note})" if partial_note else "")
             )
 
         def units_checked(n_out: int, units_of=units_of) -> list[int]:

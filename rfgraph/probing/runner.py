@@ -216,6 +216,34 @@ class Runner(fx.Interpreter):
             fn in NORM_ALIASES or fn in (F.layer_norm, F.group_norm, F.instance_norm) or \
             fn is getattr(F, "rms_norm", None)
 
+    def spreads_fixed(self, n: fx.Node, shapes: dict[fx.Node, Any], alt: dict[fx.Node, Any],
+                      sources: Iterable[fx.Node]) -> bool:
+        """Whether ``n``, a node that consults the other run's shapes (`reads_alt`), has an output of the same
+        shape in both runs and yet spreads one of ``sources`` (its operands that depend on the input) from size
+        1 to a larger size (a resample, an expand, a broadcast), or, a normalisation, takes statistics over more
+        than one position per channel.
+
+        In a graph that accepts its analysed length only, such a size may be the analysed length baked into the
+        op (torch.export fixes ``F.interpolate(x, size=(h, w))`` of smp PSPNet's global pooling branch): the
+        other run, stopped further on, then shows no dim carrying the axis there, and the context path would go
+        uncut (`Runner.partial_shapes`)."""
+        out, other = shapes.get(n), alt.get(n)
+        if not isinstance(out, tuple) or out != other or not out or isinstance(out[0], tuple):
+            return False
+        if n.op == "call_module" and isinstance(self.fetch_attr(n.target), _NORM_MODULES) or \
+                n.op == "call_function" and _hashable(n.target) and (
+                    n.target in NORM_ALIASES or n.target in (F.layer_norm, F.group_norm, F.instance_norm)
+                    or n.target is getattr(F, "rms_norm", None)):
+            return any(s > 1 for s in out[2:])
+        for src in n.all_input_nodes:
+            s = shapes.get(src)
+            if src not in sources or not isinstance(s, tuple) or not s or isinstance(s[0], tuple) or len(s) > len(out):
+                continue
+            s = (1,) * (len(out) - len(s)) + s
+            if any(a == 1 and b > 1 for a, b in zip(s, out)):
+                return True
+        return False
+
     def _state(self) -> dict[str, torch.Tensor]:
         if self._state_cache is None:
             state = dict(self.module.named_parameters(remove_duplicate=False))

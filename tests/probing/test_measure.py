@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import rfgraph
@@ -165,6 +166,97 @@ def test_small_torchaudio_convtasnet_output_agrees():
     ax = out.axes[0]
     for u, lo, hi in zip(ax.units, ax.lo, ax.hi):
         assert (lo, hi) == (8 * (u // 8) - 32, 8 * (u // 8) + 39)
+
+
+class TinyPSP(nn.Module):
+    """smp PSPNet's pyramid pooling in miniature (1-D): an encoder; a global branch (pool to 1 bin, a 1x1 conv,
+    resized back: context) and a 2-bin branch (pool to 2 bins, resized back: a data path with wide windows),
+    both resized with ``F.interpolate(size=n, mode="linear", align_corners=True)``, concatenated with the
+    local path, then two 1x1 convs.  torch.export bakes ``n`` into both resizes, so the exported graph accepts
+    its analysed length only: a run at another length stops at the ``cat``.
+
+    Hand derivation (input length 32): encoder feature ``f`` (k 3, stride 2, pad 1) reads ``[2f - 1, 2f + 1]``
+    (16 features); bin 0 averages features 0..7 (input ``[-1, 15]``), bin 1 features 8..15 (``[15, 31]``);
+    resized with aligned corners, position 0 is bin 0 exactly, position 15 bin 1, the others mix both.  So
+    with the global branch cut, unit 0 reads ``[-1, 15]`` (``(0, 15)`` clipped), unit 15 ``[15, 31]`` and every
+    other unit the whole input; uncut, every unit reads the whole input."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv1d(1, 2, 3, stride=2, padding=1)
+        self.glob = nn.Conv1d(2, 2, 1)
+        self.head = nn.Conv1d(6, 2, 1)
+        self.out = nn.Conv1d(2, 2, 1)
+
+    def forward(self, x):
+        e = self.enc(x)
+        n = e.shape[-1]
+        g = F.interpolate(self.glob(F.adaptive_avg_pool1d(e, 1)), size=n, mode="linear", align_corners=True)
+        b = F.interpolate(F.adaptive_avg_pool1d(e, 2), size=n, mode="linear", align_corners=True)
+        return self.out(self.head(torch.cat([g, b, e], 1)))
+
+
+def test_no_partial_context_cut_when_a_baked_resize_spreads_a_global_bin():
+    """Exported, the global branch's resize has its size fixed: the run at another length gives it the same
+    shape (1, 2, 16) and stops at the ``cat``, after it.  Before, the partial shapes were used, the resize was
+    not cut (its size does not vary), and the probe read the whole input: a false DISAGREE, unit 0 symbolic
+    (0, 15) != numeric (0, 31) (smp PSPNet resnet34's ``decoder.dropout``: (0, 209) != (0, 255), where brute
+    force on the real model, float64, its global bin detached by hand, reads (0, 209)).  Now the shapes are
+    not used and the row is the named error; the symbolic windows are the hand-derived ones."""
+    net = TinyPSP().eval()
+    a = rfgraph.analyze(net, (1, 1, 32), traced=export_trace(net, (torch.rand(1, 1, 32),)))
+    assert a.meta.get("trace") == "export"
+    with pytest.raises(RuntimeError):  # the exported graph really accepts no other length
+        a.graph_module(torch.rand(1, 1, 64))
+    node = a.resolve("out")
+    est = a[node]
+    assert est.global_context
+    assert [(est.lo[0](u), est.hi[0](u)) for u in (0, 1, 14, 15)] == [(-1, 15), (-1, 31), (-1, 31), (15, 31)]
+    pr = Prober(a.graph_module, [est.fx_name], None, 0)
+    assert pr.try_shapes((1, 1, 32)) is not None
+    shapes, refused = pr.runner.partial_shapes((1, 1, 64), pr.dtype)
+    assert refused is not None and refused.name == "cat"
+    alt, note = pr.partial_alt((1, 1, 32), 0, 64)
+    assert alt == {} and "node 'upsample_linear1d' spreads a value" in note, note
+    report = validate_analysis(a, ["head", node])
+    for row in report.rows:
+        assert row.status == "error" and not row.disagreements, str(report)
+        assert "global context path" in row.error and "upsample_linear1d" in row.error, row.error
+
+    # the probe itself is right once the global branch is cut by hand: the same windows as the symbolic maps
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 32, dtype=torch.float64, requires_grad=True)
+    m = TinyPSP().double().eval()
+    e = m.enc(x)
+    g = F.interpolate(m.glob(F.adaptive_avg_pool1d(e, 1)), size=16, mode="linear", align_corners=True).detach()
+    b = F.interpolate(F.adaptive_avg_pool1d(e, 2), size=16, mode="linear", align_corners=True)
+    y = m.out(m.head(torch.cat([g, b, e], 1)))
+    for u, window in ((0, (0, 15)), (1, (0, 31)), (14, (0, 31)), (15, (15, 31))):
+        (grad,) = torch.autograd.grad(y[0, :, u].sum(), x, retain_graph=True)
+        idx = torch.nonzero(grad[0, 0]).flatten()
+        assert (int(idx[0]), int(idx[-1])) == window
+
+
+def test_smp_pspnet_decoder_is_an_error_not_a_false_disagree():
+    """The row of `benchmarks/validate_smp.py --archs PSPNet` (resnet34, 256 x 256, meta, exported): the
+    symbolic windows of ``decoder.dropout`` along the rows, clipped to the input, are the brute-force ones (the real model on the
+    CPU, float64, activations made identities, max pools made average pools of the same windows, the 1-bin
+    branch's output detached: unit 0 reads rows (0, 209), unit 31 rows (39, 255)); the probe cannot cut the
+    global bin (its resize's size is baked in), so the row is the named error, as before 127a38e, and no
+    DISAGREE."""
+    pytest.importorskip("segmentation_models_pytorch")
+    from rfgraph.models import load_model, offline_env
+
+    offline_env()
+    a = rfgraph.analyze(load_model("smp:PSPNet:resnet34", device="meta"), (1, 3, 256, 256))
+    est = a["decoder.dropout"]
+    assert est.global_context
+    clipped = [(max(est.lo[0](u), 0), min(est.hi[0](u), 255)) for u in (0, 31)]
+    assert clipped == [(0, 209), (39, 255)]
+    report = validate_analysis(a, ["decoder.dropout"])
+    (row,) = report.rows
+    assert row.status == "error" and not row.disagreements, str(report)
+    assert "spreads a value to a size that is the same in both runs" in row.error, row.error
 
 
 @pytest.mark.parametrize("batched_ok", [True, False])
