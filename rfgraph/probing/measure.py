@@ -239,6 +239,8 @@ def intra_op_threads(n: Optional[int]):
 CROP_MIN = 1024
 #: Units measured per batched backward pass.
 _GRAD_CHUNK = 16
+#: A run holding a tensor of this many elements back-propagates its units one at a time (`Prober._grads`).
+BATCH_MAX_ELEMENTS = 1 << 24
 
 
 class Prober:
@@ -271,13 +273,20 @@ class Prober:
         self.accepted: Optional[tuple[int, ...]] = None
         #: the node being probed's limits: checked at every node of every run, forward and backward
         self.budget: Optional[Budget] = None
+        #: the run kept for the next axis of the node (`measure`), freed by `forget_run` and `select`
+        self._kept: Optional[tuple] = None
         self.select(fx_names[0])
+
+    def forget_run(self) -> None:
+        """Free the run kept for the next axis (`measure`)."""
+        self._kept = None
 
     def has(self, fx_name: str) -> bool:
         return fx_name in self.nodes
 
     def select(self, fx_name: str) -> None:
         """Probe ``fx_name`` next (one of the nodes this copy was made for)."""
+        self._kept = None
         self.runner = Runner(cut(self.sanitized, [fx_name]), self.seed)
         self.runner_nodes = frozenset(n.name for n in self.runner.graph.nodes)
         self.target = next(n for n in self.runner.graph.nodes if n.name == fx_name)
@@ -326,16 +335,26 @@ class Prober:
         context path is cut, and the output dim is ``dim_hint``).  Returns
         ``(units, lo, hi, n_out, out_dim, cuts)``.
         """
-        x = self.input_tensor(shape).requires_grad_(True)
-        try:
-            out, shapes = self.runner.run(x.clone(), alt)
-        except RFGraphError:
-            raise
-        except Exception as exc:
-            raise ProbeError(
-                f"probing node {self.target.name!r}: the sanitized model failed on an input of shape {shape}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        # With no other run to compare with (``alt`` empty: a graph that accepts one length only), a run cuts no
+        # context by shapes, so the run at ``shape`` is the same for every axis: its graph is kept (the backward
+        # passes retain it anyway) and the next axis seeds it again (`forget_run` frees it).
+        key = (self.target.name, tuple(shape)) if not alt else None
+        if key is not None and self._kept is not None and self._kept[0] == key:
+            _, x, out, shapes = self._kept
+        else:
+            self._kept = None  # (freed before the next run)
+            x = self.input_tensor(shape).requires_grad_(True)
+            try:
+                out, shapes = self.runner.run(x.clone(), alt)
+            except RFGraphError:
+                raise
+            except Exception as exc:
+                raise ProbeError(
+                    f"probing node {self.target.name!r}: the sanitized model failed on an input of shape {shape}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if key is not None:
+                self._kept = (key, x, out, shapes)
         if isinstance(out, (list, tuple)):
             tensors = [o for o in out if isinstance(o, torch.Tensor)]
             if len(tensors) != 1:
@@ -371,7 +390,9 @@ class Prober:
             seeds.append(seed)
         los: list[Optional[int]] = []
         his: list[Optional[int]] = []
-        for g in self._grads(out, x, seeds, budget):
+        largest = max((math.prod(s) for s in shapes.values()
+                       if isinstance(s, tuple) and all(isinstance(v, int) for v in s)), default=0)
+        for g in self._grads(out, x, seeds, budget, largest):
             if g is None:
                 los.append(None)
                 his.append(None)
@@ -386,7 +407,7 @@ class Prober:
                 his.append(int(idx[-1]))
         return tuple(units), tuple(los), tuple(his), n_out, out_dim, self.runner.cut
 
-    def _grads(self, out: torch.Tensor, x: torch.Tensor, seeds: list, budget: Optional[Budget]):
+    def _grads(self, out: torch.Tensor, x: torch.Tensor, seeds: list, budget: Optional[Budget], largest: int = 0):
         """Input gradients of ``out`` for each seed: batched backward passes (vmap) where the graph allows and
         they are not slower, one pass per seed otherwise.
 
@@ -395,7 +416,11 @@ class Prober:
         strips most probes run (smp FPN resnet34, 256 x 256: 11.0 s of gradients batched, 13.4 s one unit at
         a time), but some graphs back-propagate slower batched than one unit at a time (torchaudio's
         ConvTasNet output, 16000 samples, float64 tensors of 2 x 512 x 2001: 9 units 74 s batched, 26 s one by
-        one).  Either way the gradients are the same; only the time differs.
+        one).  Either way the gradients are the same; only the time differs.  A run holding a tensor of
+        `BATCH_MAX_ELEMENTS` elements or more (``largest``) goes one seed at a time without the trial: a
+        batched pass then holds every such tensor (and its renormalised gradient) once per seed, and its
+        time is memory traffic (SwinUNETR 3d, windowed attention scores of 44M float64 elements: a pair
+        15.1 s batched, 11.4 s one by one, and the pair's copies on top of the peak memory).
         """
         def one(s):
             (g,) = torch.autograd.grad(out, x, s, retain_graph=True, allow_unused=True)
@@ -414,7 +439,7 @@ class Prober:
 
         grads: list[Optional[torch.Tensor]] = []
         rest = list(seeds)
-        batched = self.batched_ok
+        batched = self.batched_ok and largest < BATCH_MAX_ELEMENTS
         if batched and len(rest) >= 3:
             if budget is not None:
                 budget.check(self.target.name)
@@ -724,17 +749,18 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         m = max(m, 1)
         return m + (n0 - m) % P
 
-    def plan(margin: int) -> tuple[list[int], int]:
+    def plan(margin: int, few: bool = False) -> tuple[list[int], int]:
         """The units to measure (from the first one whose field starts at >= margin) and the length they
-        need.  Up to period 8: T + 1 consecutive units (every phase, the maps are recovered); beyond, a
-        phase-0 unit ``a`` and ``a + T`` (start, stride) and the phase of the widest estimated window (rf):
-        each window is compared with the symbolic one by validation (every unit is a backward pass)."""
+        need.  Up to period 8: T + 1 consecutive units (every phase, the maps are recovered); beyond, or with
+        ``few``, a phase-0 unit ``a`` and ``a + T`` (start, stride) and the phase of the widest estimated
+        window (rf): each window is compared with the symbolic one by validation (every unit is a backward
+        pass)."""
         u0 = 0
         if lo_est(0) < margin:  # lo_est is non-decreasing: jump close, then step
             u0 = max(0, int((margin - lo_est(0)) / lo_est.slope) - T - 1)
             while lo_est(u0) < margin:
                 u0 += 1
-        if T <= 8:
+        if T <= 8 and not few:
             chosen = list(range(u0, u0 + T + 1))
         else:
             a = -(-u0 // T) * T
@@ -800,6 +826,13 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         # a unit's window settles a global axis (it reads the whole input) or refutes it: two units suffice
         k = min(T, 8) + 1 if lo_est is not None else (2 if global_est else 5)
         fits = regular and plan(margin)[1] <= n
+        if fits and fixed and T > 1 and list(shape) == list(base):
+            # The model accepts its analysed shape only: every unit is a backward pass through the full-size
+            # model (SwinUNETR 3d: 5 s each in float64), so the three units of a long period (a phase-0 unit,
+            # one period later, the widest phase) instead of one per phase; every window still compared.
+            few, few_need = plan(margin, few=True)
+            if few_need <= n:
+                chosen = few
 
         def units_of(n_out, k=k, chosen=chosen, fits=fits, whole_only=fixed and n == n0, n=n):
             if fits:
@@ -1062,17 +1095,20 @@ def probe(
     limits = Budget(budget, max_elements).start()
     pr.budget = limits
     results = []
-    for axis in (range(nd) if axes is None else axes):
-        period = _length_period(analysis, axis) if analysis is not None else 1
-        try:
-            with intra_op_threads(threads):
-                results.append(_probe_axis(pr, axis, base, est, max_size, period, limits))
-        except ProbeError as exc:
-            if "rejects inputs of length" in str(exc) and analysis is not None \
-                    and analysis.meta.get("trace") == "export":
-                raise ProbeError(
-                    f"{exc} (here the graph was traced by torch.export, which fixes every shape to the analysed "
-                    f"input {tuple(analysis.input_shape)})"
-                ) from exc
-            raise
+    try:
+        for axis in (range(nd) if axes is None else axes):
+            period = _length_period(analysis, axis) if analysis is not None else 1
+            try:
+                with intra_op_threads(threads):
+                    results.append(_probe_axis(pr, axis, base, est, max_size, period, limits))
+            except ProbeError as exc:
+                if "rejects inputs of length" in str(exc) and analysis is not None \
+                        and analysis.meta.get("trace") == "export":
+                    raise ProbeError(
+                        f"{exc} (here the graph was traced by torch.export, which fixes every shape to the "
+                        f"analysed input {tuple(analysis.input_shape)})"
+                    ) from exc
+                raise
+    finally:
+        pr.forget_run()
     return ProbeResult(name, tuple(results), pr.dtype, time.perf_counter() - t0)

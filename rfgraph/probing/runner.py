@@ -127,6 +127,9 @@ class Runner(fx.Interpreter):
         self.sparse_hooks = False
         #: the tensors hooked in the current run, by (id, version)
         self._hooked: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        #: values whose hook waits for their one user (`_move_user`), and how many were left unhooked in the run
+        self._deferred: dict[fx.Node, torch.Tensor] = {}
+        self.skipped_hooks = 0
         self._node: Optional[fx.Node] = None
         #: the nodes at which the last refused shape-only run failed (`shapes`)
         self.refused_at: list[Optional[str]] = []
@@ -263,10 +266,15 @@ class Runner(fx.Interpreter):
         self._first_input = True
         self._node = None
         self._hooked = weakref.WeakValueDictionary()
+        self._deferred = {}
+        self.skipped_hooks = 0
         try:
             (out,) = super().run(x)
+            for held in self._deferred.values():  # (a user that did not run: none in a cut graph)
+                self._hook(held)
         finally:
             self._hooked = weakref.WeakValueDictionary()
+            self._deferred = {}
         return out, self.node_shapes
 
     def run_node(self, n: fx.Node) -> Any:
@@ -278,9 +286,54 @@ class Runner(fx.Interpreter):
             return value
         if self.alt is not None:
             value = _rescale(value)
-            self._hook(value, self.sparse_hooks and self._passes_magnitude(n))
+            self._settle_deferred(n, value)
+            if not self.sparse_hooks and self._move_user(n) is not None and isinstance(value, torch.Tensor):
+                self._deferred[n] = value  # hooked, or not, when its one user runs (`_settle_deferred`)
+            else:
+                self._hook(value, self.sparse_hooks and self._passes_magnitude(n))
         self.node_shapes[n] = _shapes_of(value)
         return value
+
+    def _move_user(self, n: fx.Node) -> Optional[fx.Node]:
+        """``n``'s only user when that user's backward hands ``n`` its own gradient moved, element for element
+        (a view, permute, contiguous / clone, slice or select of ``n``; an ``add`` with ``n`` as an operand
+        once, alpha 1, if ``n`` is not broadcast in it: checked when it runs), else ``None``.
+
+        Then ``n``'s gradient is its user's, moved: when that one is renormalised (hooked), renormalising
+        ``n``'s again draws other random magnitudes on the same non-zero pattern, and takes a full pass over
+        the tensor (SwinUNETR 3d: the scores of its windowed attention, 44M float64 elements, go through
+        ``matmul -> add (bias) -> view -> add (mask) -> view -> softmax``: 6 hooks, 2 needed).  Not an
+        ``expand`` or a ``repeat`` (their backward sums), nor an indexing ``getitem`` (indices may repeat)."""
+        if n.op in ("placeholder", "output") or len(n.users) != 1:
+            return None
+        (user,) = n.users
+        if user.op not in ("call_function", "call_method"):
+            return None
+        name = _target_name(user.target)
+        if _uses(user, n) != 1:
+            return None
+        if name in _MOVE_OPS:
+            return user if (user.args and user.args[0] is n) else None
+        if name in _ADD_OPS and user.kwargs.get("alpha", 1) == 1 and len(user.args) == 2:
+            return user
+        return None
+
+    def _settle_deferred(self, n: fx.Node, value: Any) -> None:
+        """Hook (or not) the deferred arguments of ``n`` (`_move_user`) now that ``n``'s value is known: not when
+        ``n``'s own gradient is renormalised (``n`` is hooked, or itself deferred and left unhooked by the same
+        argument, down to a hooked node) and, for an ``add``, the argument has ``n``'s shape."""
+        if not self._deferred:
+            return
+        for arg in n.all_input_nodes:
+            held = self._deferred.pop(arg, None)
+            if held is None:
+                continue
+            moved = isinstance(value, torch.Tensor) and value.requires_grad and value.is_floating_point() and \
+                (_target_name(n.target) in _MOVE_OPS or tuple(held.shape) == tuple(value.shape))
+            if moved:
+                self.skipped_hooks += 1
+            else:
+                self._hook(held)
 
     def placeholder(self, target, args, kwargs):
         if self._first_input:
@@ -561,6 +614,29 @@ _MAGNITUDE_OPS = frozenset({
     "view", "reshape", "_unsafe_view", "view_as", "reshape_as", "permute", "transpose", "t", "flatten", "unflatten",
     "unsqueeze", "squeeze", "contiguous", "clone", "cat", "concat", "getitem", "expand", "expand_as", "alias",
 })
+#: Ops whose backward hands their first argument the output's gradient moved, element for element (no sum,
+#: no scale): `Runner._move_user`.  And the adds, whose backward hands an operand of the output's shape the
+#: output's gradient itself.
+_MOVE_OPS = frozenset({
+    "view", "reshape", "_unsafe_view", "view_as", "reshape_as", "permute", "transpose", "t", "flatten", "unflatten",
+    "unsqueeze", "squeeze", "contiguous", "clone", "alias", "slice", "select", "narrow", "movedim",
+})
+_ADD_OPS = frozenset({"add", "__add__", "__radd__"})
+
+
+def _uses(user: fx.Node, n: fx.Node) -> int:
+    """How many times ``n`` is an argument of ``user``."""
+    count = 0
+
+    def see(a: fx.Node) -> fx.Node:
+        nonlocal count
+        count += a is n
+        return a
+
+    fx.node.map_arg((user.args, user.kwargs), see)
+    return count
+
+
 _MAGNITUDE_MODULES: tuple[type, ...] = (nn.modules.batchnorm._BatchNorm, nn.Identity, nn.Flatten, nn.Unflatten) \
     + IDENTITY_MODULE_TYPES
 

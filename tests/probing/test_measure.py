@@ -11,6 +11,7 @@ from torch import nn
 
 import rfgraph
 from rfgraph.probing import validate_analysis
+from rfgraph.probing import measure
 from rfgraph.probing.measure import Prober
 from rfgraph.tracing import export_trace
 
@@ -280,3 +281,110 @@ def test_grads_of_every_seed_in_order_batched_or_not(batched_ok):
     for u, g in zip(units, grads):
         idx = torch.nonzero(g[0, 0]).flatten().tolist()
         assert idx == list(range(max(u - 2, 0), min(u + 2, 31) + 1))
+
+
+def test_grads_one_seed_at_a_time_in_a_run_holding_a_huge_tensor(monkeypatch):
+    """A run holding a tensor of `BATCH_MAX_ELEMENTS` elements or more back-propagates its seeds one at a time,
+    with no batched trial (a batched pass holds every big tensor once per seed: SwinUNETR 3d's attention
+    scores); the gradients are the same (two 3-taps: unit u reads [u - 2, u + 2])."""
+    net = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.Conv1d(2, 1, 3, padding=1))
+    a = rfgraph.analyze(net, (1, 1, 32))
+    pr = Prober(a.graph_module, [a["1"].fx_name], torch.float64, 0)
+    x = pr.input_tensor((1, 1, 32)).requires_grad_(True)
+    out, _ = pr.runner.run(x.clone(), {})
+    units = [3, 9, 14, 20]
+    seeds = []
+    for u in units:
+        s = torch.zeros_like(out)
+        s[0, 0, u] = 1.0
+        seeds.append(s)
+    calls = []
+    grad = torch.autograd.grad
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("is_grads_batched", False))
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", spy)
+    grads = pr._grads(out, x, seeds, None, largest=measure.BATCH_MAX_ELEMENTS)
+    assert calls == [False] * 4
+    for u, g in zip(units, grads):
+        assert torch.nonzero(g[0, 0]).flatten().tolist() == list(range(u - 2, u + 3))
+    calls.clear()
+    pr._grads(out, x, seeds, None, largest=measure.BATCH_MAX_ELEMENTS - 1)
+    assert True in calls  # below it: the timed trial batches two
+
+
+class _Stride4Fixed(nn.Module):
+    """Encoder k 8, stride 4, pad 2: frame ``f`` reads ``[4f - 2, 4f + 5]``; decoder (transposed, k 4, stride
+    4) writes frame ``q`` to outputs ``4q .. 4q + 3``: output ``t`` reads ``[4 (t // 4) - 2, 4 (t // 4) + 5]``,
+    rf 8, stride 1 (period 4), start -2.  The final ``view(b, 1, n)`` bakes the length into an exported graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv1d(1, 2, 8, stride=4, padding=2)
+        self.dec = nn.ConvTranspose1d(2, 1, 4, stride=4)
+
+    def forward(self, x):
+        return self.dec(self.enc(x)).view(x.shape[0], 1, x.shape[-1])
+
+
+def test_fixed_size_graph_measures_three_units_of_a_period():
+    """A graph that accepts its analysed shape only (exported): every unit is a backward pass through the
+    full-size model, so a period-4 map is measured at a phase-0 unit, one period later and the widest phase
+    (all phases are 8 wide: the first), not at T + 1 = 5 consecutive units; it agrees (hand derivation in
+    `_Stride4Fixed`), and each measured window is the hand-derived one."""
+    net = _Stride4Fixed().eval()
+    a = rfgraph.analyze(net, (1, 1, 64), traced=export_trace(net, (torch.rand(1, 1, 64),)))
+    assert a.meta.get("trace") == "export"
+    node = a.records[-2].name if a.records[-1].op == "output" else a.records[-1].name
+    assert (a[node].rf, a[node].stride, a[node].start) == ((8,), (1,), (-2,))
+    report = validate_analysis(a, [node])
+    assert report.ok, str(report)
+    ax = report.rows[0].numeric.axes[0]
+    assert ax.input_shape == (1, 1, 64) and len(ax.units) == 2 and ax.units[1] - ax.units[0] == 4 \
+        and ax.units[0] % 4 == 0, ax.units
+    for u, lo, hi in zip(ax.units, ax.lo, ax.hi):
+        assert (lo, hi) == (4 * (u // 4) - 2, 4 * (u // 4) + 5)
+    assert (ax.rf, ax.stride, ax.start) == (8, 1, -2)
+
+
+class _FixedPlane(nn.Module):
+    """Two 3x3 convs (no padding) around a ``view(b, 2, h - 2, w - 2)`` that torch.export bakes in, and an add
+    (a context op for `Prober.partial_alt`: the shapes of a run at another size are not used after the view).
+    Unit ``u`` reads ``[u, u + 4]`` along each axis: rf 5, stride 1, start 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 2, 3)
+        self.b = nn.Conv2d(2, 1, 3)
+
+    def forward(self, x):
+        y = self.a(x).view(x.shape[0], 2, x.shape[2] - 2, x.shape[3] - 2)
+        return self.b(y + y)
+
+
+def test_fixed_size_graph_runs_forward_once_for_every_axis(monkeypatch):
+    """A graph that accepts its analysed shape only, with no context cut by shapes, runs the same forward for
+    each axis: it is run once and seeded for both axes (then freed); both agree with the hand derivation."""
+    net = _FixedPlane().eval()
+    a = rfgraph.analyze(net, (1, 1, 24, 24), traced=export_trace(net, (torch.rand(1, 1, 24, 24),)))
+    assert a.meta.get("trace") == "export"
+    node = a.records[-2].name if a.records[-1].op == "output" else a.records[-1].name
+    runs = []
+    run = measure.Runner.run
+
+    def spy(self, x, alt, shape_only=False):
+        if alt is not None and not shape_only:
+            runs.append((tuple(x.shape), len(alt)))
+        return run(self, x, alt, shape_only)
+
+    monkeypatch.setattr(measure.Runner, "run", spy)
+    pr = Prober(a.graph_module, [a[node].fx_name], None, 0)
+    r = rfgraph.probe(net, node, analysis=a, _prober=pr)
+    assert runs == [((1, 1, 24, 24), 0)], runs
+    assert pr._kept is None
+    assert (r.rf, r.stride, r.start) == ((5, 5), (1, 1), (0, 0)) and r.exact
+    for ax in r.axes:
+        for u, lo, hi in zip(ax.units, ax.lo, ax.hi):
+            assert (lo, hi) == (u, u + 4)

@@ -233,7 +233,49 @@ def test_sparse_hooks_skip_ops_that_move_copy_or_boundedly_scale():
     sparse, support_sparse = _hooked_shapes(True)
     assert support == support_sparse == [12, 13, 14, 15, 16]
     assert sorted(sparse) == sorted([(1, 1, 28), (1, 2, 30), (1, 1, 32)])
-    assert len(dense) == 7  # input, a, bn, add, flatten, unflatten, b
+    # input, a (two users), unflatten (its user is a conv), b; not bn (its one user, the add, hands it its own
+    # gradient), the add (flattened), the flatten (unflattened): `Runner._move_user`; before, all 7
+    assert sorted(dense) == sorted([(1, 1, 28), (1, 2, 30), (1, 2, 30), (1, 1, 32)])
+
+
+class _Moves(nn.Module):
+    """conv a -> transpose -> + a constant (broadcast over positions) -> LayerNorm over channels -> transpose
+    -> conv b, and a mean over positions (context) added back before conv b."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 4, 3)
+        self.norm = nn.LayerNorm(4)
+        self.b = nn.Conv1d(4, 1, 3)
+        self.register_buffer("c", torch.ones(1, 1, 4))
+
+    def forward(self, x):
+        y = self.norm(self.a(x).transpose(1, 2) + self.c).transpose(1, 2)
+        return self.b(y + y.mean(2, keepdim=True))
+
+
+def test_dense_hooks_skip_a_value_whose_one_user_moves_its_gradient():
+    """Not support-safe (LayerNorm): every value is renormalised, except one whose only user hands it its
+    own gradient moved (`Runner._move_user`): conv a's output (transposed), the transpose (added to a
+    constant of another shape: the transpose has the add's shape), the norm (transposed back).  Hooked by
+    hand: the input (1, 1, 32), the add (1, 30, 4) (its user is the norm), the second transpose (two users),
+    the add (1, 4, 30) (its user is a conv), conv b (1, 1, 28); and the mean (broadcast in its add, whose
+    backward sums over positions: hooked, but detached as context, so no gradient reaches it).  Unit 12 reads
+    two 3-taps: [12, 16]."""
+    gm = _runnable(trace(_Moves()).graph_module, torch.float64)
+    runner = Runner(gm)
+    calls: list = []
+    inner = runner._renormalise
+    runner._renormalise = lambda g: calls.append(tuple(g.shape)) or inner(g)
+    alt = runner.shapes((1, 1, 40), torch.float64)
+    x = torch.rand(1, 1, 32, dtype=torch.float64, requires_grad=True)
+    out, _ = runner.run(x.clone(), alt)
+    assert runner.skipped_hooks == 3 and runner.cut == 1
+    seed = torch.zeros_like(out)
+    seed[0, 0, 12] = 1.0
+    (g,) = torch.autograd.grad(out, x, seed)
+    assert sorted(calls) == sorted([(1, 1, 32), (1, 30, 4), (1, 4, 30), (1, 4, 30), (1, 1, 28)]), calls
+    assert torch.nonzero(g[0, 0]).flatten().tolist() == [12, 13, 14, 15, 16]
 
 
 def test_sparse_hooks_only_for_support_safe_cuts():
