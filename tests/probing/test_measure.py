@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rfgraph
-from rfgraph.probing import validate_analysis
-from rfgraph.probing import measure
+from rfgraph.probing import measure, validate_analysis
 from rfgraph.probing.measure import Prober
 from rfgraph.tracing import export_trace
 
