@@ -823,6 +823,14 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
         partial_note = ""
         if fixed and not alt:  # only the analysed length runs: the shapes up to the node that refuses others
             alt, partial_note = pr.partial_alt(shape, axis, n0 + max(P, n0))
+            if not alt and partial_note and est is not None and est.global_context:
+                # the shapes were refused because a context path may hide behind a baked size: measured uncut,
+                # the node would read the whole input through it (as in `_probe_axis_finite`)
+                raise ProbeError(
+                    f"node {name!r} has a global context path, and the model accepts its analysed length {n0} "
+                    f"only along axis {axis}: the probe cannot tell the context operands apart to cut them, so "
+                    f"it would measure the whole input ({partial_note})"
+                )
         # a unit's window settles a global axis (it reads the whole input) or refutes it: two units suffice
         k = min(T, 8) + 1 if lo_est is not None else (2 if global_est else 5)
         fits = regular and plan(margin)[1] <= n
