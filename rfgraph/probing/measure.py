@@ -842,17 +842,20 @@ def _probe_axis(pr: Prober, axis: int, base: list[int], est: Optional["NodeRF"],
             if few_need <= n:
                 chosen = few
 
-        def units_of(n_out, k=k, chosen=chosen, fits=fits, whole_only=fixed and n == n0, n=n):
+        def units_of(n_out, k=k, chosen=chosen, fits=fits, whole_only=fixed and n == n0, n=n,
+                     full=fixed and list(shape) == list(base)):
             if fits:
                 return [u for u in chosen if u < n_out] or [0]
             start = max(0, n_out // 2 - k // 2)
             units = [u for u in range(start, start + k) if u < n_out] or [0]
-            if whole_only and lo_est is not None and len(units) > 3 and \
-                    all(lo_est(u) <= 0 and hi_est(u) >= n - 1 for u in units):
-                # Measured clipped at the only length the model accepts, and every chosen unit's symbolic
-                # window covers the whole input: each measured window can only be compared with the whole
-                # input (no period, stride or start is read from clipped windows), and every unit is a
-                # backward pass through the full-size model: the first, middle and last of them.
+            if whole_only and len(units) > 3 and (full or lo_est is not None and
+                                                  all(lo_est(u) <= 0 and hi_est(u) >= n - 1 for u in units)):
+                # Measured clipped at the only length the model accepts (no period, stride or start is read
+                # from clipped windows: each measured window is compared with the symbolic one clipped), and
+                # every chosen unit's symbolic window covers the whole input (each can only be compared with
+                # the whole input), or the input is the analysed shape itself (every unit a backward pass
+                # through the full-size model: SwinUNETR 3d's stage 2, 35 s each under load): the first,
+                # middle and last of them.
                 units = [units[0], units[len(units) // 2], units[-1]]
             return units
 

@@ -390,3 +390,18 @@ def test_fixed_size_graph_runs_forward_once_for_every_axis(monkeypatch):
     for ax in r.axes:
         for u, lo, hi in zip(ax.units, ax.lo, ax.hi):
             assert (lo, hi) == (u, u + 4)
+
+
+def test_fixed_size_graph_clipped_measures_first_middle_last_unit():
+    """`_Stride4Fixed` at length 12: the period-4 units' fields (8 wide) do not fit with a margin, so the five
+    middle units 4 .. 8 would be measured clipped; at the analysed shape of a graph that accepts no other
+    (every unit a backward pass through the full-size model) only the first, middle and last: 4, 6, 8, each
+    window the hand-derived one clipped to [0, 11] (unit 8: [6, 13] -> [6, 11])."""
+    net = _Stride4Fixed().eval()
+    a = rfgraph.analyze(net, (1, 1, 12), traced=export_trace(net, (torch.rand(1, 1, 12),)))
+    node = a.records[-2].name if a.records[-1].op == "output" else a.records[-1].name
+    report = validate_analysis(a, [node])
+    assert not report.disagreements and not report.errors, str(report)
+    ax = report.rows[0].numeric.axes[0]
+    assert ax.units == (4, 6, 8), ax.units
+    assert list(zip(ax.lo, ax.hi)) == [(2, 9), (2, 9), (6, 11)]
