@@ -340,7 +340,8 @@ class Prober:
         # passes retain it anyway) and the next axis seeds it again (`forget_run` frees it).
         key = (self.target.name, tuple(shape)) if not alt else None
         if key is not None and self._kept is not None and self._kept[0] == key:
-            _, x, out, shapes = self._kept
+            # (the shape-only runs since then reset the runner's counts of that run's context cuts)
+            _, x, out, shapes, self.runner.cut, self.runner.structural_cuts = self._kept
         else:
             self._kept = None  # (freed before the next run)
             x = self.input_tensor(shape).requires_grad_(True)
@@ -354,7 +355,7 @@ class Prober:
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             if key is not None:
-                self._kept = (key, x, out, shapes)
+                self._kept = (key, x, out, shapes, self.runner.cut, self.runner.structural_cuts)
         if isinstance(out, (list, tuple)):
             tensors = [o for o in out if isinstance(o, torch.Tensor)]
             if len(tensors) != 1:

@@ -405,3 +405,26 @@ def test_fixed_size_graph_clipped_measures_first_middle_last_unit():
     ax = report.rows[0].numeric.axes[0]
     assert ax.units == (4, 6, 8), ax.units
     assert list(zip(ax.lo, ax.hi)) == [(2, 9), (2, 9), (6, 11)]
+
+
+class _FixedPlaneNorm(_FixedPlane):
+    """`_FixedPlane` with an instance norm after the add: detached by structure (no run at another size)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(2)
+
+    def forward(self, x):
+        y = self.a(x).view(x.shape[0], 2, x.shape[2] - 2, x.shape[3] - 2)
+        return self.b(self.norm(y + y))
+
+
+def test_fixed_size_graph_kept_run_keeps_its_context_cut_counts():
+    """The run kept for the second axis is the one whose instance-norm statistics were detached by structure:
+    both axes say so (the shape-only runs in between reset the runner's counts), and both agree."""
+    net = _FixedPlaneNorm().eval()
+    a = rfgraph.analyze(net, (1, 1, 24, 24), traced=export_trace(net, (torch.rand(1, 1, 24, 24),)))
+    node = a.records[-2].name if a.records[-1].op == "output" else a.records[-1].name
+    r = rfgraph.probe(net, node, analysis=a)
+    assert all("1 instance-norm statistics detached" in ax.note for ax in r.axes), [ax.note for ax in r.axes]
+    assert (r.rf, r.stride, r.start) == ((5, 5), (1, 1), (0, 0))
