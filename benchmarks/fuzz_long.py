@@ -31,6 +31,7 @@ Figures on this machine (2 shared cores, ``--jobs 1``, seed 0, 10 000 networks e
 
     family  compared (last node)  nodes checked      units      unknown  failures  too big  wall
     unet    9996 / 10000          128213 / 128286    3658507    0        0         4        2477 s
+    unet    9996 / 10000          128137 / 128210    3649366    0        0         4        453 s (--jobs 2, main 65b7de8, quiet)
     dag     9963 / 10000          33301 / 33444      600934     0        0         37       470 s
 
 U-Net features in that run (networks containing each): fractional resize 4479,
