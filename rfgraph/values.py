@@ -1453,7 +1453,7 @@ def _block_copies(t: SymTensor, fs: list, d_top: int, top: Sub) -> list:
     return [(("axis", n), block, d_top)] + kept
 
 
-def _axis_with_channels(tag: Optional[Tag], size: int, t: SymTensor) -> Optional[Tag]:
+def axis_with_channels(tag: Optional[Tag], size: int, t: SymTensor) -> Optional[Tag]:
     """A dim holding an axis (or the only digit left of one: its top digit, the field constant over
     the lower ones) followed by ``m`` positions holding no axis is an axis of ``size`` positions again,
     position ``X`` reading the axis's position (the digit) ``X // m``.
@@ -1527,7 +1527,7 @@ def _reshape(t: SymTensor, new_shape: tuple[int, ...]) -> SymTensor:
             acc.append(split[0])
             queue.append(split[1])
             got = m
-        new_tags.append(_axis_with_channels(_group(_fuse_copies(acc, t)), m, t))
+        new_tags.append(axis_with_channels(_group(_fuse_copies(acc, t)), m, t))
     out = t.like(shape=new_shape, tags=new_tags, pinned=pinned)
     if t.parts is not None:
         out.parts = _reshaped_parts(t, new_shape)

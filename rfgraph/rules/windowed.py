@@ -16,7 +16,7 @@ import torch
 
 from ..algebra import PAMap
 from ..errors import InputShapeError, RuleError
-from ..values import Axis, Flat, Mixed, Offsets, SymTensor, merge_tensors
+from ..values import Axis, Flat, Mixed, Offsets, SymTensor, axis_with_channels, merge_tensors
 from ..windows import (
     WindowParams,
     adaptive_window,
@@ -93,7 +93,7 @@ def _apply(call: OpCall, x: SymTensor, per_dim, channels: Optional[int] = None, 
     if multiplier is not None and not out.unknown:
         # (the channel tag after the windows: a window along an axis's top digit re-reads its digits)
         tags = list(out.tags)
-        tags[c] = _depthwise_channel_tag(out.shape[c], out.tags[c], multiplier)
+        tags[c] = _grouped_channel_tag(out.shape[c], out.tags[c], multiplier, out)
         return out.like(shape=tuple(channels if d == c else n for d, n in enumerate(out.shape)), tags=tuple(tags))
     if channels is not None and not out.unknown:
         shape = list(out.shape)
@@ -137,14 +137,16 @@ def _same_fields(a: SymTensor, b: SymTensor) -> bool:
     return (a.tags, a.pinned, a.global_context, a.probed) == (b.tags, b.pinned, b.global_context, b.probed)
 
 
-def _depthwise_channel_tag(n: int, tag, multiplier: int):
-    """The channel tag after a depthwise conv (one group per input channel): output channel ``j`` reads
-    input channel ``j // multiplier`` only, so the positions the channels hold stay where they were,
-    each repeated ``multiplier`` times (a trailing factor holding no axis)."""
+def _grouped_channel_tag(n: int, tag, multiplier: int, out: SymTensor):
+    """The channel tag after a grouped conv, given the tag of its ``n`` groups (what each group keeps,
+    `_mix_within_groups`): output channel ``j`` is made by group ``j // multiplier`` only, so the
+    positions the groups hold stay where they were, each repeated ``multiplier`` times (a trailing
+    factor holding no axis)."""
     if tag is None or multiplier == 1:
         return tag
     parts = tag.parts if isinstance(tag, Flat) else ((n, tag),)
-    return Flat(tuple(parts) + ((multiplier, None),))
+    # (one axis then the repeats: an axis of n * multiplier positions, unit j reading j // multiplier)
+    return axis_with_channels(Flat(tuple(parts) + ((multiplier, None),)), n * multiplier, out)
 
 
 def _mix_within_groups(call: OpCall, x: SymTensor, c: int, groups: int) -> SymTensor:

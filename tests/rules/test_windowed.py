@@ -1232,6 +1232,27 @@ def test_conv1d_over_tokens_as_channels_is_global():
     assert r.is_global == (True, True)
 
 
+@pytest.mark.parametrize("groups,rows_per_group", [(2, 2), (4, 1)])
+def test_grouped_conv1d_over_tokens_as_channels_reads_its_rows(groups, rows_per_group):
+    """The 16 tokens of a 4x4 map (after a 3x3 conv, pad 1) as the channels of a ``Conv1d(16, 8, 1,
+    groups)``: group k reads the tokens of rows ``k*R .. k*R + R - 1`` (R rows per group), all columns;
+    output channel j is made by group ``j // (8 / groups)``.  Hand derivation: channel j reads input rows
+    ``[R*k - 1, R*k + R]`` (rf R + 2, one group per 8 / groups channels: stride R * groups / 8, start -1),
+    every column (global along W); each channel checked against back-propagation (it was unknown)."""
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Flatten(2), Lambda(lambda t: t.transpose(1, 2)),
+                          nn.Conv1d(16, 8, 1, groups=groups))
+    r = last(check(model, (1, 1, 4, 4)))
+    assert r.dims == (1, None) and r.is_global == (False, True)
+    assert (r.rf[0], r.stride[0], r.start[0]) == (rows_per_group + 2, Fraction(rows_per_group * groups, 8), -1)
+    probe_model = model.double()
+    for j in range(8):
+        x = torch.rand(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+        probe_model(x)[0, j].sum().backward()
+        rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten().tolist()
+        lo, hi = r.lo[0](j), r.hi[0](j)
+        assert (rows[0], rows[-1]) == (max(lo, 0), min(hi, 3)), j
+
+
 class _CatThen(nn.Module):
     """``cat([conv1x1(x) (n_near channels), conv7x7(x) (n_far channels)], 1)``, then ``mid``, then a channel
     slice: the slice reads the near operand (rf 1), the far one (rf 7) or both (7)."""
