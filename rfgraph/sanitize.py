@@ -413,7 +413,7 @@ def _op_support_safe(gm: nn.Module, n: Any, depends: set) -> bool:
             return False
         # batch statistics subtract a mean
         return not (isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.track_running_stats)
-    if n.op == "call_function" and _hashable_key(n.target) and n.target in FUNCTION_REPLACEMENTS:
+    if n.op == "call_function" and hashable(n.target) and n.target in FUNCTION_REPLACEMENTS:
         return True  # made an identity or a window sum on the copy
     name = _target_name(n.target)
     if n.op == "call_method" and name in IDENTITY_METHODS:
@@ -429,7 +429,8 @@ def _op_support_safe(gm: nn.Module, n: Any, depends: set) -> bool:
     return not (name == "batch_norm" and (n.kwargs.get("training") or (len(n.args) > 5 and n.args[5] is True)))
 
 
-def _hashable_key(v: Any) -> bool:
+def hashable(v: Any) -> bool:
+    """Whether ``v`` can be a dict key (fx targets: some callables are not hashable)."""
     try:
         hash(v)
     except TypeError:

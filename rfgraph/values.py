@@ -594,13 +594,7 @@ class SymTensor:
                 # The axis's only digits left (a reduction dropped the lower ones): an ordinary axis
                 # of n / stride positions.
                 tags[d] = Axis(tag.axis, held.through(low, high, taps[0] if taps else 1, size))
-                if tag.axis in pinned and pinned[tag.axis] == tag.field:
-                    # the dropped digits' field is the one the held digits carry (constant over the
-                    # dropped ones): the window's field covers it; kept, it would stay indexed by the
-                    # old positions (csatv2's DCT stem, then an adaptive pool: slopes 8 and 512/7)
-                    pinned = {k: f for k, f in pinned.items() if k != tag.axis}
-                elif tag.axis in pinned:
-                    pinned = {**pinned, tag.axis: _held_field(pinned[tag.axis], tag.n, 0, tag.stride)}
+                pinned = _pins_of_held_digits(pinned, tag)
             elif isinstance(tag, Cat) and (cut := _cut_segments(tag, low, high, size, taps)) is not _NO_CUT:
                 tags[d] = cut
             elif (isinstance(tag, Sub) and not taps and d not in local
@@ -889,10 +883,7 @@ class SymTensor:
         for d, tag in enumerate(self.tags):
             if isinstance(tag, Sub) and (held := _sole_digits(self, d, tag)) is not None:
                 tags[d] = Axis(tag.axis, held)
-                if tag.axis in pinned and pinned[tag.axis] == tag.field:
-                    pinned = {k: f for k, f in pinned.items() if k != tag.axis}  # (see `windows`)
-                elif tag.axis in pinned:
-                    pinned = {**pinned, tag.axis: _held_field(pinned[tag.axis], tag.n, 0, tag.stride)}
+                pinned = _pins_of_held_digits(pinned, tag)
         return self if tags == list(self.tags) else self.like(tags=tags, pinned=pinned)
 
     def join_axes(self, axes: Iterable[int]) -> SymTensor:
@@ -1138,6 +1129,18 @@ def _lift_map(m: PAMap, s: int) -> PAMap:
     return PAMap(s * m.period, s * m.advance, [s * m(q // s) + q % s for q in range(s * m.period)])
 
 
+def _pins_of_held_digits(pinned: dict[int, Field], tag: Sub) -> dict[int, Field]:
+    """``pinned`` once the only digits left of ``tag``'s axis are read as an ordinary axis (`_sole_digits`).
+    When the dropped digits' field is the one the held digits carry (constant over the dropped ones),
+    the held axis's field covers it: kept, it would stay indexed by the old positions (csatv2's DCT stem,
+    then an adaptive pool: slopes 8 and 512/7).  Another pinned field is re-indexed like the held digits."""
+    if tag.axis not in pinned:
+        return pinned
+    if pinned[tag.axis] == tag.field:
+        return {k: f for k, f in pinned.items() if k != tag.axis}
+    return {**pinned, tag.axis: _held_field(pinned[tag.axis], tag.n, 0, tag.stride)}
+
+
 def _held_field(f: Field, n: int, shift: int, step: int) -> Field:
     """The field of a tensor holding the digits ``>= step`` of an axis of length ``n`` rolled by ``shift``,
     indexed by ``o = q // step`` (the storage index without the dropped digits, over which ``f`` is
@@ -1239,19 +1242,14 @@ def _digit_slice(t: SymTensor, d: int, window: tuple) -> Optional[tuple[Optional
     for i, (s_i, leaf) in enumerate(parts):
         p = places[i]
         if i < j:
-            v = a // p % s_i
             if leaf is not None:
-                st, sz = leaf.stride, leaf.size
-                fixed.append(((leaf.axis, leaf.n, leaf.shift),
-                               PAMap(st * sz, st * sz, [u + (v - u // st % sz) * st for u in range(st * sz)])))
+                fixed.append(((leaf.axis, leaf.n, leaf.shift), _digit_set_to(leaf, a // p % s_i)))
         elif i == j:
             lo_v, count = a // p % s_i, (b - a) // p
             if leaf is not None and count != s_i:
                 if count != 1:
                     return None  # part of a digit's range: no layout holds it
-                st, sz = leaf.stride, leaf.size
-                fixed.append(((leaf.axis, leaf.n, leaf.shift),
-                               PAMap(st * sz, st * sz, [u + (lo_v - u // st % sz) * st for u in range(st * sz)])))
+                fixed.append(((leaf.axis, leaf.n, leaf.shift), _digit_set_to(leaf, lo_v)))
             elif count > 1 or leaf is None:
                 new_parts.append((count, leaf))
         else:
@@ -1259,6 +1257,12 @@ def _digit_slice(t: SymTensor, d: int, window: tuple) -> Optional[tuple[Optional
     new_parts = [(s_i, leaf) for s_i, leaf in new_parts if s_i > 1]
     new_tag = _group(new_parts) if new_parts else None
     return new_tag, fixed
+
+
+def _digit_set_to(digit: Sub, v: int) -> PAMap:
+    """``q -> q`` with ``digit`` (place value ``st``, ``sz`` values) set to ``v``."""
+    st, sz = digit.stride, digit.size
+    return PAMap(st * sz, st * sz, [u + (v - u // st % sz) * st for u in range(st * sz)])
 
 
 def _digit_range_maps(m: int, place: int, radix: int, top: bool) -> tuple[PAMap, PAMap]:
@@ -1466,15 +1470,12 @@ def axis_with_channels(tag: Optional[Tag], size: int, t: SymTensor) -> Optional[
     (part, leaf), rest = tag.parts[0], tag.parts[1:]
     if any(r is not None for _, r in rest) or not isinstance(leaf, (Axis, Sub)) or leaf.field.is_global:
         return tag  # (a global field reads the same at every position: nothing to re-index)
-    m = size // part
-    if isinstance(leaf, Axis):
-        at = PAMap(m, 1, [0] * m)  # X -> X // m
-        return Axis(leaf.axis, leaf.field.through(at, at, size=size))
-    if (isinstance(leaf, Sub) and leaf.shift == 0 and leaf.stride * leaf.size == leaf.n
-            and not _has_lower_digit(t, leaf) and leaf.axis not in t.pinned):
-        at = PAMap(m, leaf.stride, [0] * m)  # X -> s * (X // m)
-        return Axis(leaf.axis, leaf.field.through(at, at, size=size))
-    return tag
+    if isinstance(leaf, Sub) and not (leaf.shift == 0 and leaf.stride * leaf.size == leaf.n
+                                      and not _has_lower_digit(t, leaf) and leaf.axis not in t.pinned):
+        return tag
+    m, place = size // part, leaf.stride if isinstance(leaf, Sub) else 1
+    at = PAMap(m, place, [0] * m)  # X -> place * (X // m)
+    return Axis(leaf.axis, leaf.field.through(at, at, size=size))
 
 
 def _has_lower_digit(t: SymTensor, digit: Sub) -> bool:
@@ -1585,7 +1586,7 @@ def _block_parts(t: SymTensor, new_shape: tuple[int, ...], j: int, k: int) -> Op
         block, _ = merge_tensors(subs, tuple(k if e == d else s for e, s in enumerate(t.shape)), "", concat_dim=d)
         if block.unknown:
             return None
-        if blocks and _same_fields(blocks[-1][2], block):
+        if blocks and same_fields(blocks[-1][2], block):
             blocks[-1] = (blocks[-1][0], q + 1, blocks[-1][2])
         else:
             blocks.append((q, q + 1, block))
@@ -1603,7 +1604,8 @@ def _block_parts(t: SymTensor, new_shape: tuple[int, ...], j: int, k: int) -> Op
     return j, tuple(pieces)
 
 
-def _same_fields(a: SymTensor, b: SymTensor) -> bool:
+def same_fields(a: SymTensor, b: SymTensor) -> bool:
+    """Whether ``a`` and ``b`` carry the same fields (tags, pinned fields, context and probed flags)."""
     return (a.tags, a.pinned, a.global_context, a.probed) == (b.tags, b.pinned, b.global_context, b.probed)
 
 

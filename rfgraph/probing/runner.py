@@ -20,6 +20,7 @@ from ..sanitize import (
     NORM_ALIASES,
     _target_name,
     aten_overloads,
+    hashable,
 )
 
 __all__ = ["Runner"]
@@ -212,7 +213,7 @@ class Runner(fx.Interpreter):
             return isinstance(self.fetch_attr(n.target), _NORM_MODULES + (nn.Upsample,))
         if n.op == "call_method":
             return n.target in _BROADCAST_METHODS or n.target in _EXPAND_METHODS
-        if n.op != "call_function" or not _hashable(n.target):
+        if n.op != "call_function" or not hashable(n.target):
             return False
         fn = n.target
         return fn in _BROADCAST_FUNCTIONS or fn in _EXPAND_FUNCTIONS or fn in _RESAMPLE_FUNCTIONS or \
@@ -234,7 +235,7 @@ class Runner(fx.Interpreter):
         if not isinstance(out, tuple) or out != other or not out or isinstance(out[0], tuple):
             return False
         if n.op == "call_module" and isinstance(self.fetch_attr(n.target), _NORM_MODULES) or \
-                n.op == "call_function" and _hashable(n.target) and (
+                n.op == "call_function" and hashable(n.target) and (
                     n.target in NORM_ALIASES or n.target in (F.layer_norm, F.group_norm, F.instance_norm)
                     or n.target is getattr(F, "rms_norm", None)):
             return any(s > 1 for s in out[2:])
@@ -355,7 +356,7 @@ class Runner(fx.Interpreter):
         return self._call(self._node, *_on_device(args, kwargs, self.device))
 
     def call_function(self, target, args, kwargs):
-        if self.shape_only and _hashable(target) and target in _SHAPE_KEEPING_FUNCTIONS:
+        if self.shape_only and hashable(target) and target in _SHAPE_KEEPING_FUNCTIONS:
             return args[0] if args else kwargs["input"]
         return self._call(self._node, *_on_device(args, kwargs, self.device))
 
@@ -457,10 +458,10 @@ class Runner(fx.Interpreter):
                 out = self._detach_if_expanded(n, n.args[0], out, shapes, alt)
             return out
         fn = n.target
-        replacement = FUNCTION_REPLACEMENTS.get(fn) if _hashable(fn) else None
+        replacement = FUNCTION_REPLACEMENTS.get(fn) if hashable(fn) else None
         if replacement is not None:
             return replacement(*args, **kwargs)
-        if alt is not None and _hashable(fn):
+        if alt is not None and hashable(fn):
             if fn in _BROADCAST_FUNCTIONS:
                 return self._broadcast(n, lambda *a: fn(*a, **kwargs), args, shapes, alt)
             if fn in (F.layer_norm, F.group_norm, F.instance_norm) or fn is getattr(F, "rms_norm", None):
@@ -695,14 +696,6 @@ def _broadcast_along(shape: tuple, alt_shape: Optional[tuple], out_ndim: int, va
         if shape[d - lead] == 1 and (alt_shape is None or len(alt_shape) != len(shape) or alt_shape[d - lead] == 1):
             return True
     return False
-
-
-def _hashable(v: Any) -> bool:
-    try:
-        hash(v)
-    except TypeError:
-        return False
-    return True
 
 
 def _shapes_of(value: Any) -> Any:

@@ -16,7 +16,7 @@ import torch
 
 from ..algebra import PAMap
 from ..errors import InputShapeError, RuleError
-from ..values import Axis, Flat, Mixed, Offsets, SymTensor, axis_with_channels, merge_tensors
+from ..values import Axis, Flat, Mixed, Offsets, SymTensor, axis_with_channels, merge_tensors, same_fields
 from ..windows import (
     WindowParams,
     adaptive_window,
@@ -124,17 +124,13 @@ def _group_parts(call: OpCall, out: SymTensor, c: int, groups: int, channels: in
         piece, _ = merge_tensors(operands, shape, call.describe())
         if piece.unknown:
             return None
-        if merged and _same_fields(merged[-1][2], piece):
+        if merged and same_fields(merged[-1][2], piece):
             a, _, prev = merged[-1]
             merged[-1] = (a, (g + 1) * per_out, prev.like(shape=tuple(
                 (g + 1) * per_out - a if d == c else n for d, n in enumerate(shape))))
         else:
             merged.append((g * per_out, (g + 1) * per_out, piece))
     return (c, tuple(merged)) if len(merged) > 1 else None
-
-
-def _same_fields(a: SymTensor, b: SymTensor) -> bool:
-    return (a.tags, a.pinned, a.global_context, a.probed) == (b.tags, b.pinned, b.global_context, b.probed)
 
 
 def _grouped_channel_tag(n: int, tag, multiplier: int, out: SymTensor):
@@ -511,7 +507,7 @@ def _pixel_shuffle(call: OpCall, x: SymTensor, r: int, inverse: bool) -> SymTens
     pieces = []
     for a, b, piece in x.parts[1]:
         if not inverse and (a % (r * r) or b % (r * r)):
-            if all(_same_fields(piece, other) for _, _, other in x.parts[1]):
+            if all(same_fields(piece, other) for _, _, other in x.parts[1]):
                 return res
             return x.as_unknown(f"{call.describe()} of a concat whose operands share output channels "
                                 f"(channels {a}..{b - 1}, factor {r}): positions read different operands",
