@@ -596,6 +596,12 @@ class Field:
             return False
         return self.lo.slope == self.hi.slope
 
+    def tabulated(self, size: int) -> Field:
+        """The same field as tables over ``[0, size)`` (a global field stays global)."""
+        if self.lo is None:
+            return self
+        return Field(*(FiniteMap.tabulate(m, size) for m in (self.lo, self.hi, self.path_lo, self.path_hi)))
+
     def through(self, low: Map, high: Map, step: int = 1, size: Optional[int] = None) -> Field:
         """The field after an op reading positions ``low(u), low(u) + step, ..., high(u)`` of this tensor.
 

@@ -33,6 +33,7 @@ from .locking import serialized
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target, named_function_rules
 from .rules.channels import ChannelError, check_channels
+from .rules.mixing import ADD_NAMES, HIDING_LOGIT, target_name
 from .tracing import Traced, export_trace, trace
 from .values import Axis, MergeInfo, SymTensor, collect, shape_by_execution
 
@@ -147,6 +148,11 @@ class SymbolicPass(fx.Interpreter):
         self.device = device if device is not None else _model_device(traced.graph_module)
         self.fallback = fallback or self.unknown_fallback
         self.records: list[NodeRF] = []
+        #: nodes whose value reads the input (a `SymTensor` that is not constant)
+        self.data_nodes: set[fx.Node] = set()
+        #: constant float tensors added to something: whether an entry hides (`rules.mixing.HIDING_LOGIT`),
+        #: ``None`` when their values are unknown (the meta device); read by the softmax rules
+        self.constant_hides: dict[fx.Node, Optional[bool]] = {}
         self._merge_info: dict[fx.Node, MergeInfo] = {}
         self._ndim = 0
         self.unknown_ops: dict[str, int] = {}
@@ -184,6 +190,10 @@ class SymbolicPass(fx.Interpreter):
             ) from exc
         if isinstance(value, SymTensor) or contains_sym(value):
             self.records.append(self._record(n, value))
+            if isinstance(value, SymTensor) and not value.is_constant:
+                self.data_nodes.add(n)
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and _added(n):
+            self.constant_hides[n] = None if value.is_meta else bool((value <= HIDING_LOGIT).any())
         return value
 
     def call_function(self, target, args, kwargs):
@@ -579,3 +589,8 @@ def _analyze_inputs(model: nn.Module, shapes: dict, *, dtype: Any = torch.float3
             model=model, meta={"unknown_ops": dict(interp.unknown_ops), "trace": traced.method, "input": name},
         )
     return out
+
+
+def _added(n: fx.Node) -> bool:
+    """Whether some user of ``n`` adds it to something (an additive mask)."""
+    return any(u.op in ("call_function", "call_method") and target_name(u.target) in ADD_NAMES for u in n.users)

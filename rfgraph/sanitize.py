@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .rules.call import target_name
+
 __all__ = ["sanitized_copy", "support_safe", "first_unsafe_op", "SUPPORT_SAFE_OPS", "FUNCTION_REPLACEMENTS", "IDENTITY_METHODS", "IDENTITY_MODULE_TYPES", "NORM_ALIASES", "aten_overloads"]
 
 
@@ -370,11 +372,7 @@ _SAFE_MODULES: tuple[type, ...] = (
 ) + IDENTITY_MODULE_TYPES + tuple(_MAX_POOLS) + tuple(_ADAPTIVE_MAX)
 
 
-def _target_name(target: Any) -> str:
-    packet = getattr(target, "overloadpacket", None)  # an aten OpOverload: "add" of aten.add.Tensor
-    if packet is not None:
-        return getattr(packet, "__name__", str(packet)).split(".")[-1]
-    return target if isinstance(target, str) else getattr(target, "__name__", "")
+_target_name = target_name
 
 
 def support_safe(gm: nn.Module, inert: Any = frozenset()) -> bool:

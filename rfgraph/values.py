@@ -682,7 +682,7 @@ class SymTensor:
             out = out.reshape(out.shape[:d] + (size, m) + out.shape[d + 1:]).reduce([d + 1], False, what)
         return out
 
-    def mix(self, dims: Iterable[int], what: str = "") -> SymTensor:
+    def mix(self, dims: Iterable[int], what: str = "", wrap_hidden: bool = False) -> SymTensor:
         """Same shape; every position along ``dims`` now depends on every position along ``dims``
         (the other dims' indices fixed): softmax, attention, norm statistics over those dims.
 
@@ -697,10 +697,13 @@ class SymTensor:
           ``L(p) = ws*floor((p - s)/ws) + s``), the outer digit of a grid of ``g``
           blocks (stride ``ws``) ``L(p) = p mod ws``, ``H(p) = L(p) + ws*(g - 1)``.
 
-        Coordinates of a window that wraps around a roll are given as the periodic
-        extension (``-1`` stands for ``n - 1``): its size is exact, and with Swin's
-        mask the wrapped part really is cut at the border.  Mixing a dim whose
-        positions are irregular (`Mixed` with ``complete=False``) gives unknown.
+        A window that wraps around a roll holds positions from both ends of the
+        axis: the positions of its group are read modulo the length (a table over
+        the axis, exact).  ``wrap_hidden``: a mask hides the pairs the roll brought
+        together (a softmax after Swin's additive -100 mask, `rules.mixing.HIDING_LOGIT`),
+        so each part of the wrapped window reads its own end only: the periodic
+        extension (``-1`` stands for ``n - 1``) cut at the border.  Mixing a dim
+        whose positions are irregular (`Mixed` with ``complete=False``) gives unknown.
         """
         if self.unknown:
             return self
@@ -763,7 +766,12 @@ class SymTensor:
             if key not in updates or leaf.field.is_global:
                 return leaf
             if (key, leaf.field) not in cache:
-                cache[key, leaf.field] = _group_field(leaf.field, *updates[key])
+                field, wraps = leaf.field, bool(key[2]) and not wrap_hidden
+                if wraps and not field.is_finite:
+                    field = field.tabulated(key[1])  # (the wrapped group's members, read modulo n)
+                elif field.is_finite and field.size != key[1]:
+                    raise _Incompatible("a finite field over another length")
+                cache[key, leaf.field] = _group_field(field, *updates[key], wraps=wraps)
             return replace(leaf, field=cache[key, leaf.field])
 
         try:
@@ -782,7 +790,7 @@ class SymTensor:
                                 for s, t in tags[d].segments))
         out = self.like(tags=tags)
         if self.parts is not None and self.parts[0] not in requested:
-            pieces = tuple((a, b, piece.mix(dims, what)) for a, b, piece in self.parts[1])
+            pieces = tuple((a, b, piece.mix(dims, what, wrap_hidden)) for a, b, piece in self.parts[1])
             if not any(piece.unknown for _, _, piece in pieces):
                 out.parts = (self.parts[0], pieces)
         return out
@@ -814,8 +822,9 @@ class SymTensor:
             return out
         return mixed
 
-    def reduce(self, dims: Iterable[int], keepdim: bool, what: str = "") -> SymTensor:
-        """Mix whole dims (mean, sum, a contraction) and drop them (size 1 with ``keepdim``), see `mix`.
+    def reduce(self, dims: Iterable[int], keepdim: bool, what: str = "", wrap_hidden: bool = False) -> SymTensor:
+        """Mix whole dims (mean, sum, a contraction) and drop them (size 1 with ``keepdim``), see `mix`
+        (``wrap_hidden``: a contraction with attention weights that hide the wrapped part of rolled windows).
 
         Axes that no dim holds afterwards are global (``pinned``); a dim holding
         only part of an axis (a window's tokens) leaves the other digits' dims with
@@ -823,7 +832,7 @@ class SymTensor:
         """
         dims = sorted(set(dims))
         out_shape = _reduced_shape(self.shape, dims, keepdim)
-        mixed = self.mix(dims, what or "reduction")
+        mixed = self.mix(dims, what or "reduction", wrap_hidden)
         if mixed.unknown:
             return self.as_unknown(mixed.unknown, shape=out_shape)
         pinned = dict(mixed.pinned)
@@ -1067,8 +1076,8 @@ def _in_window(t: SymTensor, tag: Sub, low: PAMap, high: PAMap, size: int) -> Op
     ``(copy, m, size, new field)``, or ``None`` when the dim is not that (or a unit reads nothing)."""
     m = tag.size
     key = (tag.axis, tag.n, tag.shift)
-    if tag.stride != 1 or m == tag.n or (tag.shift and size != m):
-        return None
+    if tag.stride != 1 or m == tag.n or tag.shift:
+        return None  # (rolled windows: the window that wraps around holds both ends of the axis)
     held = _axis_layouts(t).get(key, set())
     if any(st < m and (st, sz) != (1, m) for st, sz in held) or tag.n % m:
         return None
@@ -1286,23 +1295,27 @@ def _digit_range_maps(m: int, place: int, radix: int, top: bool) -> tuple[PAMap,
     return PAMap(period, advance, [a for a, _ in table]), PAMap(period, advance, [b for _, b in table])
 
 
-def _group_field(f: Field, low: PAMap, high: PAMap, digits: set) -> Field:
+def _group_field(f: Field, low: PAMap, high: PAMap, digits: set, wraps: bool = False) -> Field:
     """The field of position ``p`` after it joined its group ``{low(p) + sum(d_i * stride_i)}`` (the
     positions sharing its other digits): min of ``lo`` and max of ``hi`` over the group.  When ``f`` is
     non-decreasing that is ``f`` read through the hull ``[low, high]``; otherwise (a field already mixed
-    by a grid) every member is visited, over a period of both ``f`` and the group."""
+    by a grid) every member is visited, over a period of both ``f`` and the group.  ``wraps``: a group
+    that a roll wrapped around holds positions of both ends, read modulo the length (``f`` is then a table
+    over the axis); else members outside the axis are cut at the border (the wrapped part hidden)."""
     offsets = [0]
     for s, m in digits:
         offsets = [o + d * s for o in offsets for d in range(m)]
     if f.is_finite:
-        # A table over the axis (gcvit after its global-query attention): every member of every group,
-        # a group wrapped by a roll read modulo the length (a finite field has no positions outside it).
+        # A table over the axis (gcvit after its global-query attention): every member of every group.
         n = f.size
+
+        def member(q: int) -> Optional[int]:
+            return q % n if wraps else (q if 0 <= q < n else None)
 
         def member_extreme(m, op) -> FiniteMap:
             out = []
             for p in range(n):
-                vals = [v for o in offsets if (v := m((low(p) + o) % n)) is not None]
+                vals = [v for o in offsets if (q := member(low(p) + o)) is not None and (v := m(q)) is not None]
                 out.append(op(vals) if vals else None)
             return FiniteMap(out)
 

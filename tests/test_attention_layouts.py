@@ -62,12 +62,12 @@ def swin_mask(n: int, ws: int, s: int) -> torch.Tensor:
 class WindowBlock(nn.Module):
     """conv k=3 p=1, then (shifted) window attention on ``(B, H, W, C)`` as timm's Swin writes it."""
 
-    def __init__(self, n: int = 16, ws: int = 4, shift: int = 0, c: int = 4):
+    def __init__(self, n: int = 16, ws: int = 4, shift: int = 0, c: int = 4, masked: bool = True):
         super().__init__()
         self.n, self.ws, self.shift = n, ws, shift
         self.conv = nn.Conv2d(1, c, 3, padding=1)
         self.attn = Attention(c)
-        self.register_buffer("mask", swin_mask(n, ws, shift) if shift else None)
+        self.register_buffer("mask", swin_mask(n, ws, shift) if shift and masked else None)
 
     def forward(self, x):
         x = self.conv(x).permute(0, 2, 3, 1)
@@ -199,12 +199,26 @@ def test_window_attention(shift):
     expected = [(4 * ((u - shift) // 4) + shift - 1, 4 * ((u - shift) // 4) + shift + 4) for u in range(16)]
     assert _maps(r, 0, 16) == expected and _maps(r, 1, 16) == expected
     assert r.rf == (6, 6) and r.stride == (1, 1)
-    # the wrapped window (shift 2: units 0, 1 and 14, 15) is cut at the border by the mask:
-    # clipped, the periodic extension is what they read
+    # the wrapped window (shift 2: units 0, 1 and 14, 15) is cut at the border by the -100 mask (a hidden
+    # entry, `rules.mixing.HIDING_LOGIT`): clipped, the periodic extension is what they read
     for axis in (0, 1):
         assert assert_windows_match(model, (1, 1, 16, 16), r, axis) == 16
-    if not shift:  # (the mask fixes the input size; the probe varies it)
-        assert rfgraph.probe(model, r.name, (1, 1, 16, 16)).rf == (6, 6)
+    assert rfgraph.probe(model, r.name, (1, 1, 16, 16)).rf == (6, 6)  # (shift 2: measured at 16, the mask's size)
+
+
+def test_shifted_windows_without_a_mask_read_both_ends():
+    """The same shifted windows with no mask: the wrapped window holds positions 14, 15, 0, 1 and mixes
+    them all, so those units read conv fields [13, 15] .. [-1, 1] and [0, 2]: (-1, 16) unclipped, every
+    position of the axis (before: the periodic extension cut at the border, as if a mask hid the wrap:
+    (-3, 2) and (13, 18), half the truth)."""
+    model = WindowBlock(shift=2, masked=False)
+    r = last(check(model, (1, 1, 16, 16)))
+    assert r.source == "symbolic"
+    expected = [(-1, 16) if u in (0, 1, 14, 15) else (4 * ((u - 2) // 4) + 1, 4 * ((u - 2) // 4) + 6)
+                for u in range(16)]
+    assert _maps(r, 0, 16) == expected and _maps(r, 1, 16) == expected
+    for axis in (0, 1):
+        assert assert_windows_match(model, (1, 1, 16, 16), r, axis) == 16
 
 
 def test_grid_attention():

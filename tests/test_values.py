@@ -68,16 +68,20 @@ def test_mix_inner_digit_gives_blocks():
     assert back.tags[1].field.rf == 4 and back.tags[1].field.stride == 1
 
 
-def test_mix_with_a_roll_shifts_the_blocks():
+@pytest.mark.parametrize("wrap_hidden", [True, False])
+def test_mix_with_a_roll_shifts_the_blocks(wrap_hidden):
     """roll by -2 first (Swin's shift), windows of 4: p joins [4*floor((p-2)/4) + 2, ... + 3]; rolled back
-    by +2 the axis is whole again.  The wrapped window (p = 0, 1, 6, 7) is given as the periodic
-    extension: p = 0 reads [-2, 1] (-2, -1 stand for 6, 7)."""
+    by +2 the axis is whole again.  The wrapped window holds p = 6, 7, 0, 1.  Hidden (Swin's mask keeps
+    the two ends apart): the periodic extension, p = 0 reads [-2, 1] (-2, -1 stand for 6, 7; cut at the
+    border, [0, 1]).  Not hidden: those four units read both ends, [0, 7]."""
     x = _bhwc()
     r = x.roll(1, -2).roll(2, -2)
     assert isinstance(r.tags[1], Sub) and r.tags[1].shift == 2
-    back = _reverse(_partition(r, 4).mix([1]), 4, 8, 8).roll(1, 2).roll(2, 2)
+    back = _reverse(_partition(r, 4).mix([1], wrap_hidden=wrap_hidden), 4, 8, 8).roll(1, 2).roll(2, 2)
     assert isinstance(back.tags[1], Axis) and isinstance(back.tags[2], Axis)
-    assert _window(back, 0, 8) == [(4 * ((u - 2) // 4) + 2, 4 * ((u - 2) // 4) + 5) for u in range(8)]
+    periodic = [(4 * ((u - 2) // 4) + 2, 4 * ((u - 2) // 4) + 5) for u in range(8)]
+    expected = periodic if wrap_hidden else [(0, 7) if u in (0, 1, 6, 7) else periodic[u] for u in range(8)]
+    assert _window(back, 0, 8) == expected
 
 
 def test_mix_outer_digit_gives_a_grid():
@@ -153,18 +157,23 @@ def test_irregular_split_is_refused_by_mix():
     assert y.mix([3]).unknown
 
 
+@pytest.mark.parametrize("wrap_hidden", [True, False])
 @pytest.mark.parametrize("ws,shift", [(2, 0), (2, 1), (4, 1), (4, 3)])
-def test_block_maps_against_brute_force(ws, shift):
-    """Every position's hull equals the extent of its rolled window, counted by brute force."""
+def test_block_maps_against_brute_force(ws, shift, wrap_hidden):
+    """Every position's hull equals the extent of its rolled window, counted by brute force: the members'
+    positions modulo n (a window that wraps holds both ends), or, when a mask hides the wrap, the periodic
+    extension (members unwrapped around p)."""
     n = 8
     x = _bhwc(n).roll(1, -shift)
-    back = _reverse(_partition(x, ws).mix([1]), ws, n, n).roll(1, shift)
+    back = _reverse(_partition(x, ws).mix([1], wrap_hidden=wrap_hidden), ws, n, n).roll(1, shift)
     got = _window(back, 0, n)
     for p in range(n):
         q = (p - shift) % n  # rolled index holding p
         members = [(q2 + shift) for q2 in range(ws * (q // ws), ws * (q // ws) + ws)]
-        # unwrap around p (periodic extension): members within one window of p
-        members = [m - n if m - p >= ws else (m + n if p - m >= ws else m) for m in members]
+        if wrap_hidden:  # unwrap around p (periodic extension): members within one window of p
+            members = [m - n if m - p >= ws else (m + n if p - m >= ws else m) for m in members]
+        else:
+            members = [m % n for m in members]
         assert got[p] == (min(members), max(members))
 
 

@@ -382,7 +382,7 @@ class Prober:
         other = [d for d in range(x.ndim) if d != in_dim]
         seeds = []
         for u in units:
-            seed = torch.zeros_like(out)
+            seed = torch.zeros(out.shape, dtype=out.dtype, device=out.device)  # (contiguous: `view(-1)` below)
             if out_dim is None:  # no dim follows this axis: one element (global nodes read everything)
                 seed.view(-1)[seed.numel() // 2] = 1.0
             else:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ProbeError, RFGraphError
+from ..rules.mixing import HIDING_LOGIT
 from ..sanitize import (
     FUNCTION_REPLACEMENTS,
     IDENTITY_METHODS,
@@ -134,6 +135,9 @@ class Runner(fx.Interpreter):
         self._node: Optional[fx.Node] = None
         #: the nodes at which the last refused shape-only run failed (`shapes`)
         self.refused_at: list[Optional[str]] = []
+        #: entries hidden by an additive mask, per node on the way from the mask to a softmax (`_track_hidden`),
+        #: and how many of the node's users have still to run
+        self._hidden: dict[fx.Node, list] = {}
 
     # -- shape-only runs -------------------------------------------------------
 
@@ -268,6 +272,7 @@ class Runner(fx.Interpreter):
         self._node = None
         self._hooked = weakref.WeakValueDictionary()
         self._deferred = {}
+        self._hidden = {}
         self.skipped_hooks = 0
         try:
             (out,) = super().run(x)
@@ -276,6 +281,7 @@ class Runner(fx.Interpreter):
         finally:
             self._hooked = weakref.WeakValueDictionary()
             self._deferred = {}
+            self._hidden = {}
         return out, self.node_shapes
 
     def run_node(self, n: fx.Node) -> Any:
@@ -436,6 +442,80 @@ class Runner(fx.Interpreter):
         return {d for d, (x, y) in enumerate(zip(a, b)) if x != y}
 
     def _call(self, n: fx.Node, args, kwargs):
+        out = self._masked_softmax(n, args, kwargs) if self._hidden else None
+        if out is None:
+            if _is_sdpa(n):
+                args, kwargs = _hide_in_sdpa_mask(args, kwargs)
+            out = self._call_op(n, args, kwargs)
+        if not self.shape_only:
+            self._track_hidden(n, args, kwargs, out)
+        if self._hidden:
+            self._release_hidden(n)
+        return out
+
+    # -- additive masks: a logit of -100 or less is a hidden entry ----------------------------------
+
+    def _track_hidden(self, n: fx.Node, args, kwargs, out: Any) -> None:
+        """Follow the entries that an additive mask hides (`HIDING_LOGIT`) from the ``add`` of the mask to a
+        softmax: an ``add`` of a constant (a value that does not require grad: no input flows into it) with
+        entries of -100 or less starts the pattern, moves (views, permutes, dtype changes) and further adds
+        carry it."""
+        if not isinstance(out, torch.Tensor) or not out.is_floating_point() or not out.requires_grad:
+            return
+        name = _target_name(n.target) if n.op != "call_module" else ""
+        hidden = None
+        if name in _ADD_OPS | {"add_", "iadd", "__iadd__"} and len(args) == 2 and kwargs.get("alpha", 1) == 1:
+            parts = []
+            for src, value in zip(n.args, args):
+                if isinstance(src, fx.Node) and src in self._hidden:
+                    parts.append(self._hidden[src][0])
+                elif isinstance(value, torch.Tensor) and value.is_floating_point() and not value.requires_grad:
+                    hides = value <= HIDING_LOGIT
+                    if bool(hides.any()):
+                        parts.append(hides)
+            for part in parts:
+                try:
+                    part = torch.broadcast_to(part, out.shape)
+                except RuntimeError:
+                    return
+                hidden = part if hidden is None else hidden | part
+        elif name in _HIDDEN_MOVES and n.args and isinstance(n.args[0], fx.Node) and n.args[0] in self._hidden:
+            held = self._hidden[n.args[0]][0]
+            if name in _DTYPE_MOVES:
+                hidden = held
+            else:
+                move = _RESHAPES.get(name, name)
+                try:
+                    hidden = getattr(held, move)(*args[1:], **kwargs) if n.op == "call_method" else \
+                        getattr(torch, move)(held, *args[1:], **kwargs)
+                except (RuntimeError, TypeError, AttributeError):
+                    return
+        if hidden is not None and tuple(hidden.shape) == tuple(out.shape) and n.users:
+            self._hidden[n] = [hidden, len(n.users)]
+
+    def _release_hidden(self, n: fx.Node) -> None:
+        for src in n.all_input_nodes:
+            held = self._hidden.get(src)
+            if held is not None:
+                held[1] -= 1
+                if held[1] <= 0:
+                    del self._hidden[src]
+
+    def _masked_softmax(self, n: fx.Node, args, kwargs) -> Optional[torch.Tensor]:
+        """A softmax of logits that an additive mask shifted by -100 or less (`_track_hidden`): those entries
+        are given the weight 0 (-inf logits), as the mask means, unless a whole row is hidden.  ``None`` when
+        ``n`` is not such a softmax."""
+        dim = _softmax_dim(self, n, args, kwargs)
+        src = n.args[0] if n.args else None
+        if dim is None or not isinstance(src, fx.Node) or src not in self._hidden:
+            return None
+        x = args[0]
+        hidden = self._hidden[src][0]
+        hidden = hidden & ~hidden.all(dim, keepdim=True)
+        masked = x.masked_fill(hidden, float("-inf"))
+        return self._call_op(n, (masked,) + tuple(args[1:]), kwargs)
+
+    def _call_op(self, n: fx.Node, args, kwargs):
         shapes, alt = self.node_shapes, self.alt
         if n.op == "call_module":
             m = self.fetch_attr(n.target)
@@ -623,6 +703,51 @@ _MOVE_OPS = frozenset({
     "unsqueeze", "squeeze", "contiguous", "clone", "alias", "slice", "select", "narrow", "movedim",
 })
 _ADD_OPS = frozenset({"add", "__add__", "__radd__"})
+
+#: Moves that carry the hidden entries from the mask's ``add`` to the softmax (`Runner._track_hidden`),
+#: by name; the dtype changes keep them as they are; views are taken as reshapes (the mask may be broadcast).
+_DTYPE_MOVES = frozenset({"to", "float", "double", "half", "type_as", "_to_copy", "contiguous", "clone", "alias",
+                          "detach"})
+_HIDDEN_MOVES = _DTYPE_MOVES | frozenset({
+    "view", "reshape", "_unsafe_view", "permute", "transpose", "flatten", "unflatten", "unsqueeze", "squeeze",
+    "movedim",
+})
+_RESHAPES = {"view": "reshape", "_unsafe_view": "reshape"}
+_SOFTMAX_FUNCTIONS = {F.softmax, torch.softmax} | set(aten_overloads("_softmax")) | set(aten_overloads("softmax", ("int",)))
+_SDPA_FUNCTIONS = {F.scaled_dot_product_attention} | set(aten_overloads("scaled_dot_product_attention"))
+
+
+def _softmax_dim(runner: Runner, n: fx.Node, args, kwargs) -> Optional[int]:
+    """The dim of a softmax node (module, function, method or aten op), else ``None``."""
+    if n.op == "call_module":
+        m = runner.fetch_attr(n.target)
+        return m.dim if isinstance(m, nn.Softmax) else None
+    if n.op == "call_method" and n.target != "softmax":
+        return None
+    if n.op == "call_function" and not (hashable(n.target) and n.target in _SOFTMAX_FUNCTIONS):
+        return None
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    return dim if isinstance(dim, int) else None
+
+
+def _is_sdpa(n: fx.Node) -> bool:
+    return n.op == "call_function" and hashable(n.target) and n.target in _SDPA_FUNCTIONS
+
+
+def _hide_in_sdpa_mask(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``scaled_dot_product_attention``'s arguments with a constant float mask's entries of -100 or less
+    made -inf (`HIDING_LOGIT`), unless they hide a whole row."""
+    mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
+    if not isinstance(mask, torch.Tensor) or not mask.is_floating_point() or mask.requires_grad:
+        return args, kwargs
+    hidden = mask <= HIDING_LOGIT
+    if not bool(hidden.any()):
+        return args, kwargs
+    hidden = hidden & ~hidden.all(-1, keepdim=True)
+    mask = mask.masked_fill(hidden, float("-inf"))
+    if len(args) > 3:
+        return args[:3] + (mask,) + tuple(args[4:]), kwargs
+    return args, {**kwargs, "attn_mask": mask}
 
 
 def _uses(user: fx.Node, n: fx.Node) -> int:

@@ -30,6 +30,7 @@ __all__ = [
     "Rule",
     "RuleSet",
     "describe_target",
+    "target_name",
     "hand_over",
     "tensor_arg",
     "as_operand",
@@ -124,6 +125,14 @@ def _qualified(fn: Any) -> str:
     mod = getattr(fn, "__module__", None) or ""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return f"{mod}.{name}" if mod and mod != "builtins" else name
+
+
+def target_name(target: Any) -> str:
+    """The bare name of a node's target: a method name, a function's name, ``"add"`` of ``aten.add.Tensor``."""
+    packet = getattr(target, "overloadpacket", None)  # an aten OpOverload
+    if packet is not None:
+        return getattr(packet, "__name__", str(packet)).split(".")[-1]
+    return target if isinstance(target, str) else getattr(target, "__name__", "")
 
 
 def describe_target(node: "fx.Node") -> str:

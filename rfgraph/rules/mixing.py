@@ -14,11 +14,12 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 import torch.fx as fx
+from torch import nn
 
 from ..errors import RuleError
 from ..values import Axis, Cat, Flat, Sub, SymTensor, merge_tensors
 from ..windows import causal_window
-from .call import OpCall, Rule, as_operand, as_tuple, hand_over, norm_dim, run_for_shape, tensor_arg
+from .call import OpCall, Rule, as_operand, as_tuple, hand_over, norm_dim, run_for_shape, target_name, tensor_arg
 from .pointwise import merged_parts, mix_channels
 
 __all__ = [
@@ -129,12 +130,15 @@ def norm_rule(call: OpCall) -> SymTensor:
 
 
 def mix_dim_rule(call: OpCall) -> SymTensor:
-    """softmax / cumsum / sort ... along ``dim``: shape kept, every position depends on the whole dim."""
+    """softmax / sort ... along ``dim``: shape kept, every position depends on the whole dim (a softmax
+    after an additive mask that hides entries: `additive_mask`)."""
     x = tensor_arg(call)
     dim = call.arg(1, "dim", None)
     if dim is None:
         dim = -1
-    return x.globalize([norm_dim(dim, x.ndim)], call.describe())
+    if target_name(call.target) not in _SOFTMAX_NAMES:
+        return x.mix([norm_dim(dim, x.ndim)], call.describe())
+    return _masked_softmax(call, x, norm_dim(dim, x.ndim))
 
 
 def cumulative_rule(call: OpCall) -> Any:
@@ -165,9 +169,102 @@ def cumulative_rule(call: OpCall) -> Any:
 
 
 def softmax_module_rule(call: OpCall) -> SymTensor:
+    """``nn.Softmax`` / ``nn.LogSoftmax`` / ``nn.Softmin``: as `mix_dim_rule`."""
     x = tensor_arg(call)
     dim = call.module.dim if call.module.dim is not None else -1
-    return x.globalize([norm_dim(dim, x.ndim)], call.describe())
+    if not isinstance(call.module, nn.Softmax):
+        return x.mix([norm_dim(dim, x.ndim)], call.describe())
+    return _masked_softmax(call, x, norm_dim(dim, x.ndim))
+
+
+def _masked_softmax(call: OpCall, x: SymTensor, d: int) -> SymTensor:
+    """A softmax along dim ``d``, after an additive mask or not (`additive_mask`): a mask that may hide
+    entries hides the wrapped part of rolled windows (Swin's); one known to hide entries of a dim that no
+    roll wrapped (a causal or padding mask written by hand) hides keys this rule does not follow."""
+    mask = additive_mask(call)
+    rolled = any(isinstance(leaf, Sub) and leaf.shift for leaf in _subs(x.tags[d], everything=True))
+    if mask == "hides" and not rolled:
+        return hand_over(call, x, "an additive mask hides entries (-100 or less) of tokens that no roll wrapped; "
+                                  "which keys it hides is not followed")
+    return x.mix([d], call.describe(), wrap_hidden=bool(mask))
+
+
+#: The softmax, whose entries an additive mask of -100 or less hides (the probe's convention too,
+#: `rfgraph.probing.runner`; not softmin, which negates them, nor log_softmax, whose hidden entries are -inf).
+_SOFTMAX_NAMES = frozenset({"softmax", "_softmax"})
+#: How an additive mask is spelled, and the ops that carry the masked scores to the softmax unchanged.
+ADD_NAMES = frozenset({"add", "add_", "__add__", "__radd__", "iadd", "__iadd__"})
+_CARRIERS = frozenset({
+    "view", "reshape", "_unsafe_view", "permute", "transpose", "contiguous", "clone", "to", "float", "double",
+    "half", "type_as", "_to_copy", "unsqueeze", "squeeze", "flatten", "unflatten", "alias", "movedim",
+})
+
+
+def additive_mask(call: OpCall) -> str:
+    """What was added to the scores reaching this softmax: ``"hides"`` (a constant with an entry of -100
+    or less, `HIDING_LOGIT`), ``"unknown"`` (a constant whose values are unknown: made on the meta device,
+    taken as hiding) or ``""`` (nothing that hides).  The graph is followed back through adds and moves
+    (views, permutes, dtype changes)."""
+    node = call.node
+    if call.interp is None or not isinstance(node, fx.Node) or not node.args:
+        return ""
+    return _masked_scores(call.interp, node.args[0])
+
+
+def weighted_by_hiding_softmax(call: OpCall) -> bool:
+    """Whether an operand of this contraction is the output of a softmax that an additive mask hides
+    entries of (`additive_mask`; through moves and eval-mode dropout): its weights are zero
+    where the mask hides, so the contraction does not read the values there either (``attn @ v``)."""
+    node = call.node
+    if call.interp is None or not isinstance(node, fx.Node):
+        return False
+    for src in node.all_input_nodes:
+        for _ in range(16):
+            name = target_name(src.target) if src.op in ("call_function", "call_method") else ""
+            if src.op == "call_module":
+                module = call.interp.fetch_attr(src.target)
+                if isinstance(module, nn.Softmax):
+                    if src.args and _masked_scores(call.interp, src.args[0]):
+                        return True
+                    break
+                if not isinstance(module, (nn.Dropout, nn.Identity)) or not src.args:
+                    break
+                src = src.args[0]
+            elif name in _SOFTMAX_NAMES:
+                if src.args and _masked_scores(call.interp, src.args[0]):
+                    return True
+                break
+            elif (name in _CARRIERS or name == "dropout") and src.args and isinstance(src.args[0], fx.Node):
+                src = src.args[0]
+            else:
+                break
+    return False
+
+
+def _masked_scores(interp: Any, src: Any) -> str:
+    """`additive_mask` from node ``src`` back (the pass records which nodes read the input and whether the
+    constants added to something hide, `rfgraph.passes`)."""
+    data, hides = getattr(interp, "data_nodes", set()), getattr(interp, "constant_hides", {})
+    for _ in range(64):
+        if not isinstance(src, fx.Node) or src.op not in ("call_function", "call_method"):
+            return ""
+        name = target_name(src.target)
+        if name in ADD_NAMES:
+            operands = [a for a in src.args[:2] if isinstance(a, fx.Node)]
+            flags = {hides[a] for a in operands if a in hides}
+            if True in flags:
+                return "hides"
+            if None in flags:
+                return "unknown"
+            read = [a for a in operands if a in data]
+            if len(read) != 1:
+                return ""
+            src = read[0]
+        elif name in _CARRIERS and src.args:
+            src = src.args[0]
+        else:
+            return ""
+    return ""
 
 
 def linear_rule(call: OpCall) -> SymTensor:
@@ -189,10 +286,11 @@ def einsum_rule(call: OpCall) -> SymTensor:
     operands = call.args[1:]
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
-    return _contract(call, equation, [as_operand(o) for o in operands])
+    return _contract(call, equation, [as_operand(o) for o in operands], weighted_by_hiding_softmax(call))
 
 
-def _contract(call: OpCall, equation: str, operands: list[SymTensor]) -> SymTensor:
+def _contract(call: OpCall, equation: str, operands: list[SymTensor], wrap_hidden: bool = False) -> SymTensor:
+    """The contraction ``equation`` (einsum notation) of ``operands``; ``wrap_hidden``: see `SymTensor.mix`."""
     if "..." in equation:
         lhs, rhs = equation.split("->") if "->" in equation else (equation, None)
         specs = lhs.split(",")
@@ -220,7 +318,7 @@ def _contract(call: OpCall, equation: str, operands: list[SymTensor]) -> SymTens
     joined: set[int] = set()
     for o, s in zip(operands, specs):
         summed = [d for d, c in enumerate(s) if c not in rhs]
-        reduced = o.reduce(summed, keepdim=False, what=call.describe()) if summed else o
+        reduced = o.reduce(summed, keepdim=False, what=call.describe(), wrap_hidden=wrap_hidden) if summed else o
         joined |= global_axes(reduced)
         kept = [c for c in s if c in rhs]
         # lay the remaining dims out in output order, size-1 where the operand lacks an index
@@ -267,7 +365,7 @@ def matmul_rule(call: OpCall) -> SymTensor:
     batch = "".join("abcdefgh"[: max(a.ndim, b.ndim) - 2])
     sa = batch[len(batch) - (a.ndim - 2):] + "ij"
     sb = batch[len(batch) - (b.ndim - 2):] + "jk"
-    return _contract(call, f"{sa},{sb}->{batch}ik", [a, b])
+    return _contract(call, f"{sa},{sb}->{batch}ik", [a, b], weighted_by_hiding_softmax(call))
 
 
 def add_product_rule(call: OpCall) -> SymTensor:
@@ -285,20 +383,22 @@ def add_product_rule(call: OpCall) -> SymTensor:
     return out
 
 
-def attend(call: OpCall, q: SymTensor, k: SymTensor, v: SymTensor, mask: Optional[SymTensor] = None):
-    """``softmax(q k^T + mask) v`` over the last two dims: ``(out, weights)``.
+def attend(call: OpCall, q: SymTensor, k: SymTensor, v: SymTensor, mask: Optional[SymTensor] = None,
+           wrap_hidden: bool = False):
+    """``softmax(q k^T + mask) v`` over the last two dims: ``(out, weights)``.  ``wrap_hidden``: a constant
+    mask may hide the wrapped part of rolled windows (`SymTensor.mix`).
 
     ``q (..., L, E)``, ``k (..., S, E)``, ``v (..., S, Ev)``, leading dims broadcast (batch, heads,
     windows).  Written as the two contractions and the softmax it is, so each part is exact on its own:
     the weights ``(..., L, S)`` pair query ``l`` with every key (softmax over ``S``), and each output
     token reads every key and value token besides its own query.
     """
-    logits = _contract(call, "...le,...se->...ls", [q, k])
+    logits = _contract(call, "...le,...se->...ls", [q, k], wrap_hidden)
     if mask is not None:
         shape = tuple(torch.broadcast_shapes(logits.shape, mask.shape))
         logits, _ = merge_tensors([logits, mask], shape, call.describe())
-    weights = logits.globalize([logits.ndim - 1], call.describe())
-    out = _contract(call, "...ls,...sc->...lc", [weights, v])
+    weights = logits.mix([logits.ndim - 1], call.describe(), wrap_hidden)
+    out = _contract(call, "...ls,...sc->...lc", [weights, v], wrap_hidden)
     if out.unknown and not any(t.unknown for t in (q, k, v, mask) if isinstance(t, SymTensor)):
         out = _attend_direct(call, q, k, v, mask)
     return out, weights
@@ -363,15 +463,24 @@ def _subs(tag, everything: bool = False) -> list:
     return [tag] if everything or isinstance(tag, Sub) else []
 
 
+#: The convention for additive attention masks: a logit shifted by -100 or less is a hidden entry, as if it
+#: were -inf.  Such masks are written to hide (Swin's shifted-window mask is -100, transformers' masks the
+#: dtype's lowest value): the entry's softmax weight is at most e^-100 (3.7e-44) of its unmasked weight, so
+#: no output of a float32 or float64 forward changes with it, though its gradient is not zero.  The probe
+#: follows the same convention (`rfgraph.probing.runner`); `SymTensor.mix` cuts the wrapped part of rolled
+#: windows at the border, which is what Swin's -100 mask hides.
+HIDING_LOGIT = -100.0
+
+
 def _mask(call: OpCall, index: int, name: str, padding: bool = False) -> Union[None, SymTensor, str]:
     """Attention mask argument ``index`` / ``name`` as an operand of the scores: ``None`` (no mask, or
     one that cuts nothing), a `SymTensor` (an input-dependent mask: a data path), or the reason why
     the mask may cut dependencies (a boolean mask with a False entry, a float mask with a -inf entry,
     or a boolean mask whose values cannot be known; the op is then handed over).
 
-    A float mask is added to the scores: finite values keep every dependency (Swin's -100 shift mask
-    and relative position biases).  Float masks on the meta device have no values to check and are
-    taken as such additive biases.  A mask on the meta device that the graph computes from constants
+    A float mask is added to the scores: entries above `HIDING_LOGIT` keep every dependency (relative
+    position biases), entries of -100 or less hide their key like -inf.  Float masks on the meta device
+    have no values to check and are taken as additive biases.  A mask on the meta device that the graph computes from constants
     alone (transformers' ``arange(n) >= 0`` "attend everywhere" mask) is recomputed on the CPU.
     ``padding``: a key padding mask, whose True entries hide keys (an attention mask's True entries
     keep them)."""
@@ -394,12 +503,39 @@ def _mask(call: OpCall, index: int, name: str, padding: bool = False) -> Union[N
     if mask.dtype == torch.bool:
         hides = bool(mask.any()) if padding else not bool(mask.all())
         return "a boolean attention mask that hides some tokens" if hides else None
-    if bool(torch.isneginf(mask).any()):
-        return "an attention mask with -inf entries (hidden tokens)"
+    if bool((mask <= HIDING_LOGIT).any()):
+        return _HIDING_FLOAT_MASK
     return None
 
 
+_HIDING_FLOAT_MASK = "an attention mask with entries of -100 or less (hidden tokens)"
+
+
+def _mask_of_rolled_keys(call: OpCall, k: SymTensor, mask: Union[None, SymTensor, str], at: tuple[int, str]) \
+        -> tuple[Union[None, SymTensor, str], bool]:
+    """``(mask, wrap_hidden)`` for `attend`: a float mask that hides entries of keys held in rolled windows
+    hides their wrapped part (Swin's, as `_masked_softmax` takes it); a mask on the meta device with unknown
+    values is taken as such.  Other masks that hide keep their reason (handed over)."""
+    rolled = k.ndim >= 2 and any(isinstance(leaf, Sub) and leaf.shift
+                                 for leaf in _subs(k.tags[k.ndim - 2], everything=True))
+    if mask == _HIDING_FLOAT_MASK and rolled:
+        return None, True
+    return mask, rolled and _mask_values_unknown(call, *at)
+
+
 _MAX_CONSTANT = 1 << 24
+
+
+def _mask_values_unknown(call: OpCall, index: int, name: str) -> bool:
+    """Whether argument ``index`` / ``name`` is a float mask on the meta device that the graph does not
+    compute from constants alone: its values are unknown (taken as hiding, as in `additive_mask`)."""
+    mask = call.arg(index, name, None)
+    if not isinstance(mask, torch.Tensor) or not mask.is_floating_point() or mask.device.type != "meta":
+        return False
+    node = call.node
+    source = node.args[index] if isinstance(node, fx.Node) and index < len(node.args) else \
+        getattr(node, "kwargs", {}).get(name)
+    return constant_on_cpu(source) is None
 
 
 def constant_on_cpu(node: Any, depth: int = 0) -> Optional[torch.Tensor]:
@@ -442,7 +578,7 @@ def sdpa_rule(call: OpCall) -> Any:
     if call.arg(5, "is_causal", False):
         return hand_over(call, q, "causal attention (each token reads the tokens before it in flattened order)",
                          shape=q.shape[:-1] + (v.shape[-1],))
-    mask = _mask(call, 3, "attn_mask")
+    mask, wrap_hidden = _mask_of_rolled_keys(call, k, _mask(call, 3, "attn_mask"), (3, "attn_mask"))
     if isinstance(mask, str):
         return hand_over(call, q, mask, shape=q.shape[:-1] + (v.shape[-1],))
     if q.ndim >= 3 and k.ndim >= 3 and k.shape[-3] != q.shape[-3] and k.shape[-3] != 1:
@@ -452,7 +588,7 @@ def sdpa_rule(call: OpCall) -> Any:
                              shape=q.shape[:-1] + (v.shape[-1],))
         k = k.like(shape=k.shape[:-3] + (1,) + k.shape[-2:])
         v = v.like(shape=v.shape[:-3] + (1,) + v.shape[-2:])
-    out, _ = attend(call, q, k, v, mask)
+    out, _ = attend(call, q, k, v, mask, wrap_hidden)
     return out
 
 
@@ -519,25 +655,24 @@ def multi_head_attention(
     out_shape = q.shape[:-1] + (out_features,)
     if is_causal:
         return hand_over(call, q, "causal attention (each token reads the tokens before it)", shape=out_shape), None
-    masks = [_mask(call, *mask_at), _mask(call, *padding_at, padding=True)]
-    reason = next((m for m in masks if isinstance(m, str)), None)
-    if reason is not None:
-        return hand_over(call, q, reason, shape=out_shape), None
-    mask = masks[0]
-
     def batch_major(t: SymTensor) -> SymTensor:
         if unbatched:
             return t.reshape((1,) + t.shape)
         return t if batch_first else t.permute((1, 0, 2))
 
     what = call.describe()
+    query_in = q
     q, k, v = (batch_major(project(t, embed_dim, what)) for t in (q, k, v))
+    mask, wrap_hidden = _mask_of_rolled_keys(call, k, _mask(call, *mask_at), mask_at)
+    reason = next((m for m in (mask, _mask(call, *padding_at, padding=True)) if isinstance(m, str)), None)
+    if reason is not None:
+        return hand_over(call, query_in, reason, shape=out_shape), None
     if mask is not None:  # (L, S) or (B * heads, L, S): keep the (L, S) pairing, broadcast over the batch
         if mask.ndim == 3:
             mask = mask.reduce([0], keepdim=True, what=what)
         else:
             mask = mask.reshape((1,) + mask.shape)
-    out, weights = attend(call, q, k, v, mask)
+    out, weights = attend(call, q, k, v, mask, wrap_hidden)
     out = project(out, out_features, what)
     if unbatched:
         out = out.reshape(out.shape[1:])

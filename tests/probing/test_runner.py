@@ -3,8 +3,10 @@ hooks, shape-only runs, refused sizes."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
+from rfcheck import ShiftedWindows1d, last
 from torch import nn
 
 import rfgraph
@@ -343,3 +345,31 @@ def test_instance_norm_of_an_exported_graph_reads_aten_argument_order():
     assert runner.structural_cuts == 1
     (expected,) = gm(x)
     torch.testing.assert_close(out.detach(), expected)
+
+
+def _windows_of_the_wrapped_units(model) -> dict[int, tuple]:
+    """The probe's window of every unit of the model's output at the analysed length (the mask fixes it)."""
+    a = rfgraph.analyze(model, (1, 1, 16))
+    r = last(a)
+    pr = Prober(a.graph_module, [r.fx_name], torch.float64, 0)
+    pr.select(r.fx_name)
+    assert pr.try_shapes((1, 1, 32)) is None  # the model accepts no other length
+    units, los, his, *_ = pr.measure((1, 1, 16), 0, {}, lambda n: list(range(n)), dim_hint=2)  # (B, C, 16)
+    assert list(units) == list(range(16))
+    return {u: (los[u], his[u]) for u in (0, 1, 14, 15)}
+
+
+@pytest.mark.parametrize("sdpa", [False, True], ids=["softmax", "sdpa"])
+def test_an_additive_mask_of_minus_100_hides_its_entries(sdpa):
+    """Hand derivation: the conv gives position p the field [p - 1, p + 1]; the wrapped window holds positions
+    14, 15, 0, 1, and the mask keeps {14, 15} and {0, 1} apart.  Hidden (-100): units 14, 15 read [13, 16],
+    clipped [13, 15], units 0, 1 read [-1, 2], clipped [0, 2].  A softmax weight e^-100 of its unmasked
+    value changes no float output, though its gradient is not zero: the probe takes it as -inf (before,
+    in float64, it read [0, 15] for those units)."""
+    got = _windows_of_the_wrapped_units(ShiftedWindows1d(-100.0, sdpa))
+    assert got == {0: (0, 2), 1: (0, 2), 14: (13, 15), 15: (13, 15)}
+
+
+def test_an_additive_mask_above_minus_100_hides_nothing():
+    """-99 is a bias, not a mask (`HIDING_LOGIT`): the wrapped window reads both ends, [0, 15] clipped."""
+    assert _windows_of_the_wrapped_units(ShiftedWindows1d(-99.0)) == {u: (0, 15) for u in (0, 1, 14, 15)}

@@ -12,6 +12,7 @@ from fractions import Fraction
 import pytest
 import torch
 import torch.nn.functional as F
+from rfcheck import ShiftedWindows1d, last
 from torch import nn
 
 import rfgraph
@@ -214,10 +215,9 @@ def test_swin_validates_without_crashing(swin_validation):
 def test_swin_shifted_window_mask_symbolic_equals_probe(swin_validation):
     """Swin's stage nodes validate.  The window partition's view / permute nodes are reported per window
     (stride ``4 * 7`` at the first stage), so the probe's lengths keep every layer's residues modulo 224:
-    it measures at 448, where the units it picks read no wrapped-around window.  (With per-position
-    records the length period was 32: measured at 224, units near the end read the whole image through
-    the shifted windows' additive -100 mask, which the symbolic rule follows as a hidden key.  That open
-    question, a -100 logit as a path or not, stays for units whose windows wrap.)"""
+    it measures at 448, where the units it picks read no wrapped-around window.  (Units whose window wraps
+    agree too, by the shared convention that a -100 logit is a hidden entry: `rules.mixing.HIDING_LOGIT`,
+    `test_shifted_windows_symbolic_equals_probe_at_every_unit`.)"""
     _, report = swin_validation
     assert not report.disagreements, str(report)
 
@@ -477,3 +477,26 @@ def test_fixed_size_context_error_before_any_backward_pass(monkeypatch):
     row = validate_analysis(a, [node]).rows[0]
     assert row.status == "error" and "cannot tell the context operands apart" in row.error, str(row)
     assert calls == []
+
+
+@pytest.mark.parametrize("sdpa", [False, True], ids=["softmax", "sdpa"])
+@pytest.mark.parametrize("fill", [-100.0, -99.0, 0.0])
+def test_shifted_windows_symbolic_equals_probe_at_every_unit(fill, sdpa):
+    """Rolled windows of 4 over 16 positions after a conv k=3 p=1 (`rfcheck.ShiftedWindows1d`), validated at
+    every unit (the mask fixes the length), the wrapped ones included.  Hand derivation: the wrapped window
+    holds positions 14, 15, 0, 1; a -100 mask keeps {14, 15} and {0, 1} apart (a hidden entry, for the
+    symbolic rules and the probe alike), so units 0, 1 read [0, 2] and 14, 15 read [13, 15] clipped, reported
+    as the periodic extension of the other windows' maps (unclipped (-3, 2) and (13, 18)); with -99 or no
+    mask the window mixes all four: (-1, 16).  Other units read their window's conv field."""
+    model = ShiftedWindows1d(fill, sdpa)
+    a = rfgraph.analyze(model, (1, 1, 16))
+    r = last(a)
+    assert r.source == "symbolic"
+    wrapped = {} if fill <= -100 else dict.fromkeys((0, 1, 14, 15), (-1, 16))
+    expected = [wrapped.get(u, (4 * ((u - 2) // 4) + 1, 4 * ((u - 2) // 4) + 6)) for u in range(16)]
+    assert [(r.lo[0](u), r.hi[0](u)) for u in range(16)] == expected
+    report = validate_analysis(a, [r.name])
+    assert not report.disagreements and report.rows[0].numeric is not None, str(report)
+    if wrapped:  # (a table: every unit measured; periodic maps are measured at a few units, the wrapped
+        # units of the hidden case in `tests/probing/test_runner.py`)
+        assert set(report.rows[0].numeric.axes[0].units) >= {0, 1, 14, 15}
