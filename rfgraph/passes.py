@@ -33,7 +33,7 @@ from .locking import serialized
 from .results import Analysis, NodeRF
 from .rules import DEFAULT_RULES, OpCall, RuleSet, describe_target, named_function_rules
 from .rules.channels import ChannelError, check_channels
-from .rules.mixing import ADD_NAMES, HIDING_LOGIT, target_name
+from .rules.mixing import ADD_NAMES, FILL_NAMES, HIDING_LOGIT, target_name
 from .tracing import Traced, export_trace, trace
 from .values import Axis, MergeInfo, SymTensor, collect, shape_by_execution
 
@@ -150,8 +150,9 @@ class SymbolicPass(fx.Interpreter):
         self.records: list[NodeRF] = []
         #: nodes whose value reads the input (a `SymTensor` that is not constant)
         self.data_nodes: set[fx.Node] = set()
-        #: constant float tensors added to something: whether an entry hides (`rules.mixing.HIDING_LOGIT`),
-        #: ``None`` when their values are unknown (the meta device); read by the softmax rules
+        #: constant masks: float tensors added to something (whether an entry hides, `rules.mixing.HIDING_LOGIT`)
+        #: and boolean ones that ``masked_fill`` uses (whether an entry is True); ``None`` when their values are
+        #: unknown (the meta device); read by the softmax rules
         self.constant_hides: dict[fx.Node, Optional[bool]] = {}
         self._merge_info: dict[fx.Node, MergeInfo] = {}
         self._ndim = 0
@@ -192,8 +193,10 @@ class SymbolicPass(fx.Interpreter):
             self.records.append(self._record(n, value))
             if isinstance(value, SymTensor) and not value.is_constant:
                 self.data_nodes.add(n)
-        elif isinstance(value, torch.Tensor) and value.is_floating_point() and _added(n):
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and _used_by(n, ADD_NAMES):
             self.constant_hides[n] = None if value.is_meta else bool((value <= HIDING_LOGIT).any())
+        elif isinstance(value, torch.Tensor) and value.dtype == torch.bool and _used_by(n, FILL_NAMES):
+            self.constant_hides[n] = None if value.is_meta else bool(value.any())
         return value
 
     def call_function(self, target, args, kwargs):
@@ -591,6 +594,6 @@ def _analyze_inputs(model: nn.Module, shapes: dict, *, dtype: Any = torch.float3
     return out
 
 
-def _added(n: fx.Node) -> bool:
-    """Whether some user of ``n`` adds it to something (an additive mask)."""
-    return any(u.op in ("call_function", "call_method") and target_name(u.target) in ADD_NAMES for u in n.users)
+def _used_by(n: fx.Node, names: frozenset) -> bool:
+    """Whether some user of ``n`` is an op of one of ``names`` (a mask's ``add`` or ``masked_fill``)."""
+    return any(u.op in ("call_function", "call_method") and target_name(u.target) in names for u in n.users)

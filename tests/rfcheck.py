@@ -168,26 +168,31 @@ class CatThen(nn.Module):
 
 
 class ShiftedWindows1d(nn.Module):
-    """conv k=3 p=1 over 16 positions, rolled by -2, windows of 4, hand-written attention with Swin's additive
-    mask (``fill`` between the two regions of the wrapped window: rolled positions 12, 13 hold 14, 15 and
-    rolled 14, 15 hold 0, 1), windows put back, rolled by +2.  ``sdpa``: the attention is
-    ``F.scaled_dot_product_attention`` with the mask as ``attn_mask``."""
+    """conv k=3 p=1 over 16 positions, rolled by -2, windows of 4, attention with Swin's mask (``fill`` between
+    the two regions of the wrapped window: rolled positions 12, 13 hold 14, 15 and rolled 14, 15 hold 0, 1),
+    windows put back, rolled by +2.  ``how`` spells the mask: ``"add"`` (hand-written attention, the mask
+    added to the scores), ``"fill"`` (``masked_fill`` of the scores with ``fill``), ``"sdpa"``
+    (``F.scaled_dot_product_attention`` with the mask as ``attn_mask``)."""
 
-    def __init__(self, fill: float = -100.0, sdpa: bool = False):
+    def __init__(self, fill: float = -100.0, how: str = "add"):
         super().__init__()
         self.conv = nn.Conv1d(1, 4, 3, padding=1)
         self.qkv = nn.Linear(4, 12)
-        self.sdpa = sdpa
+        self.how = how
         region = torch.tensor([0] * 12 + [1] * 2 + [2] * 2).view(4, 4)  # per rolled window, per position
-        mask = (region.unsqueeze(1) != region.unsqueeze(2)).float() * fill
-        self.register_buffer("mask", mask)  # (windows, query, key)
+        apart = region.unsqueeze(1) != region.unsqueeze(2)  # (windows, query, key)
+        self.register_buffer("apart", apart)
+        self.register_buffer("mask", apart.float() * fill)
+        self.fill = fill
 
     def forward(self, x):
         b, _, n = x.shape
         t = torch.roll(self.conv(x).transpose(1, 2), -2, 1)  # (B, 16, C)
         q, k, v = self.qkv(t.reshape(b, n // 4, 4, 4)).chunk(3, -1)  # (B, windows, 4, C): 4 windows only
-        if self.sdpa:
+        if self.how == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
         else:
-            y = ((q * 1e-3) @ k.transpose(-2, -1) + self.mask).softmax(-1) @ v
+            scores = (q * 1e-3) @ k.transpose(-2, -1)
+            scores = scores + self.mask if self.how == "add" else scores.masked_fill(self.apart, self.fill)
+            y = scores.softmax(-1) @ v
         return torch.roll(y.reshape(b, n, 4), 2, 1).transpose(1, 2)

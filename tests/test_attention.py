@@ -193,6 +193,36 @@ def test_sdpa_with_a_hiding_mask_is_handed_over():
     assert r.source == "unknown" and "mask" in r.reason and "scaled_dot_product_attention" in r.reason
 
 
+class _CausalScores(nn.Module):
+    """conv k=3 over 8 positions, hand-written attention over them with a causal mask spelled as ``how``:
+    an additive -1e4 above the diagonal, or ``masked_fill`` with -inf there."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 2, 3, padding=1)
+        self.how = how
+        self.register_buffer("upper", torch.ones(8, 8, dtype=torch.bool).triu(1))
+
+    def forward(self, x):
+        t = self.conv(x).transpose(1, 2)
+        scores = t @ t.transpose(1, 2)
+        if self.how == "add":
+            scores = scores + self.upper.float() * -1e4
+        else:
+            scores = scores.masked_fill(self.upper, float("-inf"))
+        return (scores.softmax(-1) @ t).transpose(1, 2)
+
+
+@pytest.mark.parametrize("how", ["add", "fill"])
+def test_hand_written_causal_mask_is_handed_over(how):
+    """A mask of -100 or less hides entries (`rules.mixing.HIDING_LOGIT`): on tokens that no roll wrapped
+    (here causal: token i reads tokens 0..i) which ones is not followed, so the softmax is handed over with
+    the reason named (before: global, a window too large that the probe contradicted)."""
+    a = rfgraph.analyze(_CausalScores(how), (1, 1, 8), fallback="unknown")
+    r = a["softmax"]
+    assert r.source == "unknown" and "no roll wrapped" in r.reason and "softmax" in r.reason
+
+
 def test_sdpa_through_export():
     model = SDPABlock()
     shape = (1, 1, 8, 8)

@@ -458,8 +458,8 @@ class Runner(fx.Interpreter):
     def _track_hidden(self, n: fx.Node, args, kwargs, out: Any) -> None:
         """Follow the entries that an additive mask hides (`HIDING_LOGIT`) from the ``add`` of the mask to a
         softmax: an ``add`` of a constant (a value that does not require grad: no input flows into it) with
-        entries of -100 or less starts the pattern, moves (views, permutes, dtype changes) and further adds
-        carry it."""
+        entries of -100 or less, or a ``masked_fill`` of -100 or less by a constant mask, starts the pattern;
+        moves (views, permutes, dtype changes) and further adds carry it."""
         if not isinstance(out, torch.Tensor) or not out.is_floating_point() or not out.requires_grad:
             return
         name = _target_name(n.target) if n.op != "call_module" else ""
@@ -479,6 +479,16 @@ class Runner(fx.Interpreter):
                 except RuntimeError:
                     return
                 hidden = part if hidden is None else hidden | part
+        elif name in ("masked_fill", "masked_fill_") and len(args) >= 3 and isinstance(args[2], (int, float)) \
+                and args[2] <= HIDING_LOGIT and isinstance(args[1], torch.Tensor) and args[1].dtype == torch.bool \
+                and not args[1].requires_grad:
+            try:
+                hidden = torch.broadcast_to(args[1], out.shape)
+            except RuntimeError:
+                return
+            src = n.args[0]
+            if isinstance(src, fx.Node) and src in self._hidden:
+                hidden = hidden | self._hidden[src][0]
         elif name in _HIDDEN_MOVES and n.args and isinstance(n.args[0], fx.Node) and n.args[0] in self._hidden:
             held = self._hidden[n.args[0]][0]
             if name in _DTYPE_MOVES:

@@ -189,11 +189,21 @@ def _masked_softmax(call: OpCall, x: SymTensor, d: int) -> SymTensor:
     return x.mix([d], call.describe(), wrap_hidden=bool(mask))
 
 
+#: The convention for additive attention masks: a logit shifted by -100 or less is a hidden entry, as if it
+#: were -inf.  Such masks are written to hide (Swin's shifted-window mask is -100, transformers' masks the
+#: dtype's lowest value): the entry's softmax weight is at most e^-100 (3.7e-44) of its unmasked weight, so
+#: no output of a float32 or float64 forward changes with it, though its gradient is not zero.  The probe
+#: follows the same convention (`rfgraph.probing.runner`).  After such a mask (`additive_mask`), a softmax over
+#: rolled windows cuts their wrapped part at the seam (`SymTensor.mix`), which is what Swin's -100 mask hides.
+HIDING_LOGIT = -100.0
+
 #: The softmax, whose entries an additive mask of -100 or less hides (the probe's convention too,
 #: `rfgraph.probing.runner`; not softmin, which negates them, nor log_softmax, whose hidden entries are -inf).
 _SOFTMAX_NAMES = frozenset({"softmax", "_softmax"})
-#: How an additive mask is spelled, and the ops that carry the masked scores to the softmax unchanged.
+#: How an additive mask is spelled (and a fill of the masked entries with -100 or less), and the ops that
+#: carry the masked scores to the softmax unchanged.
 ADD_NAMES = frozenset({"add", "add_", "__add__", "__radd__", "iadd", "__iadd__"})
+FILL_NAMES = frozenset({"masked_fill", "masked_fill_"})
 _CARRIERS = frozenset({
     "view", "reshape", "_unsafe_view", "permute", "transpose", "contiguous", "clone", "to", "float", "double",
     "half", "type_as", "_to_copy", "unsqueeze", "squeeze", "flatten", "unflatten", "alias", "movedim",
@@ -202,9 +212,10 @@ _CARRIERS = frozenset({
 
 def additive_mask(call: OpCall) -> str:
     """What was added to the scores reaching this softmax: ``"hides"`` (a constant with an entry of -100
-    or less, `HIDING_LOGIT`), ``"unknown"`` (a constant whose values are unknown: made on the meta device,
-    taken as hiding) or ``""`` (nothing that hides).  The graph is followed back through adds and moves
-    (views, permutes, dtype changes)."""
+    or less, `HIDING_LOGIT`, or a ``masked_fill`` of -100 or less by a constant mask with a True entry),
+    ``"unknown"`` (such a constant whose values are unknown: made on the meta device, taken as hiding) or
+    ``""`` (nothing that hides).  The graph is followed back through adds, fills and moves (views,
+    permutes, dtype changes)."""
     node = call.node
     if call.interp is None or not isinstance(node, fx.Node) or not node.args:
         return ""
@@ -260,6 +271,11 @@ def _masked_scores(interp: Any, src: Any) -> str:
             if len(read) != 1:
                 return ""
             src = read[0]
+        elif name in FILL_NAMES and len(src.args) >= 3:
+            mask, value = src.args[1], src.args[2]
+            if isinstance(value, (int, float)) and value <= HIDING_LOGIT and mask in hides:
+                return "hides" if hides[mask] else ("unknown" if hides[mask] is None else "")
+            src = src.args[0]
         elif name in _CARRIERS and src.args:
             src = src.args[0]
         else:
@@ -462,14 +478,6 @@ def _subs(tag, everything: bool = False) -> list:
         return [leaf for _, t in tag.segments for leaf in _subs(t, everything)]
     return [tag] if everything or isinstance(tag, Sub) else []
 
-
-#: The convention for additive attention masks: a logit shifted by -100 or less is a hidden entry, as if it
-#: were -inf.  Such masks are written to hide (Swin's shifted-window mask is -100, transformers' masks the
-#: dtype's lowest value): the entry's softmax weight is at most e^-100 (3.7e-44) of its unmasked weight, so
-#: no output of a float32 or float64 forward changes with it, though its gradient is not zero.  The probe
-#: follows the same convention (`rfgraph.probing.runner`); `SymTensor.mix` cuts the wrapped part of rolled
-#: windows at the border, which is what Swin's -100 mask hides.
-HIDING_LOGIT = -100.0
 
 
 def _mask(call: OpCall, index: int, name: str, padding: bool = False) -> Union[None, SymTensor, str]:

@@ -359,17 +359,18 @@ def _windows_of_the_wrapped_units(model) -> dict[int, tuple]:
     return {u: (los[u], his[u]) for u in (0, 1, 14, 15)}
 
 
-@pytest.mark.parametrize("sdpa", [False, True], ids=["softmax", "sdpa"])
-def test_an_additive_mask_of_minus_100_hides_its_entries(sdpa):
+@pytest.mark.parametrize("how", ["add", "fill", "sdpa"])
+def test_an_additive_mask_of_minus_100_hides_its_entries(how):
     """Hand derivation: the conv gives position p the field [p - 1, p + 1]; the wrapped window holds positions
     14, 15, 0, 1, and the mask keeps {14, 15} and {0, 1} apart.  Hidden (-100): units 14, 15 read [13, 16],
     clipped [13, 15], units 0, 1 read [-1, 2], clipped [0, 2].  A softmax weight e^-100 of its unmasked
     value changes no float output, though its gradient is not zero: the probe takes it as -inf (before,
     in float64, it read [0, 15] for those units)."""
-    got = _windows_of_the_wrapped_units(ShiftedWindows1d(-100.0, sdpa))
+    got = _windows_of_the_wrapped_units(ShiftedWindows1d(-100.0, how))
     assert got == {0: (0, 2), 1: (0, 2), 14: (13, 15), 15: (13, 15)}
 
 
-def test_an_additive_mask_above_minus_100_hides_nothing():
+@pytest.mark.parametrize("how", ["add", "fill"])
+def test_an_additive_mask_above_minus_100_hides_nothing(how):
     """-99 is a bias, not a mask (`HIDING_LOGIT`): the wrapped window reads both ends, [0, 15] clipped."""
-    assert _windows_of_the_wrapped_units(ShiftedWindows1d(-99.0)) == {u: (0, 15) for u in (0, 1, 14, 15)}
+    assert _windows_of_the_wrapped_units(ShiftedWindows1d(-99.0, how)) == {u: (0, 15) for u in (0, 1, 14, 15)}

@@ -479,16 +479,16 @@ def test_fixed_size_context_error_before_any_backward_pass(monkeypatch):
     assert calls == []
 
 
-@pytest.mark.parametrize("sdpa", [False, True], ids=["softmax", "sdpa"])
+@pytest.mark.parametrize("how", ["add", "fill", "sdpa"])
 @pytest.mark.parametrize("fill", [-100.0, -99.0, 0.0])
-def test_shifted_windows_symbolic_equals_probe_at_every_unit(fill, sdpa):
+def test_shifted_windows_symbolic_equals_probe_at_every_unit(fill, how):
     """Rolled windows of 4 over 16 positions after a conv k=3 p=1 (`rfcheck.ShiftedWindows1d`), validated at
     every unit (the mask fixes the length), the wrapped ones included.  Hand derivation: the wrapped window
     holds positions 14, 15, 0, 1; a -100 mask keeps {14, 15} and {0, 1} apart (a hidden entry, for the
     symbolic rules and the probe alike), so units 0, 1 read [0, 2] and 14, 15 read [13, 15] clipped, reported
     as the periodic extension of the other windows' maps (unclipped (-3, 2) and (13, 18)); with -99 or no
     mask the window mixes all four: (-1, 16).  Other units read their window's conv field."""
-    model = ShiftedWindows1d(fill, sdpa)
+    model = ShiftedWindows1d(fill, how)
     a = rfgraph.analyze(model, (1, 1, 16))
     r = last(a)
     assert r.source == "symbolic"
