@@ -682,12 +682,12 @@ class Field:
         over units where both read something."""
         if self.lo is None or other.lo is None:
             return Fraction(0)
-        shifts = [Fraction(0)]
+        twice = 0  # twice the shift, in integers: one Fraction at the end, not one per unit
         for u in _units(self.lo, self.hi, other.lo, other.hi):
-            a, b = self.center(u), other.center(u)
-            if a is not None and b is not None:
-                shifts.append(abs(a - b))
-        return max(shifts)
+            a, b, c, d = self.lo(u), self.hi(u), other.lo(u), other.hi(u)
+            if a is not None and b is not None and c is not None and d is not None:
+                twice = max(twice, abs(a + b - c - d))
+        return Fraction(twice, 2)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Field):
