@@ -155,6 +155,7 @@ class SymbolicPass(fx.Interpreter):
         #: unknown (the meta device); read by the softmax rules
         self.constant_hides: dict[fx.Node, Optional[bool]] = {}
         self._merge_info: dict[fx.Node, MergeInfo] = {}
+        self._summaries: dict[Field, tuple] = {}
         self._ndim = 0
         self.unknown_ops: dict[str, int] = {}
         self._copies: dict[str, torch.Tensor] = {}
@@ -353,6 +354,15 @@ class SymbolicPass(fx.Interpreter):
     def note_merge(self, node: fx.Node, info: MergeInfo) -> None:
         self._merge_info[node] = info
 
+    def _summary(self, f: Field) -> tuple:
+        """``(rf, rf_min, rf_path_min, stride, start, center(0), stride_regular)`` of ``f``, once per distinct
+        field of the pass (a norm, an activation and the conv before them share one)."""
+        out = self._summaries.get(f)
+        if out is None:
+            out = self._summaries[f] = (f.rf, f.rf_min, f.rf_path_min, f.stride, f.start, f.center(0),
+                                        f.stride_regular)
+        return out
+
     def _record(self, n: fx.Node, value: Any) -> NodeRF:
         name = self.traced.name(n)
         module = n.meta.get("rf_module") or None
@@ -398,19 +408,20 @@ class SymbolicPass(fx.Interpreter):
         if all(f is None for f in fields):
             source = "nonspatial"
         widths = [_unit_widths(f, value, dims.get(k)) for k, f in enumerate(fields)]
+        sums = [None if f is None else self._summary(f) for f in fields]
         return NodeRF(
             **base,
             dims=tuple(dims.get(k) for k in range(ndim)),
-            rf=tuple(None if f is None else w[0] if w else f.rf for f, w in zip(fields, widths)),
-            rf_min=tuple(None if f is None else w[1] if w else f.rf_min for f, w in zip(fields, widths)),
-            rf_path_min=tuple(None if f is None else f.rf_path_min for f in fields),
-            stride=tuple(None if f is None else f.stride for f in fields),
-            start=tuple(None if f is None else f.start for f in fields),
-            center=tuple(None if f is None else f.center(0) for f in fields),
+            rf=tuple(None if s is None else w[0] if w else s[0] for s, w in zip(sums, widths)),
+            rf_min=tuple(None if s is None else w[1] if w else s[1] for s, w in zip(sums, widths)),
+            rf_path_min=tuple(None if s is None else s[2] for s in sums),
+            stride=tuple(None if s is None else s[3] for s in sums),
+            start=tuple(None if s is None else s[4] for s in sums),
+            center=tuple(None if s is None else s[5] for s in sums),
             is_global=tuple(f is not None and f.is_global for f in fields),
             lo=tuple(None if f is None else f.lo for f in fields),
             hi=tuple(None if f is None else f.hi for f in fields),
-            stride_regular=tuple(f is None or f.stride_regular for f in fields),
+            stride_regular=tuple(s is None or s[6] for s in sums),
             aligned=info.aligned,
             max_center_shift=info.max_center_shift,
             global_context=value.global_context,
