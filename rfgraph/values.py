@@ -22,6 +22,7 @@ upstream had no rule: such a tensor's numbers are never reported.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import gcd, lcm, prod
@@ -1841,11 +1842,11 @@ def _merge_dim_tags(candidates: list[Tag], is_concat: bool, info: MergeInfo, siz
             return Axis(candidates[0].axis, GLOBAL)
         merged = local[0]
         for f in local[1:]:
-            shift = local[0].max_center_shift(f)
+            shift = _center_shift(local[0], f)
             if shift or f.stride != local[0].stride:
                 info.aligned = False
             info.max_center_shift = max(info.max_center_shift, shift)
-            merged = merged.merge(f, size)  # different slopes: exact tables over the dim's length
+            merged = _merged(merged, f, size)  # different slopes: exact tables over the dim's length
         return Axis(candidates[0].axis, merged)
     if all(c == candidates[0] for c in candidates):
         return candidates[0]
@@ -1856,6 +1857,39 @@ def _merge_dim_tags(candidates: list[Tag], is_concat: bool, info: MergeInfo, siz
         return merged
     except _Incompatible:
         return _mixed_union(candidates)
+
+
+# A concat of many pieces (DenseNet: every layer's features so far) merges the same prefix again at every
+# layer: the merges and center shifts of fields (immutable, hashable) are remembered, a bounded number, and
+# only for small periodic fields whose merge stays periodic (no memory that grows with the image).
+def _merged(a: Field, b: Field, size: Optional[int]) -> Field:
+    if _small(a) and _small(b) and _same_slope(a.lo, b.lo) and _same_slope(a.hi, b.hi):
+        return _merged_small(a, b, size)
+    return a.merge(b, size)
+
+
+def _center_shift(a: Field, b: Field) -> Fraction:
+    return _center_shift_small(a, b) if _small(a) and _small(b) else a.max_center_shift(b)
+
+
+@functools.lru_cache(maxsize=1024)
+def _merged_small(a: Field, b: Field, size: Optional[int]) -> Field:
+    return a.merge(b, size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _center_shift_small(a: Field, b: Field) -> Fraction:
+    return a.max_center_shift(b)
+
+
+def _same_slope(m: PAMap, n: PAMap) -> bool:
+    return m.advance * n.period == n.advance * m.period
+
+
+def _small(f: Field) -> bool:
+    """A local field of periodic-affine maps with short periods (at most 64 units)."""
+    return f.lo is not None and all(isinstance(m, PAMap) and m.period <= 64
+                                    for m in (f.lo, f.hi, f.path_lo, f.path_hi))
 
 
 def _merge_fields(a: Field, b: Field, info: MergeInfo) -> Field:
