@@ -1,7 +1,8 @@
 """Time of a full rfgraph analysis (trace + shapes + symbolic pass, all nodes) beside a
 bare ``torch.fx.symbolic_trace`` of the same model, measured in the same run.
 
-Model construction (meta device) is excluded; each figure is the median of several runs.
+Model construction (meta device) is excluded; each figure is the median of several runs, rfgraph's
+merge caches cleared before each (`rfgraph.values.clear_merge_caches`).
 
     .venv/bin/python benchmarks/speed.py [--repeat 15]
 """
@@ -17,6 +18,7 @@ import torch.fx
 
 import rfgraph
 from rfgraph.models import load_model
+from rfgraph.values import clear_merge_caches
 
 MODELS = [
     ("torchvision:resnet50", (1, 3, 224, 224)),
@@ -32,9 +34,10 @@ MODELS = [
 
 
 def median_time(fn, repeat: int) -> float:
-    fn()  # warm-up: imports, caches
+    fn()  # warm-up: imports, torch's caches
     times = []
     for _ in range(repeat):
+        clear_merge_caches()  # each analysis timed as the first one of the process would run
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

@@ -35,7 +35,7 @@ from .algebra import GLOBAL, Field, FiniteMap, Map, PAMap, SlopeMismatch
 from .errors import RuleError
 from .locking import serialized
 
-__all__ = ["collect", "shape_by_execution", "Axis", "Sub", "Flat", "Cat", "Mixed", "Offsets", "Tag", "is_complete", "is_mixable", "SymTensor", "MergeInfo", "merge_tensors"]
+__all__ = ["collect", "shape_by_execution", "clear_merge_caches", "Axis", "Sub", "Flat", "Cat", "Mixed", "Offsets", "Tag", "is_complete", "is_mixable", "SymTensor", "MergeInfo", "merge_tensors"]
 
 
 def collect(value: Any, kind: type) -> list:
@@ -1880,6 +1880,12 @@ def _merged_small(a: Field, b: Field, size: Optional[int]) -> Field:
 @functools.lru_cache(maxsize=1024)
 def _center_shift_small(a: Field, b: Field) -> Fraction:
     return a.max_center_shift(b)
+
+
+def clear_merge_caches() -> None:
+    """Forget the remembered field merges (`benchmarks/speed.py` times each analysis as the first one)."""
+    _merged_small.cache_clear()
+    _center_shift_small.cache_clear()
 
 
 def _same_slope(m: PAMap, n: PAMap) -> bool:
