@@ -373,7 +373,9 @@ class Prober:
             alt_out = next(s for s in alt_out if s is not None)
         if alt_out is not None and len(alt_out) == out.ndim:
             varying = [d for d, (a, b) in enumerate(zip(out.shape, alt_out)) if a != b]
-            out_dim = varying[0] if varying else None
+            # several dims follow the length (a map spread along a new dim of that size): the caller's dim,
+            # the analysis' own, when it is one of them
+            out_dim = dim_hint if dim_hint in varying else (varying[0] if varying else None)
         else:  # no other length accepted: the dim the caller names (the analysis' own, or the input's)
             out_dim = dim_hint if dim_hint is not None and 0 <= dim_hint < out.ndim else None
         n_out = out.shape[out_dim] if out_dim is not None else 1

@@ -594,6 +594,8 @@ class Runner(fx.Interpreter):
         a = shapes.get(src)
         if not varying or not isinstance(a, tuple) or (a and isinstance(a[0], tuple)):
             return out
+        if self._varies(src, shapes, alt):
+            return out  # the source holds the measured axis itself: spread along a new dim, still a data path
         if _broadcast_along(a, _alt_shape(src, alt), out.ndim, varying):
             self.cut += 1
             return out.detach()

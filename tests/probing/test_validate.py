@@ -500,3 +500,28 @@ def test_shifted_windows_symbolic_equals_probe_at_every_unit(fill, how):
     if wrapped:  # (a table: every unit measured; periodic maps are measured at a few units, the wrapped
         # units of the hidden case in `tests/probing/test_runner.py`)
         assert set(report.rows[0].numeric.axes[0].units) >= {0, 1, 14, 15}
+
+
+class _SpreadAlongLength(nn.Module):
+    """conv k=3 (no padding), then the map spread along a new dim whose size is the input length:
+    ``(B, n, C, n - 2)``, dim 1 a copy index, dim 3 the positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x).unsqueeze(1).expand(-1, x.shape[2], -1, -1) * 1.0
+
+
+def test_a_map_spread_along_a_dim_of_the_length_is_measured_by_its_positions():
+    """Hand derivation: unit u of dim 3 reads [u, u + 2] at every index of dim 1 (rf 3, stride 1, start 0).
+    The probe used to cut the expand as context (a size-1 dim spread along a dim that follows the length)
+    and then found no path to the input; and of the two dims that follow the length it seeded the first,
+    the copy index, not the analysis' dim."""
+    a = rfgraph.analyze(_SpreadAlongLength(), (1, 1, 16))
+    r = a["mul"]
+    assert r.dims == (3,) and (r.rf, r.stride, r.start) == ((3,), (1,), (0,))
+    report = validate_analysis(a, ["mul"])
+    assert report.ok and not report.disagreements, str(report)
+    assert (report.rows[0].numeric.rf, report.rows[0].numeric.start) == ((3,), (0,))
