@@ -372,9 +372,6 @@ _SAFE_MODULES: tuple[type, ...] = (
 ) + IDENTITY_MODULE_TYPES + tuple(_MAX_POOLS) + tuple(_ADAPTIVE_MAX)
 
 
-_target_name = target_name
-
-
 def support_safe(gm: nn.Module, inert: Any = frozenset()) -> bool:
     """Whether every op of the graph module ``gm`` back-propagates a non-negative gradient on the sanitized
     copy (`SUPPORT_SAFE_OPS`), so that float32 finds the same non-zero pattern as float64.  Nodes named in
@@ -396,7 +393,7 @@ def first_unsafe_op(gm: nn.Module, inert: Any = frozenset()) -> Optional[str]:
         if n.op in ("placeholder", "get_attr", "output") or n.name in inert or n not in depends:
             continue
         if not _op_support_safe(gm, n, depends):
-            what = n.target if n.op != "call_function" else _target_name(n.target)
+            what = n.target if n.op != "call_function" else target_name(n.target)
             return f"{n.name} ({what})"
     return None
 
@@ -413,7 +410,7 @@ def _op_support_safe(gm: nn.Module, n: Any, depends: set) -> bool:
         return not (isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.track_running_stats)
     if n.op == "call_function" and hashable(n.target) and n.target in FUNCTION_REPLACEMENTS:
         return True  # made an identity or a window sum on the copy
-    name = _target_name(n.target)
+    name = target_name(n.target)
     if n.op == "call_method" and name in IDENTITY_METHODS:
         return True
     if name in ("interpolate", "upsample"):

@@ -1903,11 +1903,11 @@ def _merge_fields(a: Field, b: Field, info: MergeInfo) -> Field:
         return GLOBAL
     if a == b:
         return a
-    shift = a.max_center_shift(b)
+    shift = _center_shift(a, b)
     if shift or a.stride != b.stride:
         info.aligned = False
     info.max_center_shift = max(info.max_center_shift, shift)
-    return a.merge(b)
+    return _merged(a, b, None)
 
 
 def _merge_struct(a: Optional[Tag], b: Optional[Tag], info: MergeInfo) -> Optional[Tag]:

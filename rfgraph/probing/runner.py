@@ -13,13 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ProbeError, RFGraphError
-from ..rules.mixing import HIDING_LOGIT
+from ..rules.call import target_name
+from ..rules.mixing import ADD_NAMES, FILL_NAMES, HIDING_LOGIT, MASK_CARRIERS, SOFTMAX_NAMES
 from ..sanitize import (
     FUNCTION_REPLACEMENTS,
     IDENTITY_METHODS,
     IDENTITY_MODULE_TYPES,
     NORM_ALIASES,
-    _target_name,
     aten_overloads,
     hashable,
 )
@@ -316,7 +316,7 @@ class Runner(fx.Interpreter):
         (user,) = n.users
         if user.op not in ("call_function", "call_method"):
             return None
-        name = _target_name(user.target)
+        name = target_name(user.target)
         if _uses(user, n) != 1:
             return None
         if name in _MOVE_OPS:
@@ -336,7 +336,7 @@ class Runner(fx.Interpreter):
             if held is None:
                 continue
             moved = isinstance(value, torch.Tensor) and value.requires_grad and value.is_floating_point() and \
-                (_target_name(n.target) in _MOVE_OPS or tuple(held.shape) == tuple(value.shape))
+                (target_name(n.target) in _MOVE_OPS or tuple(held.shape) == tuple(value.shape))
             if moved:
                 self.skipped_hooks += 1
             else:
@@ -383,7 +383,7 @@ class Runner(fx.Interpreter):
         if n.op == "call_function":
             if n.kwargs.get("alpha", 1) != 1:
                 return False
-            return _target_name(n.target) in _MAGNITUDE_OPS
+            return target_name(n.target) in _MAGNITUDE_OPS
         return False
 
     def _hook(self, value: Any, skip: bool = False) -> None:
@@ -462,9 +462,9 @@ class Runner(fx.Interpreter):
         moves (views, permutes, dtype changes) and further adds carry it."""
         if not isinstance(out, torch.Tensor) or not out.is_floating_point() or not out.requires_grad:
             return
-        name = _target_name(n.target) if n.op != "call_module" else ""
+        name = target_name(n.target) if n.op != "call_module" else ""
         hidden = None
-        if name in _ADD_OPS | {"add_", "iadd", "__iadd__"} and len(args) == 2 and kwargs.get("alpha", 1) == 1:
+        if name in ADD_NAMES and len(args) == 2 and kwargs.get("alpha", 1) == 1:
             parts = []
             for src, value in zip(n.args, args):
                 if isinstance(src, fx.Node) and src in self._hidden:
@@ -479,7 +479,7 @@ class Runner(fx.Interpreter):
                 except RuntimeError:
                     return
                 hidden = part if hidden is None else hidden | part
-        elif name in ("masked_fill", "masked_fill_") and len(args) >= 3 and isinstance(args[2], (int, float)) \
+        elif name in FILL_NAMES and len(args) >= 3 and isinstance(args[2], (int, float)) \
                 and args[2] <= HIDING_LOGIT and isinstance(args[1], torch.Tensor) and args[1].dtype == torch.bool \
                 and not args[1].requires_grad:
             try:
@@ -489,7 +489,7 @@ class Runner(fx.Interpreter):
             src = n.args[0]
             if isinstance(src, fx.Node) and src in self._hidden:
                 hidden = hidden | self._hidden[src][0]
-        elif name in _HIDDEN_MOVES and n.args and isinstance(n.args[0], fx.Node) and n.args[0] in self._hidden:
+        elif name in MASK_CARRIERS and n.args and isinstance(n.args[0], fx.Node) and n.args[0] in self._hidden:
             held = self._hidden[n.args[0]][0]
             if name in _DTYPE_MOVES:
                 hidden = held
@@ -519,10 +519,7 @@ class Runner(fx.Interpreter):
         src = n.args[0] if n.args else None
         if dim is None or not isinstance(src, fx.Node) or src not in self._hidden:
             return None
-        x = args[0]
-        hidden = self._hidden[src][0]
-        hidden = hidden & ~hidden.all(dim, keepdim=True)
-        masked = x.masked_fill(hidden, float("-inf"))
+        masked = _as_minus_inf(args[0], self._hidden[src][0], dim)
         return self._call_op(n, (masked,) + tuple(args[1:]), kwargs)
 
     def _call_op(self, n: fx.Node, args, kwargs):
@@ -716,16 +713,10 @@ _MOVE_OPS = frozenset({
 })
 _ADD_OPS = frozenset({"add", "__add__", "__radd__"})
 
-#: Moves that carry the hidden entries from the mask's ``add`` to the softmax (`Runner._track_hidden`),
-#: by name; the dtype changes keep them as they are; views are taken as reshapes (the mask may be broadcast).
-_DTYPE_MOVES = frozenset({"to", "float", "double", "half", "type_as", "_to_copy", "contiguous", "clone", "alias",
-                          "detach"})
-_HIDDEN_MOVES = _DTYPE_MOVES | frozenset({
-    "view", "reshape", "_unsafe_view", "permute", "transpose", "flatten", "unflatten", "unsqueeze", "squeeze",
-    "movedim",
-})
+#: The moves (`MASK_CARRIERS`) that change no value, only the dtype: the hidden entries stay as they are; the
+#: other moves are applied to them (views taken as reshapes: the mask may be broadcast).
+_DTYPE_MOVES = frozenset({"to", "float", "double", "half", "type_as", "_to_copy", "contiguous", "clone", "alias"})
 _RESHAPES = {"view": "reshape", "_unsafe_view": "reshape"}
-_SOFTMAX_FUNCTIONS = {F.softmax, torch.softmax} | set(aten_overloads("_softmax")) | set(aten_overloads("softmax", ("int",)))
 _SDPA_FUNCTIONS = {F.scaled_dot_product_attention} | set(aten_overloads("scaled_dot_product_attention"))
 
 
@@ -734,9 +725,7 @@ def _softmax_dim(runner: Runner, n: fx.Node, args, kwargs) -> Optional[int]:
     if n.op == "call_module":
         m = runner.fetch_attr(n.target)
         return m.dim if isinstance(m, nn.Softmax) else None
-    if n.op == "call_method" and n.target != "softmax":
-        return None
-    if n.op == "call_function" and not (hashable(n.target) and n.target in _SOFTMAX_FUNCTIONS):
+    if n.op not in ("call_method", "call_function") or target_name(n.target) not in SOFTMAX_NAMES:
         return None
     dim = args[1] if len(args) > 1 else kwargs.get("dim")
     return dim if isinstance(dim, int) else None
@@ -744,6 +733,12 @@ def _softmax_dim(runner: Runner, n: fx.Node, args, kwargs) -> Optional[int]:
 
 def _is_sdpa(n: fx.Node) -> bool:
     return n.op == "call_function" and hashable(n.target) and n.target in _SDPA_FUNCTIONS
+
+
+def _as_minus_inf(x: torch.Tensor, hidden: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x`` with its ``hidden`` entries -inf, except in rows (along ``dim``) hidden whole: a softmax of those
+    would be NaN, and the mask means nothing there."""
+    return x.masked_fill(hidden & ~hidden.all(dim, keepdim=True), float("-inf"))
 
 
 def _hide_in_sdpa_mask(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -755,8 +750,7 @@ def _hide_in_sdpa_mask(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     hidden = mask <= HIDING_LOGIT
     if not bool(hidden.any()):
         return args, kwargs
-    hidden = hidden & ~hidden.all(-1, keepdim=True)
-    mask = mask.masked_fill(hidden, float("-inf"))
+    mask = _as_minus_inf(mask, hidden, -1)
     if len(args) > 3:
         return args[:3] + (mask,) + tuple(args[4:]), kwargs
     return args, {**kwargs, "attn_mask": mask}

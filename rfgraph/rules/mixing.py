@@ -136,7 +136,7 @@ def mix_dim_rule(call: OpCall) -> SymTensor:
     dim = call.arg(1, "dim", None)
     if dim is None:
         dim = -1
-    if target_name(call.target) not in _SOFTMAX_NAMES:
+    if target_name(call.target) not in SOFTMAX_NAMES:
         return x.mix([norm_dim(dim, x.ndim)], call.describe())
     return _masked_softmax(call, x, norm_dim(dim, x.ndim))
 
@@ -182,8 +182,7 @@ def _masked_softmax(call: OpCall, x: SymTensor, d: int) -> SymTensor:
     entries hides the wrapped part of rolled windows (Swin's); one known to hide entries of a dim that no
     roll wrapped (a causal or padding mask written by hand) hides keys this rule does not follow."""
     mask = additive_mask(call)
-    rolled = any(isinstance(leaf, Sub) and leaf.shift for leaf in _subs(x.tags[d], everything=True))
-    if mask == "hides" and not rolled:
+    if mask == "hides" and not _rolled(x.tags[d]):
         return hand_over(call, x, "an additive mask hides entries (-100 or less) of tokens that no roll wrapped; "
                                   "which keys it hides is not followed")
     return x.mix([d], call.describe(), wrap_hidden=bool(mask))
@@ -199,15 +198,20 @@ HIDING_LOGIT = -100.0
 
 #: The softmax, whose entries an additive mask of -100 or less hides (the probe's convention too,
 #: `rfgraph.probing.runner`; not softmin, which negates them, nor log_softmax, whose hidden entries are -inf).
-_SOFTMAX_NAMES = frozenset({"softmax", "_softmax"})
+SOFTMAX_NAMES = frozenset({"softmax", "_softmax"})
 #: How an additive mask is spelled (and a fill of the masked entries with -100 or less), and the ops that
 #: carry the masked scores to the softmax unchanged.
 ADD_NAMES = frozenset({"add", "add_", "__add__", "__radd__", "iadd", "__iadd__"})
 FILL_NAMES = frozenset({"masked_fill", "masked_fill_"})
-_CARRIERS = frozenset({
+MASK_CARRIERS = frozenset({
     "view", "reshape", "_unsafe_view", "permute", "transpose", "contiguous", "clone", "to", "float", "double",
     "half", "type_as", "_to_copy", "unsqueeze", "squeeze", "flatten", "unflatten", "alias", "movedim",
 })
+
+
+def _rolled(tag) -> bool:
+    """Whether a dim's tag holds digits of a rolled axis (Swin's shifted windows)."""
+    return any(isinstance(leaf, Sub) and leaf.shift for leaf in _subs(tag, everything=True))
 
 
 def additive_mask(call: OpCall) -> str:
@@ -231,24 +235,16 @@ def weighted_by_hiding_softmax(call: OpCall) -> bool:
         return False
     for src in node.all_input_nodes:
         for _ in range(16):
+            module = call.interp.fetch_attr(src.target) if src.op == "call_module" else None
             name = target_name(src.target) if src.op in ("call_function", "call_method") else ""
-            if src.op == "call_module":
-                module = call.interp.fetch_attr(src.target)
-                if isinstance(module, nn.Softmax):
-                    if src.args and _masked_scores(call.interp, src.args[0]):
-                        return True
-                    break
-                if not isinstance(module, (nn.Dropout, nn.Identity)) or not src.args:
-                    break
-                src = src.args[0]
-            elif name in _SOFTMAX_NAMES:
+            if isinstance(module, nn.Softmax) or name in SOFTMAX_NAMES:
                 if src.args and _masked_scores(call.interp, src.args[0]):
                     return True
                 break
-            elif (name in _CARRIERS or name == "dropout") and src.args and isinstance(src.args[0], fx.Node):
-                src = src.args[0]
-            else:
+            carries = isinstance(module, (nn.Dropout, nn.Identity)) or name in MASK_CARRIERS or name == "dropout"
+            if not carries or not src.args or not isinstance(src.args[0], fx.Node):
                 break
+            src = src.args[0]
     return False
 
 
@@ -276,7 +272,7 @@ def _masked_scores(interp: Any, src: Any) -> str:
             if isinstance(value, (int, float)) and value <= HIDING_LOGIT and mask in hides:
                 return "hides" if hides[mask] else ("unknown" if hides[mask] is None else "")
             src = src.args[0]
-        elif name in _CARRIERS and src.args:
+        elif name in MASK_CARRIERS and src.args:
             src = src.args[0]
         else:
             return ""
@@ -524,8 +520,7 @@ def _mask_of_rolled_keys(call: OpCall, k: SymTensor, mask: Union[None, SymTensor
     """``(mask, wrap_hidden)`` for `attend`: a float mask that hides entries of keys held in rolled windows
     hides their wrapped part (Swin's, as `_masked_softmax` takes it); a mask on the meta device with unknown
     values is taken as such.  Other masks that hide keep their reason (handed over)."""
-    rolled = k.ndim >= 2 and any(isinstance(leaf, Sub) and leaf.shift
-                                 for leaf in _subs(k.tags[k.ndim - 2], everything=True))
+    rolled = k.ndim >= 2 and _rolled(k.tags[k.ndim - 2])
     if mask == _HIDING_FLOAT_MASK and rolled:
         return None, True
     return mask, rolled and _mask_values_unknown(call, *at)
